@@ -1,0 +1,162 @@
+//! What an upstream (or a local source) said about one question: the RCODE,
+//! the AD bit and the three record sections, without the header or OPT.
+//!
+//! This is the unit that the cache stores and that DNS64 synthesis reads and
+//! writes, so both stay free of wire and socket details.
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// The most CNAMEs followed in one chain before it is treated as a loop.
+pub const MAX_CNAME_CHAIN: usize = 16;
+
+/// The content of a DNS response for one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response code (NOERROR, NXDOMAIN, SERVFAIL, …).
+    pub response_code: ResponseCode,
+    /// The upstream's AD bit (RFC 4035 §3.2.3).
+    pub authentic_data: bool,
+    /// The answer section.
+    pub answers: Vec<Record>,
+    /// The authority section.
+    pub authorities: Vec<Record>,
+    /// The additional section, without OPT and TSIG.
+    pub additionals: Vec<Record>,
+}
+
+impl Answer {
+    /// An answer with a response code and no records.
+    pub fn empty(response_code: ResponseCode) -> Self {
+        Self {
+            response_code,
+            authentic_data: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    /// Takes the sections of an upstream response.
+    pub fn from_message(message: Message) -> Self {
+        Self {
+            response_code: message.metadata.response_code,
+            authentic_data: message.metadata.authentic_data,
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
+        }
+    }
+
+    /// The SOA record of the authority section and its negative-caching TTL,
+    /// min(SOA TTL, SOA MINIMUM) (RFC 2308 §5).
+    pub fn negative_ttl(&self) -> Option<u32> {
+        self.authorities
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::SOA(soa) => Some(record.ttl.min(soa.minimum)),
+                _ => None,
+            })
+    }
+
+    /// The smallest TTL in the answer section, if it has records.
+    pub fn min_answer_ttl(&self) -> Option<u32> {
+        self.answers.iter().map(|record| record.ttl).min()
+    }
+
+    /// Follows the CNAME chain from `name` through the answer section and
+    /// returns the final owner name, or `None` for a loop or an over-long chain.
+    pub fn chain_target(&self, name: &Name) -> Option<Name> {
+        let mut current = name.clone();
+        for _ in 0..=MAX_CNAME_CHAIN {
+            let next = self.answers.iter().find_map(|record| match &record.data {
+                RData::CNAME(cname) if record.name == current => Some(cname.0.clone()),
+                _ => None,
+            });
+            match next {
+                Some(target) => current = target,
+                None => return Some(current),
+            }
+        }
+        None
+    }
+
+    /// Records of `record_type` owned by `owner` in the answer section.
+    pub fn records_at<'a>(
+        &'a self,
+        owner: &'a Name,
+        record_type: RecordType,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
+        self.answers
+            .iter()
+            .filter(move |record| record.record_type() == record_type && &record.name == owner)
+    }
+
+    /// Sets the TTL of every SOA in the authority section (only negative
+    /// answers carry one there) to its negative-caching TTL,
+    /// min(SOA TTL, MINIMUM), as RFC 2308 §3 asks of the server that sends it.
+    pub fn normalize_negative_soa(&mut self) {
+        for record in &mut self.authorities {
+            if let RData::SOA(soa) = &record.data {
+                record.ttl = record.ttl.min(soa.minimum);
+            }
+        }
+    }
+
+    /// Lowers every TTL by `elapsed` seconds, never below zero (for cached data).
+    pub fn age_by(&mut self, elapsed: u32) {
+        for record in self
+            .answers
+            .iter_mut()
+            .chain(self.authorities.iter_mut())
+            .chain(self.additionals.iter_mut())
+        {
+            record.ttl = record.ttl.saturating_sub(elapsed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, CNAME, SOA};
+    use std::str::FromStr;
+
+    fn name(text: &str) -> Name {
+        Name::from_str(text).unwrap()
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), 300, RData::CNAME(CNAME(name(target))))
+    }
+
+    #[test]
+    fn chain_target_follows_cnames_case_insensitively() {
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers = vec![
+            cname("a.test.", "B.test."),
+            cname("b.test.", "c.test."),
+            Record::from_rdata(name("c.test."), 300, RData::A(A::new(1, 2, 3, 4))),
+        ];
+        assert_eq!(answer.chain_target(&name("A.TEST.")), Some(name("c.test.")));
+        assert_eq!(answer.chain_target(&name("z.test.")), Some(name("z.test.")));
+    }
+
+    #[test]
+    fn chain_target_detects_loops() {
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers = vec![cname("a.test.", "b.test."), cname("b.test.", "a.test.")];
+        assert_eq!(answer.chain_target(&name("a.test.")), None);
+    }
+
+    #[test]
+    fn negative_ttl_is_min_of_soa_ttl_and_minimum() {
+        let soa = SOA::new(name("ns."), name("h."), 1, 3600, 900, 604800, 600);
+        let mut answer = Answer::empty(ResponseCode::NXDomain);
+        answer.authorities = vec![Record::from_rdata(name("t."), 45, RData::SOA(soa.clone()))];
+        assert_eq!(answer.negative_ttl(), Some(45));
+        answer.authorities = vec![Record::from_rdata(name("t."), 3600, RData::SOA(soa))];
+        assert_eq!(answer.negative_ttl(), Some(600));
+        assert_eq!(Answer::empty(ResponseCode::NoError).negative_ttl(), None);
+    }
+}

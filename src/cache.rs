@@ -1,0 +1,294 @@
+//! A bounded, sharded LRU cache of upstream answers (A, AAAA, any type,
+//! and negative answers per RFC 2308), served with TTLs counted down.
+//!
+//! The cache stores what upstreams said, never synthesized data, so a change
+//! of prefixes or policy takes effect at once. It uses `tokio::time::Instant`
+//! so tests can drive it with a paused clock. No I/O, no DNS64 logic.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use lru::LruCache;
+use tokio::time::{Duration, Instant};
+
+use crate::answer::Answer;
+use crate::config::CacheConfig;
+
+/// Number of independently locked shards (a power of two).
+const SHARDS: usize = 16;
+
+/// What identifies a cached answer: the question and the DNSSEC bits that change it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Lower-cased query name.
+    pub name: Name,
+    /// Query type.
+    pub record_type: RecordType,
+    /// Query class.
+    pub class: DNSClass,
+    /// The DO bit asked upstream (RRSIGs included or not).
+    pub dnssec_ok: bool,
+    /// The CD bit asked upstream (validation off or on).
+    pub checking_disabled: bool,
+}
+
+impl CacheKey {
+    /// A key for a question; the name is lower-cased.
+    pub fn new(
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        dnssec_ok: bool,
+        checking_disabled: bool,
+    ) -> Self {
+        Self {
+            name: name.to_lowercase(),
+            record_type,
+            class,
+            dnssec_ok,
+            checking_disabled,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Answer,
+    stored: Instant,
+    expires: Instant,
+}
+
+/// Cache statistics since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries held now.
+    pub entries: usize,
+}
+
+/// The answer cache.
+pub struct Cache {
+    shards: Vec<Mutex<LruCache<CacheKey, Entry>>>,
+    hasher: std::collections::hash_map::RandomState,
+    config: CacheConfig,
+}
+
+impl Cache {
+    /// A cache bounded by `config.max_entries` (0 disables caching).
+    pub fn new(config: CacheConfig) -> Self {
+        let per_shard = config.max_entries.div_ceil(SHARDS).max(1);
+        let capacity = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(capacity)))
+                .collect(),
+            hasher: Default::default(),
+            config,
+        }
+    }
+
+    fn shard(&self, key: &CacheKey) -> &Mutex<LruCache<CacheKey, Entry>> {
+        let mut hasher = self.hasher.build_hasher();
+        key.hash(&mut hasher);
+        let index = (hasher.finish() as usize) % SHARDS;
+        &self.shards[index]
+    }
+
+    /// The cached answer with TTLs lowered by its age, if present and fresh.
+    pub fn get(&self, key: &CacheKey) -> Option<Answer> {
+        if self.config.max_entries == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut shard = self
+            .shard(key)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = shard.get(key)?;
+        if entry.expires <= now {
+            shard.pop(key);
+            return None;
+        }
+        let elapsed = now.duration_since(entry.stored).as_secs();
+        let mut answer = entry.answer.clone();
+        answer.age_by(u32::try_from(elapsed).unwrap_or(u32::MAX));
+        Some(answer)
+    }
+
+    /// Stores an upstream answer if it is cacheable (RFC 2308: negative
+    /// answers only with an SOA; failures never).
+    pub fn insert(&self, key: CacheKey, mut answer: Answer) {
+        if self.config.max_entries == 0 {
+            return;
+        }
+        let Some(ttl) = self.cache_ttl(&answer) else {
+            return;
+        };
+        if ttl == 0 {
+            return;
+        }
+        let cap = if answer.answers.is_empty() {
+            self.config.negative_max_ttl
+        } else {
+            self.config.max_ttl
+        };
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = record.ttl.min(cap);
+        }
+        let now = Instant::now();
+        let entry = Entry {
+            answer,
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+        };
+        let mut shard = self
+            .shard(&key)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        shard.put(key, entry);
+    }
+
+    /// How long an answer may be kept, or `None` if it must not be cached.
+    fn cache_ttl(&self, answer: &Answer) -> Option<u32> {
+        let config = &self.config;
+        match answer.response_code {
+            ResponseCode::NoError if !answer.answers.is_empty() => {
+                let ttl = answer.min_answer_ttl()?;
+                Some(ttl.clamp(config.min_ttl, config.max_ttl))
+            }
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                let ttl = answer.negative_ttl()?;
+                Some(ttl.min(config.negative_max_ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// Number of entries held now (expired ones included until touched).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .len()
+            })
+            .sum()
+    }
+
+    /// True if nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{RData, Record};
+    use std::str::FromStr;
+
+    fn config(max_entries: usize) -> CacheConfig {
+        CacheConfig {
+            max_entries,
+            min_ttl: 0,
+            max_ttl: 86400,
+            negative_max_ttl: 3600,
+        }
+    }
+
+    fn key(name: &str) -> CacheKey {
+        CacheKey::new(
+            &Name::from_str(name).unwrap(),
+            RecordType::A,
+            DNSClass::IN,
+            false,
+            false,
+        )
+    }
+
+    fn positive(ttl: u32) -> Answer {
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers.push(Record::from_rdata(
+            Name::from_str("a.test.").unwrap(),
+            ttl,
+            RData::A(A::new(1, 2, 3, 4)),
+        ));
+        answer
+    }
+
+    fn negative(code: ResponseCode, soa_ttl: u32, minimum: u32) -> Answer {
+        let mut answer = Answer::empty(code);
+        let soa = SOA::new(
+            Name::from_str("ns.test.").unwrap(),
+            Name::from_str("h.test.").unwrap(),
+            1,
+            1,
+            1,
+            1,
+            minimum,
+        );
+        answer.authorities.push(Record::from_rdata(
+            Name::from_str("test.").unwrap(),
+            soa_ttl,
+            RData::SOA(soa),
+        ));
+        answer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_counts_down_and_entry_expires() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("a.test."), positive(300));
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert_eq!(cache.get(&key("A.TEST.")).unwrap().answers[0].ttl, 200);
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert!(cache.get(&key("a.test.")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn negative_answers_use_soa_ttl_and_cap() {
+        let cache = Cache::new(config(100));
+        cache.insert(
+            key("nx.test."),
+            negative(ResponseCode::NXDomain, 7200, 7200),
+        );
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(cache.get(&key("nx.test.")).is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.get(&key("nx.test.")).is_none());
+        cache.insert(
+            key("nodata.test."),
+            negative(ResponseCode::NoError, 3600, 60),
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(cache.get(&key("nodata.test.")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_and_soa_less_negatives_are_not_cached() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("fail.test."), Answer::empty(ResponseCode::ServFail));
+        cache.insert(key("bare.test."), Answer::empty(ResponseCode::NXDomain));
+        cache.insert(key("zero.test."), positive(0));
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_is_bounded() {
+        let cache = Cache::new(config(32));
+        for index in 0..1000 {
+            cache.insert(key(&format!("n{index}.test.")), positive(300));
+        }
+        assert!(cache.len() <= 32, "{} entries", cache.len());
+    }
+}

@@ -1,0 +1,695 @@
+//! Configuration: built-in defaults, then a TOML file, then `DNS64D_…`
+//! environment variables (nested keys joined with `__`), then command-line
+//! flags, merged with figment into [`RawConfig`] and validated once into
+//! [`Config`], whose fields are typed (addresses, prefixes, networks,
+//! durations) so nothing downstream parses or re-checks them.
+//!
+//! Errors name the key, the value and the reason; unknown keys are rejected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
+
+/// Default resolver file read when `upstream.servers = "system"`.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The sources could not be read or merged (syntax, type or unknown key).
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value has the right type but is not acceptable.
+    #[error("invalid value for `{key}`: {value:?}: {reason}")]
+    Invalid {
+        /// The key path, e.g. `dns64.prefixes`.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// Why it is not acceptable.
+        reason: String,
+    },
+    /// No upstream server is left to forward to.
+    #[error("no usable upstream server: {0}")]
+    NoUpstream(String),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl ToString, reason: impl ToString) -> Self {
+        Self::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The configuration as written: every key of the file, with its default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Socket addresses to serve on; each serves UDP and TCP.
+    pub listen: Vec<String>,
+    /// `[upstream]`.
+    pub upstream: RawUpstream,
+    /// `[dns64]`.
+    pub dns64: RawDns64,
+    /// `[access]`.
+    pub access: RawAccess,
+    /// `[cache]`.
+    pub cache: RawCache,
+    /// `[server]`.
+    pub server: RawServer,
+}
+
+/// `upstream.servers`: a list of addresses, or `"system"` for the host's resolvers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawServers {
+    /// `"system"`.
+    Keyword(String),
+    /// `["192.0.2.53", "[2001:db8::53]:53"]`.
+    List(Vec<String>),
+}
+
+/// `[upstream]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// Servers to forward to.
+    pub servers: RawServers,
+    /// Timeout of one attempt, in milliseconds.
+    pub timeout_ms: u64,
+    /// Total attempts across servers.
+    pub attempts: u32,
+    /// Resolver file read for `servers = "system"`.
+    pub resolv_conf: PathBuf,
+}
+
+/// `[dns64]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDns64 {
+    /// NAT64 prefixes.
+    pub prefixes: Vec<String>,
+    /// AAAA ranges treated as absent.
+    pub exclude_aaaa: Vec<String>,
+    /// IPv4 ranges never synthesized; `None` selects the built-in default.
+    pub exclude_ipv4: Option<Vec<String>>,
+    /// Whether a failed AAAA lookup leads to synthesis.
+    pub synthesize_on: SynthesizeOn,
+    /// Synthesize even for DO+CD queries (a departure from RFC 6147 §5.5).
+    pub break_dnssec: bool,
+}
+
+/// `[access]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccess {
+    /// Networks allowed to query.
+    pub clients: Vec<String>,
+}
+
+/// `[cache]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Most entries held.
+    pub max_entries: usize,
+    /// Lower bound on cached TTLs, seconds.
+    pub min_ttl: u32,
+    /// Upper bound on cached TTLs, seconds.
+    pub max_ttl: u32,
+    /// Upper bound on negative-answer TTLs, seconds.
+    pub negative_max_ttl: u32,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// EDNS UDP payload size advertised and used as the UDP response limit.
+    pub edns_udp_size: u16,
+    /// Idle timeout of a TCP client connection, in milliseconds.
+    pub tcp_idle_timeout_ms: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["[::]:53".into(), "0.0.0.0:53".into()],
+            upstream: RawUpstream::default(),
+            dns64: RawDns64::default(),
+            access: RawAccess::default(),
+            cache: RawCache::default(),
+            server: RawServer::default(),
+        }
+    }
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            servers: RawServers::Keyword("system".into()),
+            timeout_ms: 2000,
+            attempts: 2,
+            resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
+        }
+    }
+}
+
+impl Default for RawDns64 {
+    fn default() -> Self {
+        Self {
+            prefixes: vec!["64:ff9b::/96".into()],
+            exclude_aaaa: vec!["::ffff:0:0/96".into()],
+            exclude_ipv4: None,
+            synthesize_on: SynthesizeOn::Rfc,
+            break_dnssec: false,
+        }
+    }
+}
+
+/// The default `access.clients`: loopback and private ranges, never an open resolver.
+pub const DEFAULT_ACCESS_CLIENTS: [&str; 7] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+impl Default for RawAccess {
+    fn default() -> Self {
+        Self {
+            clients: DEFAULT_ACCESS_CLIENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            min_ttl: 0,
+            max_ttl: 86400,
+            negative_max_ttl: 3600,
+        }
+    }
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            edns_udp_size: 1232,
+            tcp_idle_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Values given on the command line; each replaces one key.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` (repeatable).
+    pub listen: Vec<String>,
+    /// `--upstream` (repeatable).
+    pub upstream: Vec<String>,
+    /// `--prefix` (repeatable).
+    pub prefix: Vec<String>,
+}
+
+/// Merges defaults, the optional file, the environment and the overrides.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::invalid(
+                "--config",
+                path.display(),
+                "file does not exist",
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed("DNS64D_").split("__"));
+    if !overrides.listen.is_empty() {
+        figment = figment.merge(Serialized::default("listen", &overrides.listen));
+    }
+    if !overrides.upstream.is_empty() {
+        figment = figment.merge(Serialized::default("upstream.servers", &overrides.upstream));
+    }
+    if !overrides.prefix.is_empty() {
+        figment = figment.merge(Serialized::default("dns64.prefixes", &overrides.prefix));
+    }
+    let raw: RawConfig = figment.extract().map_err(Box::new)?;
+    Config::validate(raw)
+}
+
+/// Parses a TOML document on top of the defaults (no environment), for tests and tools.
+pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(Box::new)?;
+    Config::validate(raw)
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Addresses served (UDP and TCP each).
+    pub listen: Vec<SocketAddr>,
+    /// Forwarding.
+    pub upstream: UpstreamConfig,
+    /// DNS64 policy.
+    pub dns64: Dns64Config,
+    /// Networks allowed to query (others get REFUSED).
+    pub access_clients: Vec<IpNet>,
+    /// Cache bounds.
+    pub cache: CacheConfig,
+    /// Listener behaviour.
+    pub server: ServerConfig,
+    /// The merged raw values, for `--check-config`.
+    pub raw: RawConfig,
+}
+
+/// Validated `[upstream]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Servers in preference order.
+    pub servers: Vec<SocketAddr>,
+    /// Timeout of one attempt.
+    pub timeout: Duration,
+    /// Total attempts across servers.
+    pub attempts: u32,
+}
+
+/// Validated `[dns64]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns64Config {
+    /// Prefixes, each with its IPv4 exclusions.
+    pub prefixes: Vec<SynthesisPrefix>,
+    /// AAAA ranges treated as absent.
+    pub exclude_aaaa: ExcludedAaaa,
+    /// Whether a failed AAAA lookup leads to synthesis.
+    pub synthesize_on: SynthesizeOn,
+    /// Synthesize even for DO+CD queries.
+    pub break_dnssec: bool,
+}
+
+/// Validated `[cache]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most entries held.
+    pub max_entries: usize,
+    /// Lower bound on cached TTLs, seconds.
+    pub min_ttl: u32,
+    /// Upper bound on cached TTLs, seconds.
+    pub max_ttl: u32,
+    /// Upper bound on negative TTLs, seconds.
+    pub negative_max_ttl: u32,
+}
+
+/// Validated `[server]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// EDNS UDP payload size (512–4096).
+    pub edns_udp_size: u16,
+    /// Idle timeout of TCP client connections.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Config {
+    /// Checks every value of `raw` and builds the typed configuration.
+    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = raw
+            .listen
+            .iter()
+            .map(|text| parse_listen(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen.is_empty() {
+            return Err(ConfigError::invalid(
+                "listen",
+                "[]",
+                "at least one address is needed",
+            ));
+        }
+
+        let upstream = UpstreamConfig {
+            servers: resolve_servers(&raw.upstream, &listen)?,
+            timeout: Duration::from_millis(raw.upstream.timeout_ms),
+            attempts: raw.upstream.attempts,
+        };
+        if raw.upstream.timeout_ms == 0 || raw.upstream.timeout_ms > 60_000 {
+            return Err(ConfigError::invalid(
+                "upstream.timeout_ms",
+                raw.upstream.timeout_ms,
+                "must be between 1 and 60000",
+            ));
+        }
+        if raw.upstream.attempts == 0 || raw.upstream.attempts > 16 {
+            return Err(ConfigError::invalid(
+                "upstream.attempts",
+                raw.upstream.attempts,
+                "must be between 1 and 16",
+            ));
+        }
+
+        let exclude_ipv4 = match &raw.dns64.exclude_ipv4 {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|text| {
+                        text.trim().parse::<Ipv4Net>().map_err(|_| {
+                            ConfigError::invalid(
+                                "dns64.exclude_ipv4",
+                                text,
+                                "not an IPv4 network like 10.0.0.0/8",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let mut prefixes = Vec::new();
+        for text in &raw.dns64.prefixes {
+            let prefix: Nat64Prefix = text
+                .parse()
+                .map_err(|error| ConfigError::invalid("dns64.prefixes", text, error))?;
+            if prefixes
+                .iter()
+                .any(|known: &SynthesisPrefix| known.prefix == prefix)
+            {
+                return Err(ConfigError::invalid("dns64.prefixes", text, "listed twice"));
+            }
+            prefixes.push(SynthesisPrefix::new(prefix, exclude_ipv4.as_deref()));
+        }
+        let exclude_aaaa = raw
+            .dns64
+            .exclude_aaaa
+            .iter()
+            .map(|text| {
+                text.trim().parse::<Ipv6Net>().map_err(|_| {
+                    ConfigError::invalid(
+                        "dns64.exclude_aaaa",
+                        text,
+                        "not an IPv6 network like ::ffff:0:0/96",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let access_clients = raw
+            .access
+            .clients
+            .iter()
+            .map(|text| {
+                text.trim()
+                    .parse::<IpNet>()
+                    .or_else(|_| text.trim().parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "access.clients",
+                            text,
+                            "not an IP network like 10.0.0.0/8",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let cache = CacheConfig {
+            max_entries: raw.cache.max_entries,
+            min_ttl: raw.cache.min_ttl,
+            max_ttl: raw.cache.max_ttl,
+            negative_max_ttl: raw.cache.negative_max_ttl,
+        };
+        if cache.min_ttl > cache.max_ttl {
+            return Err(ConfigError::invalid(
+                "cache.min_ttl",
+                cache.min_ttl,
+                format!("is larger than cache.max_ttl ({})", cache.max_ttl),
+            ));
+        }
+
+        let edns_udp_size = raw.server.edns_udp_size;
+        if !(512..=4096).contains(&edns_udp_size) {
+            return Err(ConfigError::invalid(
+                "server.edns_udp_size",
+                edns_udp_size,
+                "must be between 512 and 4096",
+            ));
+        }
+        let server = ServerConfig {
+            edns_udp_size,
+            tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms.max(1)),
+        };
+
+        Ok(Self {
+            listen,
+            upstream,
+            dns64: Dns64Config {
+                prefixes,
+                exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
+                synthesize_on: raw.dns64.synthesize_on,
+                break_dnssec: raw.dns64.break_dnssec,
+            },
+            access_clients,
+            cache,
+            server,
+            raw,
+        })
+    }
+
+    /// The effective configuration as TOML (for `--check-config`).
+    pub fn to_toml(&self) -> String {
+        let mut effective = self.raw.clone();
+        effective.upstream.servers = RawServers::List(
+            self.upstream
+                .servers
+                .iter()
+                .map(|server| server.to_string())
+                .collect(),
+        );
+        toml::to_string_pretty(&effective)
+            .unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+    }
+}
+
+/// Parses a listen address; the port is required.
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ConfigError::invalid(
+            "listen",
+            text,
+            "not a socket address like 127.0.0.1:53 or [::1]:53",
+        )
+    })
+}
+
+/// Parses an upstream server: `ip`, `ip:port`, `[v6]` or `[v6]:port` (port 53 if omitted).
+pub fn parse_server(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Some(address);
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+/// The upstream servers: the list, or the system resolvers, minus our own listeners.
+fn resolve_servers(
+    raw: &RawUpstream,
+    listen: &[SocketAddr],
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let (candidates, source) = match &raw.servers {
+        RawServers::List(list) => {
+            let servers = list
+                .iter()
+                .map(|text| {
+                    parse_server(text).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "upstream.servers",
+                            text,
+                            "not an address like 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (servers, "upstream.servers".to_string())
+        }
+        RawServers::Keyword(word) if word == "system" => (
+            read_resolv_conf(&raw.resolv_conf),
+            raw.resolv_conf.display().to_string(),
+        ),
+        RawServers::Keyword(word) => {
+            return Err(ConfigError::invalid(
+                "upstream.servers",
+                word,
+                "expected a list of addresses or \"system\"",
+            ));
+        }
+    };
+    let mut servers = Vec::new();
+    for server in candidates {
+        if is_own_listener(&server, listen) {
+            tracing::warn!(%server, "skipping upstream server: dns64d itself listens there (it would forward to itself)");
+            continue;
+        }
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+    }
+    if servers.is_empty() {
+        return Err(ConfigError::NoUpstream(format!(
+            "{source} lists no server other than dns64d's own listen addresses; set upstream.servers or --upstream"
+        )));
+    }
+    Ok(servers)
+}
+
+/// True if `server` is one of our listen addresses (a wildcard listener covers every local address).
+fn is_own_listener(server: &SocketAddr, listen: &[SocketAddr]) -> bool {
+    listen.iter().any(|own| {
+        own.port() == server.port()
+            && (own.ip() == server.ip()
+                || (own.ip().is_unspecified()
+                    && (server.ip().is_loopback() || server.ip().is_unspecified())))
+    })
+}
+
+/// Name servers from a resolv.conf file (an unreadable file gives none).
+pub fn read_resolv_conf(path: &Path) -> Vec<SocketAddr> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        tracing::warn!(path = %path.display(), "cannot read resolver file");
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            let address = words.next()?;
+            // A zone index (fe80::1%eth0) is not supported by SocketAddr parsing; skip such lines.
+            parse_server(address)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_text(toml: &str) -> String {
+        from_toml_str(toml)
+            .expect_err("config must be rejected")
+            .to_string()
+    }
+
+    const BASE: &str = "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"192.0.2.53\"]\n";
+
+    #[test]
+    fn defaults_with_explicit_upstream_are_valid() {
+        let config = from_toml_str(BASE).unwrap();
+        assert_eq!(
+            config.upstream.servers,
+            vec!["192.0.2.53:53".parse().unwrap()]
+        );
+        assert_eq!(config.upstream.timeout, Duration::from_millis(2000));
+        assert_eq!(config.upstream.attempts, 2);
+        assert_eq!(config.dns64.prefixes.len(), 1);
+        assert!(config.dns64.prefixes[0].prefix.is_well_known());
+        assert_eq!(config.cache.max_entries, 100_000);
+        assert_eq!(config.server.edns_udp_size, 1232);
+        assert_eq!(config.access_clients.len(), 7);
+    }
+
+    #[test]
+    fn bad_prefix_names_key_value_and_reason() {
+        let text = error_text(&format!("{BASE}[dns64]\nprefixes = [\"64:ff9b::/80\"]\n"));
+        assert!(text.contains("dns64.prefixes"), "{text}");
+        assert!(text.contains("64:ff9b::/80"), "{text}");
+        assert!(text.contains("/80"), "{text}");
+        let text = error_text(&format!(
+            "{BASE}[dns64]\nprefixes = [\"2001:db8:0:0:ff00::/96\"]\n"
+        ));
+        assert!(text.contains("bits 64-71"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = error_text(&format!("{BASE}[dns64]\nprefixs = [\"64:ff9b::/96\"]\n"));
+        assert!(text.contains("prefixs"), "{text}");
+    }
+
+    #[test]
+    fn upstream_port_defaults_to_53() {
+        assert_eq!(
+            parse_server("192.0.2.53"),
+            Some("192.0.2.53:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_server("2001:db8::53"),
+            Some("[2001:db8::53]:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_server("[2001:db8::53]"),
+            Some("[2001:db8::53]:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_server("[2001:db8::53]:5353"),
+            Some("[2001:db8::53]:5353".parse().unwrap())
+        );
+        assert_eq!(parse_server("nonsense"), None);
+    }
+
+    #[test]
+    fn own_listener_is_never_an_upstream() {
+        let toml = "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"127.0.0.1:5300\", \"192.0.2.53\"]\n";
+        let config = from_toml_str(toml).unwrap();
+        assert_eq!(
+            config.upstream.servers,
+            vec!["192.0.2.53:53".parse().unwrap()]
+        );
+        let toml = "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n";
+        assert!(error_text(toml).contains("no usable upstream"));
+    }
+
+    #[test]
+    fn resolv_conf_is_read_for_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# test\nnameserver 192.0.2.1\nnameserver 2001:db8::1\nsearch example\n",
+        )
+        .unwrap();
+        let toml = format!(
+            "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = \"system\"\nresolv_conf = {:?}\n",
+            path.display().to_string()
+        );
+        let config = from_toml_str(&toml).unwrap();
+        assert_eq!(
+            config.upstream.servers,
+            vec![
+                "192.0.2.1:53".parse().unwrap(),
+                "[2001:db8::1]:53".parse().unwrap()
+            ]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Local answers for the special-use name `ipv4only.arpa` (RFC 7050 §2.2,
+//! RFC 8880 §7.2): clients learn the NAT64 prefix from the AAAA answer, so
+//! it is built from the configured prefixes without asking any upstream.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::policy::SynthesisPrefix;
+use super::synthesis::{Synthesized, TTL_CAP_WITHOUT_SOA};
+use crate::answer::Answer;
+
+/// The well-known IPv4 addresses of `ipv4only.arpa` (RFC 7050 §2.2).
+pub const IPV4ONLY_ADDRESSES: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
+
+/// TTL of the local A records, as served by the real `ipv4only.arpa` zone.
+pub const IPV4ONLY_A_TTL: u32 = 86400;
+
+static IPV4ONLY: LazyLock<Name> =
+    LazyLock::new(|| Name::from_str("ipv4only.arpa.").expect("valid name"));
+
+/// True if `name` is `ipv4only.arpa` or a name below it.
+pub fn is_ipv4only_name(name: &Name) -> bool {
+    IPV4ONLY.zone_of(name)
+}
+
+/// The local answer for a question at or below `ipv4only.arpa`.
+///
+/// A gives 192.0.0.170 and 192.0.0.171; AAAA gives both synthesized under
+/// every prefix (exclusions do not apply: this is how clients find the
+/// prefix); other types get NODATA and names below it NXDOMAIN, each with the
+/// zone's SOA. The synthesized AAAA TTL follows RFC 6147 §5.1.7 with the
+/// zone's negative TTL (600 s).
+pub fn answer(qname: &Name, qtype: RecordType, prefixes: &[SynthesisPrefix]) -> Synthesized {
+    let owner = qname.clone();
+    if *qname != *IPV4ONLY {
+        let mut answer = Answer::empty(ResponseCode::NXDomain);
+        answer.authorities.push(soa_record());
+        return Synthesized {
+            answer,
+            synthesized: false,
+        };
+    }
+    let mut answer = Answer::empty(ResponseCode::NoError);
+    let mut synthesized = false;
+    match qtype {
+        RecordType::A => {
+            for address in IPV4ONLY_ADDRESSES {
+                answer.answers.push(Record::from_rdata(
+                    owner.clone(),
+                    IPV4ONLY_A_TTL,
+                    RData::A(A(address)),
+                ));
+            }
+        }
+        RecordType::AAAA if !prefixes.is_empty() => {
+            for prefix in prefixes {
+                for address in IPV4ONLY_ADDRESSES {
+                    answer.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        IPV4ONLY_A_TTL.min(TTL_CAP_WITHOUT_SOA),
+                        RData::AAAA(AAAA(prefix.prefix.embed(address))),
+                    ));
+                }
+            }
+            synthesized = true;
+        }
+        _ => answer.authorities.push(soa_record()),
+    }
+    Synthesized {
+        answer,
+        synthesized,
+    }
+}
+
+/// The SOA of the local `ipv4only.arpa` zone (negative TTL 600 s).
+fn soa_record() -> Record {
+    let soa = SOA::new(
+        IPV4ONLY.clone(),
+        Name::from_str("nobody.invalid.").expect("valid name"),
+        1,
+        3600,
+        1200,
+        604800,
+        TTL_CAP_WITHOUT_SOA,
+    );
+    Record::from_rdata(IPV4ONLY.clone(), TTL_CAP_WITHOUT_SOA, RData::SOA(soa))
+}

@@ -1,0 +1,12 @@
+//! DNS64 itself, without I/O: RFC 6052 address embedding ([`prefix`]), the
+//! exclusion policy ([`policy`]), the RFC 6147 decisions for AAAA queries
+//! ([`synthesis`]) and the local `ipv4only.arpa` answers ([`ipv4only`]).
+
+pub mod ipv4only;
+pub mod policy;
+pub mod prefix;
+pub mod synthesis;
+
+pub use policy::{ExcludedAaaa, SynthesisPrefix};
+pub use prefix::{Nat64Prefix, PrefixError};
+pub use synthesis::{AaaaDecision, SynthesizeOn, Synthesized};

@@ -1,0 +1,175 @@
+//! Which addresses take part in DNS64: the excluded AAAA ranges (RFC 6147
+//! §5.1.4) and, per prefix, the IPv4 ranges that are never synthesized
+//! (RFC 6147 §5.1.4 and RFC 6052 §3.1).
+//!
+//! Built once from the configuration; the decisions are plain lookups.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::prefix::Nat64Prefix;
+
+/// IPv4 ranges never synthesized under any prefix: "this network", loopback,
+/// link-local, multicast and reserved (RFC 6890). Translating them can only
+/// point a client at itself or at nothing.
+pub const ALWAYS_EXCLUDED_IPV4: [&str; 5] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+
+/// Non-global IPv4 ranges (RFC 6890) that RFC 6052 §3.1 forbids embedding in
+/// the well-known prefix 64:ff9b::/96. A network-specific prefix may embed them.
+pub const NON_GLOBAL_IPV4: [&str; 9] = [
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+];
+
+/// The default `dns64.exclude_aaaa`: IPv4-mapped addresses (RFC 6147 §5.1.4).
+pub const DEFAULT_EXCLUDED_AAAA: [&str; 1] = ["::ffff:0:0/96"];
+
+/// The built-in IPv4 exclusion list for a prefix (used when `dns64.exclude_ipv4` is not set).
+pub fn default_excluded_ipv4(prefix: &Nat64Prefix) -> Vec<Ipv4Net> {
+    let extra: &[&str] = if prefix.is_well_known() {
+        &NON_GLOBAL_IPV4
+    } else {
+        &[]
+    };
+    ALWAYS_EXCLUDED_IPV4
+        .iter()
+        .chain(extra)
+        .map(|text| text.parse().expect("built-in IPv4 range is valid"))
+        .collect()
+}
+
+/// A prefix together with the IPv4 ranges it must not embed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthesisPrefix {
+    /// The NAT64 prefix.
+    pub prefix: Nat64Prefix,
+    /// IPv4 ranges never synthesized under this prefix.
+    pub excluded_ipv4: Arc<[Ipv4Net]>,
+}
+
+impl SynthesisPrefix {
+    /// A prefix with an explicit exclusion list, or the built-in one when `None`.
+    pub fn new(prefix: Nat64Prefix, excluded_ipv4: Option<&[Ipv4Net]>) -> Self {
+        let excluded_ipv4 = match excluded_ipv4 {
+            Some(list) => list.into(),
+            None => default_excluded_ipv4(&prefix).into(),
+        };
+        Self {
+            prefix,
+            excluded_ipv4,
+        }
+    }
+
+    /// True if `ipv4` may be synthesized under this prefix.
+    pub fn may_embed(&self, ipv4: Ipv4Addr) -> bool {
+        !self.excluded_ipv4.iter().any(|net| net.contains(&ipv4))
+    }
+}
+
+/// The AAAA ranges treated as absent (RFC 6147 §5.1.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedAaaa(Arc<[Ipv6Net]>);
+
+impl ExcludedAaaa {
+    /// An exclusion set from a list of networks.
+    pub fn new(networks: &[Ipv6Net]) -> Self {
+        Self(networks.into())
+    }
+
+    /// True if an AAAA record with this address must be treated as absent.
+    pub fn is_excluded(&self, address: &Ipv6Addr) -> bool {
+        self.0.iter().any(|net| net.contains(address))
+    }
+
+    /// The networks in this set.
+    pub fn networks(&self) -> &[Ipv6Net] {
+        &self.0
+    }
+}
+
+impl Default for ExcludedAaaa {
+    fn default() -> Self {
+        let networks: Vec<Ipv6Net> = DEFAULT_EXCLUDED_AAAA
+            .iter()
+            .map(|text| text.parse().expect("built-in IPv6 range is valid"))
+            .collect();
+        Self(networks.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_prefix_excludes_non_global_ipv4() {
+        let wkp = SynthesisPrefix::new(Nat64Prefix::well_known(), None);
+        let cases = [
+            ("93.184.216.34", true),
+            ("10.1.2.3", false),
+            ("100.64.0.1", false),
+            ("172.31.255.255", false),
+            ("172.32.0.1", true),
+            ("192.0.0.170", false),
+            ("192.0.2.1", false),
+            ("192.168.1.1", false),
+            ("198.18.0.1", false),
+            ("198.19.255.255", false),
+            ("198.20.0.1", true),
+            ("198.51.100.7", false),
+            ("203.0.113.9", false),
+            ("127.0.0.1", false),
+            ("0.0.0.0", false),
+            ("169.254.1.1", false),
+            ("224.0.0.1", false),
+            ("255.255.255.255", false),
+        ];
+        for (address, allowed) in cases {
+            assert_eq!(
+                wkp.may_embed(address.parse().unwrap()),
+                allowed,
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_specific_prefix_may_embed_private_ipv4() {
+        let nsp = SynthesisPrefix::new("2001:db8:64::/96".parse().unwrap(), None);
+        assert!(nsp.may_embed("10.1.2.3".parse().unwrap()));
+        assert!(nsp.may_embed("192.0.2.1".parse().unwrap()));
+        assert!(!nsp.may_embed("127.0.0.1".parse().unwrap()));
+        assert!(!nsp.may_embed("224.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn configured_list_replaces_default() {
+        let list: Vec<Ipv4Net> = vec!["93.184.216.0/24".parse().unwrap()];
+        let custom = SynthesisPrefix::new(Nat64Prefix::well_known(), Some(&list));
+        assert!(!custom.may_embed("93.184.216.34".parse().unwrap()));
+        assert!(custom.may_embed("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn mapped_addresses_are_excluded_by_default() {
+        let excluded = ExcludedAaaa::default();
+        assert!(excluded.is_excluded(&"::ffff:1.2.3.4".parse().unwrap()));
+        assert!(!excluded.is_excluded(&"2001:db8::1".parse().unwrap()));
+        assert!(!excluded.is_excluded(&"::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,195 @@
+//! One DNS request, bytes in and bytes out: header and shape checks
+//! (FORMERR, NOTIMP, REFUSED, BADVERS), access control, the call into the
+//! [`Resolver`], and the response: flags, EDNS, Extended DNS Errors and
+//! truncation to the client's UDP size. Both transports use this one path,
+//! so UDP and TCP answer alike.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use ipnet::IpNet;
+
+use crate::resolver::{ClientFlags, Question, Resolver};
+
+/// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+
+/// The transport a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: responses are truncated to the client's payload size.
+    Udp,
+    /// TCP: responses up to 65535 octets.
+    Tcp,
+}
+
+/// Turns request bytes into response bytes.
+pub struct RequestHandler {
+    resolver: Arc<Resolver>,
+    access_clients: Vec<IpNet>,
+    edns_udp_size: u16,
+}
+
+impl RequestHandler {
+    /// A handler over a resolver, with the access list and our EDNS payload size.
+    pub fn new(resolver: Arc<Resolver>, access_clients: Vec<IpNet>, edns_udp_size: u16) -> Self {
+        Self {
+            resolver,
+            access_clients,
+            edns_udp_size,
+        }
+    }
+
+    /// The resolver behind this handler.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// True if `address` may query (IPv4-mapped IPv6 sources count as IPv4).
+    pub fn is_allowed(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.access_clients
+            .iter()
+            .any(|network| network.contains(&address))
+    }
+
+    /// Handles one request; `None` means send nothing (no header, or not a query).
+    pub async fn handle(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let header = Header::read(&mut BinDecoder::new(request)).ok()?;
+        if header.metadata.message_type != MessageType::Query {
+            return None; // never answer responses: reflection loops
+        }
+        let message = match Message::from_vec(request) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(%client, %error, "malformed request");
+                let mut response = Message::response(header.metadata.id, header.metadata.op_code);
+                response.metadata.recursion_desired = header.metadata.recursion_desired;
+                response.metadata.response_code = ResponseCode::FormErr;
+                return encode(&response, transport, MIN_UDP_PAYLOAD);
+            }
+        };
+        let (response, limit) = self.respond(message, client).await;
+        encode(&response, transport, limit)
+    }
+
+    /// Builds the response message and the UDP size limit for it.
+    async fn respond(&self, request: Message, client: SocketAddr) -> (Message, u16) {
+        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.metadata.checking_disabled = request.metadata.checking_disabled;
+        response.metadata.recursion_available = true;
+        response.queries = request.queries.clone();
+
+        let mut limit = MIN_UDP_PAYLOAD;
+        let mut dnssec_ok = false;
+        if let Some(client_edns) = &request.edns {
+            dnssec_ok = client_edns.flags().dnssec_ok;
+            limit = client_edns
+                .max_payload()
+                .clamp(MIN_UDP_PAYLOAD, self.edns_udp_size);
+            let mut edns = Edns::new();
+            edns.set_max_payload(self.edns_udp_size)
+                .set_dnssec_ok(dnssec_ok);
+            response.set_edns(edns);
+            if client_edns.version() > 0 {
+                // RFC 6891 §6.1.3: unsupported version.
+                response.metadata.response_code = ResponseCode::BADVERS;
+                return (response, limit);
+            }
+        }
+
+        if request.metadata.op_code != OpCode::Query {
+            response.metadata.response_code = ResponseCode::NotImp;
+            return (response, limit);
+        }
+        if request.queries.len() != 1 {
+            response.metadata.response_code = ResponseCode::FormErr;
+            return (response, limit);
+        }
+        if !self.is_allowed(client.ip()) {
+            tracing::debug!(%client, "refused: not in access.clients");
+            response.metadata.response_code = ResponseCode::Refused;
+            return (response, limit);
+        }
+        let query = &request.queries[0];
+        let record_type = query.query_type();
+        if query.query_class() != DNSClass::IN {
+            response.metadata.response_code = ResponseCode::Refused;
+            return (response, limit);
+        }
+        match record_type {
+            RecordType::OPT => {
+                response.metadata.response_code = ResponseCode::FormErr;
+                return (response, limit);
+            }
+            RecordType::AXFR | RecordType::IXFR => {
+                response.metadata.response_code = ResponseCode::Refused;
+                return (response, limit);
+            }
+            _ => {}
+        }
+
+        let question = Question {
+            name: query.name().clone(),
+            record_type,
+            class: query.query_class(),
+        };
+        let flags = ClientFlags {
+            dnssec_ok,
+            checking_disabled: request.metadata.checking_disabled,
+        };
+        let resolution = self.resolver.resolve(&question, flags).await;
+        let answer = resolution.answer;
+        response.metadata.response_code = answer.response_code;
+        // RFC 6147 §5.5 and RFC 6840 §5.8: AD only for unmodified data, and
+        // only to clients that showed they understand it (DO or AD).
+        response.metadata.authentic_data = !resolution.synthesized
+            && answer.authentic_data
+            && (dnssec_ok || request.metadata.authentic_data);
+        response.answers = answer.answers;
+        response.authorities = answer.authorities;
+        response.additionals = answer.additionals;
+        if let (Some(edns), Some(error)) = (response.edns.as_mut(), resolution.extended_error) {
+            edns.options_mut().insert(error.to_option());
+        }
+        (response, limit)
+    }
+}
+
+/// Encodes a response; over UDP, one larger than `limit` is sent with TC=1
+/// and no records, so the client retries over TCP (RFC 7766 §5).
+fn encode(response: &Message, transport: Transport, limit: u16) -> Option<Vec<u8>> {
+    let bytes = match response.to_vec() {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode response; sending SERVFAIL");
+            let mut failure = Message::response(response.metadata.id, response.metadata.op_code);
+            failure.queries = response.queries.clone();
+            failure.metadata.response_code = ResponseCode::ServFail;
+            failure.metadata.recursion_available = true;
+            return failure.to_vec().ok();
+        }
+    };
+    if transport == Transport::Tcp || bytes.len() <= usize::from(limit) {
+        return Some(bytes);
+    }
+    let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
+    truncated.metadata = response.metadata;
+    truncated.metadata.truncation = true;
+    truncated.queries = response.queries.clone();
+    if let Some(edns) = &response.edns {
+        let mut edns = edns.clone();
+        edns.options_mut().options.clear();
+        truncated.set_edns(edns);
+    }
+    truncated.to_vec().ok()
+}

@@ -1,0 +1,27 @@
+//! dns64d: a DNS64 server (RFC 6147, RFC 6052).
+//!
+//! A tour of the modules, in the order a query meets them:
+//!
+//! - [`server`]: UDP and TCP listeners; bytes in, bytes out.
+//! - [`handler`]: one request: shape checks (FORMERR, NOTIMP, BADVERS),
+//!   access control (REFUSED), flags, EDNS and truncation.
+//! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
+//!   cache, upstream, DNS64 synthesis; coalesces identical misses.
+//! - [`dns64`]: the pure RFC 6052 / RFC 6147 core: prefixes, exclusions,
+//!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
+//! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
+//!   negative caching (RFC 2308).
+//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.
+//! - [`answer`]: the RCODE-plus-sections value passed between them.
+//! - [`ede`]: Extended DNS Errors (RFC 8914).
+//! - [`config`]: figment-loaded, validated configuration.
+
+pub mod answer;
+pub mod cache;
+pub mod config;
+pub mod dns64;
+pub mod ede;
+pub mod handler;
+pub mod resolver;
+pub mod server;
+pub mod upstream;

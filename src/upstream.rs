@@ -1,0 +1,211 @@
+//! Forwarding to upstream resolvers: UDP with EDNS0 from a random port and
+//! ID (hickory-net's client streams check the ID and question of every
+//! reply), a retry over TCP when the reply is truncated, a timeout per
+//! attempt, and failover across servers.
+//!
+//! hickory-resolver's `NameServerPool` is not used because it turns NXDOMAIN,
+//! NODATA and SERVFAIL replies into errors and drops sections, while DNS64
+//! needs every reply whole (the SOA for the TTL rule, RCODEs for §5.1.2).
+//! The result is an [`Answer`], or [`UpstreamError`] when no server replied.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
+use hickory_proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query, ResponseCode,
+};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use tokio::time::Instant;
+
+use crate::answer::Answer;
+use crate::config::UpstreamConfig;
+
+/// Why no answer came back from any upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Every attempt timed out.
+    #[error("no upstream server answered within {attempts} attempt(s) of {timeout:?}")]
+    Timeout {
+        /// Attempts made.
+        attempts: u32,
+        /// Timeout of each.
+        timeout: Duration,
+    },
+    /// Attempts failed with network errors (unreachable, refused, reset).
+    #[error("upstream network error: {0}")]
+    Network(String),
+}
+
+/// The bits of the client's query that are passed upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct UpstreamFlags {
+    /// Ask for DNSSEC records (EDNS DO).
+    pub dnssec_ok: bool,
+    /// Checking disabled (CD), forwarded as the client set it (RFC 6147 §5.5).
+    pub checking_disabled: bool,
+}
+
+/// One upstream server and its reusable UDP exchange.
+struct Server {
+    address: SocketAddr,
+    udp: DnsExchange<TokioRuntimeProvider>,
+}
+
+/// The set of upstream servers, tried in order with failover.
+pub struct Upstream {
+    servers: Vec<Server>,
+    timeout: Duration,
+    attempts: u32,
+    edns_udp_size: u16,
+    /// Index of the server tried first; moves on when that server fails.
+    preferred: AtomicUsize,
+}
+
+impl Upstream {
+    /// Builds the upstream set; must run inside a tokio runtime.
+    pub fn new(config: &UpstreamConfig, edns_udp_size: u16) -> Self {
+        let servers = config
+            .servers
+            .iter()
+            .map(|&address| Server {
+                address,
+                udp: UdpClientStream::builder(address, TokioRuntimeProvider::new())
+                    .with_timeout(Some(config.timeout))
+                    .with_max_retries(0)
+                    .exchange(),
+            })
+            .collect();
+        Self {
+            servers,
+            timeout: config.timeout,
+            attempts: config.attempts,
+            edns_udp_size,
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configured server addresses, in order.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|server| server.address).collect()
+    }
+
+    /// Asks the upstreams one question.
+    ///
+    /// SERVFAIL, REFUSED and other error RCODEs move on to the next server
+    /// while attempts remain; the last such reply is returned if no server
+    /// gives a better one. Network errors and timeouts move on too.
+    pub async fn query(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError> {
+        let mut last_reply: Option<Answer> = None;
+        let mut last_error = UpstreamError::Timeout {
+            attempts: self.attempts,
+            timeout: self.timeout,
+        };
+        if self.servers.is_empty() {
+            return Err(UpstreamError::Network(
+                "no upstream server configured".into(),
+            ));
+        }
+        let start = self.preferred.load(Ordering::Relaxed);
+        for attempt in 0..self.attempts as usize {
+            let index = (start + attempt) % self.servers.len();
+            let server = &self.servers[index];
+            let message = self.request_message(name, record_type, class, flags);
+            let deadline = Instant::now() + self.timeout;
+            match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
+            {
+                Ok(Ok(response)) => {
+                    let answer = Answer::from_message(response.into_message());
+                    if is_server_failure(answer.response_code) {
+                        tracing::debug!(server = %server.address, rcode = %answer.response_code, %name, "upstream failure reply; trying next");
+                        last_reply = Some(answer);
+                        continue;
+                    }
+                    return Ok(answer);
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(server = %server.address, %error, %name, "upstream error");
+                    last_error = UpstreamError::Network(format!("{}: {error}", server.address));
+                }
+                Err(_elapsed) => {
+                    tracing::debug!(server = %server.address, %name, "upstream timeout");
+                }
+            }
+            // Prefer the next server from now on; a healthy one keeps its place.
+            let _ = self.preferred.compare_exchange(
+                start,
+                (index + 1) % self.servers.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ); // losing the race to another query's update is fine
+        }
+        match last_reply {
+            Some(reply) => Ok(reply),
+            None => Err(last_error),
+        }
+    }
+
+    /// The query sent upstream: random ID, RD, EDNS with our payload size, DO and CD as asked.
+    fn request_message(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> DnsRequest {
+        let mut query = Query::query(name.clone(), record_type);
+        query.set_query_class(class);
+        let mut message = Message::query();
+        message.add_query(query);
+        message.metadata.recursion_desired = true;
+        message.metadata.checking_disabled = flags.checking_disabled;
+        let mut edns = Edns::new();
+        edns.set_max_payload(self.edns_udp_size)
+            .set_dnssec_ok(flags.dnssec_ok);
+        message.set_edns(edns);
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = true;
+        options.edns_payload_len = self.edns_udp_size;
+        options.edns_set_dnssec_ok = flags.dnssec_ok;
+        DnsRequest::new(message, options)
+    }
+
+    /// One exchange with one server: UDP, then TCP if the reply was truncated.
+    async fn exchange(
+        &self,
+        server: &Server,
+        request: DnsRequest,
+        deadline: Instant,
+    ) -> Result<DnsResponse, hickory_net::NetError> {
+        let response = server.udp.send(request.clone()).first_answer().await?;
+        if !response.truncation {
+            return Ok(response);
+        }
+        tracing::debug!(server = %server.address, "truncated reply; retrying over TCP");
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let tcp = TcpClientStream::exchange(
+            server.address,
+            None,
+            remaining,
+            None,
+            TokioRuntimeProvider::new(),
+        )
+        .await?;
+        tcp.send(request).first_answer().await
+    }
+}
+
+/// RCODEs after which another server may do better.
+fn is_server_failure(code: ResponseCode) -> bool {
+    !matches!(code, ResponseCode::NoError | ResponseCode::NXDomain)
+}

@@ -1,0 +1,184 @@
+//! In-process authoritative upstream built on hickory-server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::file::{FileConfig, FileZoneHandler};
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::seen::{SeenLog, SeenQuery, Transport};
+
+/// The default zones served by [`start_auth_upstream`].
+pub fn default_zones() -> Vec<(String, PathBuf)> {
+    vec![
+        (
+            "dns64.test.".to_string(),
+            super::data_dir().join("dns64.test.zone"),
+        ),
+        (
+            "other.test.".to_string(),
+            super::data_dir().join("other.test.zone"),
+        ),
+    ]
+}
+
+/// `RequestHandler` that records every request, then delegates to the `Catalog`.
+struct RecordingHandler {
+    catalog: Catalog,
+    seen: SeenLog,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for RecordingHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let transport = if request.protocol() == Protocol::Tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        // Decode the raw bytes again so the name keeps its original case
+        // (hickory's LowerQuery is lower-cased).
+        match Message::from_vec(request.as_slice()) {
+            Ok(msg) => self
+                .seen
+                .push(SeenQuery::from_message(&msg, transport, request.src())),
+            Err(e) => eprintln!(
+                "AuthUpstream: undecodable request from {}: {e}",
+                request.src()
+            ),
+        }
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+/// In-process authoritative DNS server (UDP + TCP on the same loopback port).
+/// Stops when dropped (tasks are aborted) or via [`AuthUpstream::shutdown`].
+pub struct AuthUpstream {
+    addr: SocketAddr,
+    seen: SeenLog,
+    server: Option<Server<RecordingHandler>>,
+}
+
+impl AuthUpstream {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// All queries received so far, in arrival order.
+    pub fn seen(&self) -> Vec<SeenQuery> {
+        self.seen.all()
+    }
+
+    /// Number of received queries for `name` (case-insensitive, trailing dot optional) and `qtype`.
+    pub fn count(&self, name: &str, qtype: RecordType) -> usize {
+        self.seen.count(name, qtype)
+    }
+
+    /// Total number of received queries.
+    pub fn total(&self) -> usize {
+        self.seen.all().len()
+    }
+
+    pub fn clear_seen(&self) {
+        self.seen.clear();
+    }
+
+    /// Wait (event-driven, no polling) until at least `n` queries for `name`/`qtype` were
+    /// received; panics after `TEST_TIMEOUT`.
+    pub async fn wait_for_count(&self, name: &str, qtype: RecordType, n: usize) {
+        self.seen.wait_for_count(name, qtype, n).await;
+    }
+
+    /// Wait until `cond(seen queries)` holds; panics after `TEST_TIMEOUT`.
+    pub async fn wait_until(&self, what: &str, cond: impl Fn(&[SeenQuery]) -> bool) {
+        self.seen.wait_until(what, cond).await;
+    }
+
+    /// Graceful shutdown: returns once the UDP socket and TCP listener are closed.
+    pub async fn shutdown(mut self) {
+        if let Some(mut server) = self.server.take() {
+            tokio::time::timeout(super::TEST_TIMEOUT, server.shutdown_gracefully())
+                .await
+                .expect("AuthUpstream shutdown timed out")
+                .expect("AuthUpstream shutdown error");
+        }
+    }
+}
+
+/// Start the authoritative upstream serving `dns64.test.` and `other.test.` on `ip`
+/// (random port, same for UDP and TCP).
+pub async fn start_auth_upstream(ip: IpAddr) -> AuthUpstream {
+    start_auth_upstream_with(ip, &default_zones()).await
+}
+
+/// Like [`start_auth_upstream`] with custom zones: `(origin, zone file path)`.
+pub async fn start_auth_upstream_with(ip: IpAddr, zones: &[(String, PathBuf)]) -> AuthUpstream {
+    let mut catalog = Catalog::new();
+    for (origin, path) in zones {
+        let origin = Name::from_str(origin).expect("zone origin");
+        // NOTE: if hickory-server's dnssec features get enabled, this call takes one more
+        // argument (`nx_proof_kind: Option<NxProofKind>`, pass `None`).
+        let handler = FileZoneHandler::try_from_config(
+            origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+            None,
+            &FileConfig {
+                zone_path: path.clone(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("loading zone {origin} from {}: {e}", path.display()));
+        let handler: Arc<dyn ZoneHandler> = Arc::new(handler);
+        catalog.upsert(LowerName::new(&origin), vec![handler]);
+    }
+
+    let seen = SeenLog::default();
+    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
+    let addr = udp.local_addr().unwrap();
+
+    let mut server = Server::new(RecordingHandler {
+        catalog,
+        seen: seen.clone(),
+    });
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(30), 16);
+
+    AuthUpstream {
+        addr,
+        seen,
+        server: Some(server),
+    }
+}
+
+/// Bind UDP on `ip:0`, then TCP on the same port (retrying with a new UDP port if the
+/// TCP port is taken).
+pub async fn bind_udp_tcp_same_port(ip: IpAddr) -> (UdpSocket, TcpListener) {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .unwrap_or_else(|e| panic!("binding UDP on {ip}: {e}"));
+        let port = udp.local_addr().unwrap().port();
+        match TcpListener::bind(SocketAddr::new(ip, port)).await {
+            Ok(tcp) => return (udp, tcp),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    panic!("could not bind UDP+TCP on the same port on {ip}: {last_err:?}");
+}

@@ -1,0 +1,348 @@
+//! RFC 6147 §5.1 over the wire: synthesis, native AAAA, exclusions, CNAME
+//! chains, NXDOMAIN vs NODATA, the TTL rule and pass-through of other types,
+//! against the in-process authoritative upstream, over UDP and TCP.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::common::*;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn setup(extra: &str) -> (AuthUpstream, Dns64d) {
+    let auth = start_auth_upstream(LO).await;
+    let dns64d = start_dns64d(&[auth.addr()], "", extra).await;
+    (auth, dns64d)
+}
+
+/// Queries over UDP and TCP and checks both give the same answer.
+async fn both(server: std::net::SocketAddr, q: &Q) -> Message {
+    let udp = query_udp(server, q).await;
+    let tcp = query_tcp(server, q).await;
+    assert_eq!(
+        answer_summary(&udp),
+        answer_summary(&tcp),
+        "UDP and TCP differ for {}",
+        q.name
+    );
+    assert_eq!(udp.metadata.response_code, tcp.metadata.response_code);
+    udp
+}
+
+fn assert_recursive_flags(m: &Message) {
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+    assert!(m.metadata.recursion_available, "RA must be set");
+    assert!(
+        !m.metadata.authoritative,
+        "AA must not be set for forwarded data"
+    );
+    assert!(!m.metadata.authentic_data, "AD must not be set");
+}
+
+#[tokio::test]
+async fn a_only_name_gets_synthesized_aaaa_with_ttl_rule() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_recursive_flags(&m);
+    // TTL = min(A TTL 300, negative TTL min(3600, 60)) = 60 (RFC 6147 §5.1.7).
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert!(m.authorities.is_empty() && m.additionals.is_empty());
+}
+
+#[tokio::test]
+async fn several_a_records_give_one_aaaa_each() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("multi-a.dns64.test", RecordType::AAAA)).await;
+    let mut lines = answer_summary(&m);
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "multi-a.dns64.test. 60 AAAA 64:ff9b::5db8:d80b",
+            "multi-a.dns64.test. 60 AAAA 64:ff9b::5db8:d80c",
+            "multi-a.dns64.test. 60 AAAA 64:ff9b::5db8:d80d",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn native_aaaa_is_returned_unchanged() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
+    assert_recursive_flags(&m);
+    assert_eq!(
+        answer_summary(&m),
+        ["dual.dns64.test. 300 AAAA 2001:db8::40"]
+    );
+    let m = both(d.addr, &Q::new("v6only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v6only.dns64.test. 300 AAAA 2001:db8::60"]
+    );
+}
+
+#[tokio::test]
+async fn mapped_aaaa_is_excluded_and_synthesized() {
+    let (_auth, d) = setup("").await;
+    // Only an excluded ::ffff:0:0/96 AAAA: synthesize from the A record.
+    let m = both(d.addr, &Q::new("mapped.dns64.test", RecordType::AAAA)).await;
+    // No SOA came with the (positive) AAAA answer: TTL capped at 600, so the A TTL 300 stays.
+    assert_eq!(
+        answer_summary(&m),
+        ["mapped.dns64.test. 300 AAAA 64:ff9b::5db8:d846"]
+    );
+    // A mix: the excluded record is removed, the good one kept.
+    let m = both(d.addr, &Q::new("mapped-mixed.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["mapped-mixed.dns64.test. 300 AAAA 2001:db8::71"]
+    );
+    // Only an excluded AAAA and no A: NODATA with the SOA of the A answer.
+    let m = both(d.addr, &Q::new("mapped-only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(
+        authority_summary(&m),
+        ["dns64.test. 60 SOA ns1.dns64.test. hostmaster.dns64.test. 1 3600 900 604800 60"]
+    );
+}
+
+#[tokio::test]
+async fn non_global_ipv4_is_not_synthesized_under_well_known_prefix() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("private.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        m.answers.is_empty(),
+        "10.1.2.3 must not be embedded in 64:ff9b::/96"
+    );
+    assert_eq!(soa_ttl(&m), Some(60));
+    let m = both(
+        d.addr,
+        &Q::new("private-mixed.dns64.test", RecordType::AAAA),
+    )
+    .await;
+    assert_eq!(
+        answer_summary(&m),
+        ["private-mixed.dns64.test. 60 AAAA 64:ff9b::5db8:d850"]
+    );
+    let m = both(d.addr, &Q::new("loopback.dns64.test", RecordType::AAAA)).await;
+    assert!(m.answers.is_empty());
+}
+
+#[tokio::test]
+async fn network_specific_prefix_embeds_private_ipv4() {
+    let (_auth, d) = setup("[dns64]\nprefixes = [\"2001:db8:64::/96\"]\n").await;
+    let m = both(d.addr, &Q::new("private.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["private.dns64.test. 60 AAAA 2001:db8:64::a01:203"]
+    );
+    // Loopback stays excluded under every prefix.
+    let m = both(d.addr, &Q::new("loopback.dns64.test", RecordType::AAAA)).await;
+    assert!(m.answers.is_empty());
+}
+
+#[tokio::test]
+async fn configured_exclude_ipv4_replaces_default() {
+    let (_auth, d) = setup("[dns64]\nexclude_ipv4 = [\"93.184.216.34/32\"]\n").await;
+    let m = both(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert!(m.answers.is_empty());
+    let m = both(d.addr, &Q::new("private.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["private.dns64.test. 60 AAAA 64:ff9b::a01:203"]
+    );
+}
+
+#[tokio::test]
+async fn every_prefix_length_synthesizes() {
+    let cases = [
+        ("2001:db8::/32", "2001:db8:5db8:d822::"),
+        ("2001:db8:100::/40", "2001:db8:15d:b8d8:22::"),
+        ("2001:db8:122::/48", "2001:db8:122:5db8:d8:2200::"),
+        ("2001:db8:122:300::/56", "2001:db8:122:35d:b8:d822::"),
+        ("2001:db8:122:344::/64", "2001:db8:122:344:5d:b8d8:2200:0"),
+        ("2001:db8:122:344::/96", "2001:db8:122:344::5db8:d822"),
+    ];
+    let auth = start_auth_upstream(LO).await;
+    for (prefix, expected) in cases {
+        let d = start_dns64d(
+            &[auth.addr()],
+            "",
+            &format!("[dns64]\nprefixes = [\"{prefix}\"]\n"),
+        )
+        .await;
+        let m = both(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+        let expected: std::net::Ipv6Addr = expected.parse().unwrap();
+        assert_eq!(
+            answer_summary(&m),
+            [format!("v4only.dns64.test. 60 AAAA {expected}")],
+            "prefix {prefix}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn several_prefixes_give_one_aaaa_per_prefix() {
+    let (_auth, d) = setup("[dns64]\nprefixes = [\"64:ff9b::/96\", \"2001:db8:64::/96\"]\n").await;
+    let m = both(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        [
+            "v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822",
+            "v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn nxdomain_is_returned_without_synthesis() {
+    let (auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("nope.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.answers.is_empty());
+    assert_eq!(
+        authority_summary(&m),
+        ["dns64.test. 60 SOA ns1.dns64.test. hostmaster.dns64.test. 1 3600 900 604800 60"]
+    );
+    assert_recursive_flags(&m);
+    // The NXDOMAIN is cached: the second (TCP) query did not reach the upstream.
+    assert_eq!(auth.count("nope.dns64.test", RecordType::AAAA), 1);
+}
+
+#[tokio::test]
+async fn nodata_without_a_is_nodata_with_soa() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("text.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(soa_ttl(&m), Some(60));
+}
+
+#[tokio::test]
+async fn cname_chain_is_kept_and_final_name_synthesized() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("cname-chain.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        [
+            "cname-chain.dns64.test. 300 CNAME cname.dns64.test.",
+            "cname.dns64.test. 300 CNAME v4only.dns64.test.",
+            "v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822",
+        ]
+    );
+    let m = both(d.addr, &Q::new("cname-dual.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        [
+            "cname-dual.dns64.test. 300 CNAME dual.dns64.test.",
+            "dual.dns64.test. 300 AAAA 2001:db8::40"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cname_out_of_zone_is_followed_with_target_zone_ttl() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("cname-out.dns64.test", RecordType::AAAA)).await;
+    // other.test's negative TTL is min(SOA TTL 45, MINIMUM 600) = 45.
+    assert_eq!(
+        answer_summary(&m),
+        [
+            "cname-out.dns64.test. 300 CNAME target.other.test.",
+            "target.other.test. 45 AAAA 64:ff9b::5db8:d85a",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cname_to_nxdomain_and_nodata_stay_negative() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("cname-nx.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        answer_summary(&m),
+        ["cname-nx.dns64.test. 300 CNAME nowhere.dns64.test."]
+    );
+    let m = both(d.addr, &Q::new("cname-nodata.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        answer_summary(&m),
+        ["cname-nodata.dns64.test. 300 CNAME text.dns64.test."]
+    );
+    assert_eq!(soa_ttl(&m), Some(60));
+}
+
+#[tokio::test]
+async fn cname_loop_is_servfail() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("loop-a.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn ttl_rule_takes_the_smaller_of_a_ttl_and_negative_ttl() {
+    let (_auth, d) = setup("").await;
+    for (name, ttl) in [("ttl-long", 60), ("ttl-short", 30), ("ttl-zero", 0)] {
+        let m = query_udp(
+            d.addr,
+            &Q::new(format!("{name}.dns64.test"), RecordType::AAAA),
+        )
+        .await;
+        let answers = aaaa_answers(&m);
+        assert_eq!(answers.len(), 1, "{name}");
+        assert_eq!(answers[0].1, ttl, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn other_types_pass_through_unchanged() {
+    let (_auth, d) = setup("").await;
+    let m = both(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_recursive_flags(&m);
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 300 A 93.184.216.34"]
+    );
+    let m = both(d.addr, &Q::new("text.dns64.test", RecordType::TXT)).await;
+    assert_eq!(answer_summary(&m), ["text.dns64.test. 300 TXT hello"]);
+    let m = both(d.addr, &Q::new("mx.dns64.test", RecordType::MX)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["mx.dns64.test. 300 MX 10 v4only.dns64.test."]
+    );
+    let m = both(d.addr, &Q::new("nope.dns64.test", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = both(d.addr, &Q::new("v6only.dns64.test", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(soa_ttl(&m), Some(60));
+}
+
+#[tokio::test]
+async fn question_case_is_echoed_exactly() {
+    let (_auth, d) = setup("").await;
+    let q = Q::new("V4Only.DNS64.Test", RecordType::AAAA);
+    for m in [query_udp(d.addr, &q).await, query_tcp(d.addr, &q).await] {
+        assert_eq!(m.queries.len(), 1);
+        assert!(
+            m.queries[0].name().eq_case(&q.qname()),
+            "question case changed: {}",
+            m.queries[0].name()
+        );
+        assert_eq!(aaaa_answers(&m).len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn cached_answers_count_down() {
+    let (auth, d) = setup("").await;
+    let first = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    let second = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(answer_summary(&first), answer_summary(&second));
+    assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
+}
