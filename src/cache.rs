@@ -5,7 +5,7 @@
 //! of prefixes or policy takes effect at once. It uses `tokio::time::Instant`
 //! so tests can drive it with a paused clock. No I/O, no DNS64 logic.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -90,9 +90,7 @@ impl Cache {
     }
 
     fn shard(&self, key: &CacheKey) -> &Mutex<LruCache<CacheKey, Entry>> {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        let index = (hasher.finish() as usize) % SHARDS;
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         &self.shards[index]
     }
 

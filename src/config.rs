@@ -482,8 +482,20 @@ impl Config {
                 .map(|server| server.to_string())
                 .collect(),
         );
-        toml::to_string_pretty(&effective)
-            .unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+        let mut text = toml::to_string_pretty(&effective)
+            .unwrap_or_else(|error| format!("# cannot render: {error}\n"));
+        if self.raw.dns64.exclude_ipv4.is_none() {
+            text.push_str("\n# dns64.exclude_ipv4 is not set: built-in exclusions per prefix\n");
+            for prefix in &self.dns64.prefixes {
+                let ranges: Vec<String> = prefix
+                    .excluded_ipv4
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                text.push_str(&format!("#   {}: {}\n", prefix.prefix, ranges.join(", ")));
+            }
+        }
+        text
     }
 }
 
@@ -574,21 +586,37 @@ fn is_own_listener(server: &SocketAddr, listen: &[SocketAddr]) -> bool {
     })
 }
 
-/// Name servers from a resolv.conf file (an unreadable file gives none).
+/// Name servers from a resolv.conf file, parsed by hickory-resolver's
+/// system configuration (an unreadable or empty file gives none). On
+/// Windows the adapters' DNS servers are read instead and `path` is unused.
 pub fn read_resolv_conf(path: &Path) -> Vec<SocketAddr> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        tracing::warn!(path = %path.display(), "cannot read resolver file");
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            let address = words.next()?;
-            // A zone index (fe80::1%eth0) is not supported by SocketAddr parsing; skip such lines.
-            parse_server(address)
-        })
-        .collect()
+    #[cfg(all(unix, not(any(target_os = "android", target_vendor = "apple"))))]
+    let parsed = std::fs::read(path)
+        .map_err(|error| error.to_string())
+        .and_then(|data| {
+            hickory_resolver::system_conf::parse_resolv_conf(data)
+                .map_err(|error| error.to_string())
+        });
+    #[cfg(not(all(unix, not(any(target_os = "android", target_vendor = "apple")))))]
+    let parsed =
+        hickory_resolver::system_conf::read_system_conf().map_err(|error| error.to_string());
+    match parsed {
+        Ok((resolver_config, _options)) => resolver_config
+            .name_servers()
+            .iter()
+            .map(|server| {
+                let port = server
+                    .connections
+                    .first()
+                    .map_or(53, |connection| connection.port);
+                SocketAddr::new(server.ip, port)
+            })
+            .collect(),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "no name servers read from the system resolver configuration");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Nat64Prefix {
     }
 
     /// The prefix length in bits.
-    pub fn len(&self) -> u8 {
+    pub fn length(&self) -> u8 {
         self.network.prefix_len()
     }
 
@@ -102,7 +102,7 @@ impl Nat64Prefix {
     /// Byte positions of the four IPv4 octets for this length (RFC 6052 §2.2 figure 1).
     fn ipv4_positions(&self) -> [usize; 4] {
         let mut positions = [0usize; 4];
-        let mut position = usize::from(self.len() / 8);
+        let mut position = usize::from(self.length() / 8);
         for slot in &mut positions {
             if position == U_OCTET {
                 position += 1;
