@@ -15,6 +15,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+use hickory_proto::rr::Name;
+
+use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -67,6 +70,76 @@ pub struct RawConfig {
     pub cache: RawCache,
     /// `[server]`.
     pub server: RawServer,
+    /// `[[listeners]]`: listeners with their own policy, besides `listen`.
+    pub listeners: Vec<RawListener>,
+}
+
+/// A transport a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// One `[[listeners]]` table as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Socket address.
+    pub address: String,
+    /// Transports served; both by default.
+    #[serde(default = "both_protocols")]
+    pub protocols: Vec<ListenerProtocol>,
+    /// Synthesis on this listener.
+    #[serde(default = "enabled")]
+    pub dns64: bool,
+    /// Prefixes used on this listener instead of `dns64.prefixes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<RawPrefix>>,
+    /// Networks allowed to query this listener instead of `access.clients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<String>>,
+}
+
+fn both_protocols() -> Vec<ListenerProtocol> {
+    vec![ListenerProtocol::Udp, ListenerProtocol::Tcp]
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A prefix entry: a plain string, or a table with its own policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawPrefix {
+    /// `"64:ff9b::/96"`.
+    Plain(String),
+    /// `{ prefix = "2001:db8:64::/96", mapped_ipv4 = ["10.0.0.0/8"] }`.
+    Table(RawPrefixTable),
+}
+
+/// A prefix with its own policy (BIND's `dns64` block options).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefixTable {
+    /// The NAT64 prefix.
+    pub prefix: String,
+    /// Only A records in these ranges use this prefix (BIND `mapped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_ipv4: Option<Vec<String>>,
+    /// Only these clients get this prefix (BIND `clients`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<String>>,
+    /// Bits after the embedded IPv4 address (BIND `suffix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// IPv4 ranges never synthesized under this prefix (replaces `dns64.exclude_ipv4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_ipv4: Option<Vec<String>>,
 }
 
 /// `upstream.servers`: a list of addresses, or `"system"` for the host's resolvers.
@@ -97,8 +170,11 @@ pub struct RawUpstream {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDns64 {
-    /// NAT64 prefixes.
-    pub prefixes: Vec<String>,
+    /// NAT64 prefixes (strings or tables).
+    pub prefixes: Vec<RawPrefix>,
+    /// `[[dns64.prefix]]` tables, appended to `prefixes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<RawPrefixTable>,
     /// AAAA ranges treated as absent.
     pub exclude_aaaa: Vec<String>,
     /// IPv4 ranges never synthesized; `None` selects the built-in default.
@@ -107,6 +183,19 @@ pub struct RawDns64 {
     pub synthesize_on: SynthesizeOn,
     /// Synthesize even for DO+CD queries (a departure from RFC 6147 §5.5).
     pub break_dnssec: bool,
+    /// Reverse synthesis mode for PTR queries under a prefix.
+    pub reverse: ReverseMode,
+    /// TTL of the synthesized reverse CNAME.
+    pub reverse_ttl: u32,
+    /// Clients that get synthesis; others get plain forwarding. `None`: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<String>>,
+    /// Synthesize even when native AAAA exist (replacing them).
+    pub synth_all: bool,
+    /// Names under these domains ignore native AAAA and are synthesized.
+    pub ignore_aaaa_domains: Vec<String>,
+    /// Names under these domains are never synthesized.
+    pub exclude_domains: Vec<String>,
 }
 
 /// `[access]` as written.
@@ -150,6 +239,7 @@ impl Default for RawConfig {
             access: RawAccess::default(),
             cache: RawCache::default(),
             server: RawServer::default(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -168,11 +258,18 @@ impl Default for RawUpstream {
 impl Default for RawDns64 {
     fn default() -> Self {
         Self {
-            prefixes: vec!["64:ff9b::/96".into()],
+            prefixes: vec![RawPrefix::Plain("64:ff9b::/96".into())],
+            prefix: Vec::new(),
             exclude_aaaa: vec!["::ffff:0:0/96".into()],
             exclude_ipv4: None,
             synthesize_on: SynthesizeOn::Rfc,
             break_dnssec: false,
+            reverse: ReverseMode::Cname,
+            reverse_ttl: DEFAULT_REVERSE_TTL,
+            clients: None,
+            synth_all: false,
+            ignore_aaaa_domains: Vec::new(),
+            exclude_domains: Vec::new(),
         }
     }
 }
@@ -269,8 +366,8 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Addresses served (UDP and TCP each).
-    pub listen: Vec<SocketAddr>,
+    /// Listeners: `listen` entries (both transports, global policy) then `[[listeners]]`.
+    pub listeners: Vec<ListenerConfig>,
     /// Forwarding.
     pub upstream: UpstreamConfig,
     /// DNS64 policy.
@@ -283,6 +380,25 @@ pub struct Config {
     pub server: ServerConfig,
     /// The merged raw values, for `--check-config`.
     pub raw: RawConfig,
+    /// Legal but suspicious settings, logged at start and printed by `--check-config`.
+    pub warnings: Vec<String>,
+}
+
+/// One validated listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Socket address.
+    pub address: SocketAddr,
+    /// Serve UDP.
+    pub udp: bool,
+    /// Serve TCP.
+    pub tcp: bool,
+    /// Synthesis on this listener.
+    pub dns64: bool,
+    /// Prefixes instead of `dns64.prefixes`.
+    pub prefixes: Option<Vec<SynthesisPrefix>>,
+    /// Access list instead of `access.clients`.
+    pub clients: Option<Vec<IpNet>>,
 }
 
 /// Validated `[upstream]`.
@@ -307,6 +423,44 @@ pub struct Dns64Config {
     pub synthesize_on: SynthesizeOn,
     /// Synthesize even for DO+CD queries.
     pub break_dnssec: bool,
+    /// Reverse synthesis mode.
+    pub reverse: ReverseMode,
+    /// TTL of synthesized reverse CNAMEs.
+    pub reverse_ttl: u32,
+    /// Clients that get synthesis (`None`: all).
+    pub clients: Option<Vec<IpNet>>,
+    /// Replace native AAAA with synthesized ones everywhere.
+    pub synth_all: bool,
+    /// Domains whose native AAAA are ignored.
+    pub ignore_aaaa_domains: Vec<Name>,
+    /// Domains never synthesized.
+    pub exclude_domains: Vec<Name>,
+}
+
+impl Dns64Config {
+    /// True if synthesis is allowed for `client` by `dns64.clients`.
+    pub fn serves(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.clients
+            .as_ref()
+            .is_none_or(|clients| clients.iter().any(|net| net.contains(&client)))
+    }
+
+    /// True if `name` is at or below one of `exclude_domains`.
+    pub fn is_excluded_domain(&self, name: &Name) -> bool {
+        self.exclude_domains
+            .iter()
+            .any(|domain| domain.zone_of(name))
+    }
+
+    /// True if native AAAA for `name` are ignored (`synth_all` or `ignore_aaaa_domains`).
+    pub fn ignores_native_aaaa(&self, name: &Name) -> bool {
+        self.synth_all
+            || self
+                .ignore_aaaa_domains
+                .iter()
+                .any(|domain| domain.zone_of(name))
+    }
 }
 
 /// Validated `[cache]`.
@@ -334,18 +488,74 @@ pub struct ServerConfig {
 impl Config {
     /// Checks every value of `raw` and builds the typed configuration.
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
-        let listen = raw
-            .listen
-            .iter()
-            .map(|text| parse_listen(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        if listen.is_empty() {
+        let mut warnings = Vec::new();
+        let global_exclude_ipv4 = raw
+            .dns64
+            .exclude_ipv4
+            .as_ref()
+            .map(|list| parse_ipv4_networks("dns64.exclude_ipv4", list))
+            .transpose()?;
+        let mut prefix_entries: Vec<RawPrefix> = raw.dns64.prefixes.clone();
+        prefix_entries.extend(raw.dns64.prefix.iter().cloned().map(RawPrefix::Table));
+        let prefixes = parse_prefix_list(
+            "dns64.prefixes",
+            &prefix_entries,
+            global_exclude_ipv4.as_deref(),
+        )?;
+
+        let mut listeners = Vec::new();
+        for text in &raw.listen {
+            listeners.push(ListenerConfig {
+                address: parse_listen("listen", text)?,
+                udp: true,
+                tcp: true,
+                dns64: true,
+                prefixes: None,
+                clients: None,
+            });
+        }
+        for (index, listener) in raw.listeners.iter().enumerate() {
+            let key = format!("listeners[{index}]");
+            let prefixes = listener
+                .prefixes
+                .as_ref()
+                .map(|list| {
+                    parse_prefix_list(
+                        &format!("{key}.prefixes"),
+                        list,
+                        global_exclude_ipv4.as_deref(),
+                    )
+                })
+                .transpose()?;
+            let clients = listener
+                .clients
+                .as_ref()
+                .map(|list| parse_ip_networks(&format!("{key}.clients"), list))
+                .transpose()?;
+            if listener.protocols.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.protocols").as_str(),
+                    "[]",
+                    "list \"udp\", \"tcp\" or both",
+                ));
+            }
+            listeners.push(ListenerConfig {
+                address: parse_listen(&format!("{key}.address"), &listener.address)?,
+                udp: listener.protocols.contains(&ListenerProtocol::Udp),
+                tcp: listener.protocols.contains(&ListenerProtocol::Tcp),
+                dns64: listener.dns64,
+                prefixes,
+                clients,
+            });
+        }
+        if listeners.is_empty() {
             return Err(ConfigError::invalid(
                 "listen",
                 "[]",
-                "at least one address is needed",
+                "at least one address is needed (in `listen` or `[[listeners]]`)",
             ));
         }
+        let listen: Vec<SocketAddr> = listeners.iter().map(|listener| listener.address).collect();
 
         let upstream = UpstreamConfig {
             servers: resolve_servers(&raw.upstream, &listen)?,
@@ -367,67 +577,48 @@ impl Config {
             ));
         }
 
-        let exclude_ipv4 = match &raw.dns64.exclude_ipv4 {
-            None => None,
-            Some(list) => Some(
-                list.iter()
-                    .map(|text| {
-                        text.trim().parse::<Ipv4Net>().map_err(|_| {
-                            ConfigError::invalid(
-                                "dns64.exclude_ipv4",
-                                text,
-                                "not an IPv4 network like 10.0.0.0/8",
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let mut prefixes = Vec::new();
-        for text in &raw.dns64.prefixes {
-            let prefix: Nat64Prefix = text
-                .parse()
-                .map_err(|error| ConfigError::invalid("dns64.prefixes", text, error))?;
-            if prefixes
-                .iter()
-                .any(|known: &SynthesisPrefix| known.prefix == prefix)
-            {
-                return Err(ConfigError::invalid("dns64.prefixes", text, "listed twice"));
+        let mut exclude_aaaa = Vec::new();
+        for text in &raw.dns64.exclude_aaaa {
+            let network: Ipv6Net = text.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    "dns64.exclude_aaaa",
+                    text,
+                    "not an IPv6 network like ::ffff:0:0/96",
+                )
+            })?;
+            if network != network.trunc() {
+                let hint = if network.trunc() == "::/96".parse::<Ipv6Net>().expect("valid") {
+                    " (\"::ffff/96\" is a typo copied from RFC 6147; the IPv4-mapped range is ::ffff:0:0/96)"
+                } else {
+                    ""
+                };
+                warnings.push(format!(
+                    "dns64.exclude_aaaa: \"{text}\" has bits set after /{}, so it means {}{hint}",
+                    network.prefix_len(),
+                    network.trunc()
+                ));
             }
-            prefixes.push(SynthesisPrefix::new(prefix, exclude_ipv4.as_deref()));
+            exclude_aaaa.push(network.trunc());
         }
-        let exclude_aaaa = raw
-            .dns64
-            .exclude_aaaa
-            .iter()
-            .map(|text| {
-                text.trim().parse::<Ipv6Net>().map_err(|_| {
-                    ConfigError::invalid(
-                        "dns64.exclude_aaaa",
-                        text,
-                        "not an IPv6 network like ::ffff:0:0/96",
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        warn_about_prefixes(&prefixes, &exclude_aaaa, &mut warnings);
 
-        let access_clients = raw
-            .access
+        let access_clients = parse_ip_networks("access.clients", &raw.access.clients)?;
+        let dns64_clients = raw
+            .dns64
             .clients
-            .iter()
-            .map(|text| {
-                text.trim()
-                    .parse::<IpNet>()
-                    .or_else(|_| text.trim().parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::invalid(
-                            "access.clients",
-                            text,
-                            "not an IP network like 10.0.0.0/8",
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .as_ref()
+            .map(|list| parse_ip_networks("dns64.clients", list))
+            .transpose()?;
+        let ignore_aaaa_domains =
+            parse_domains("dns64.ignore_aaaa_domains", &raw.dns64.ignore_aaaa_domains)?;
+        let exclude_domains = parse_domains("dns64.exclude_domains", &raw.dns64.exclude_domains)?;
+        if raw.dns64.reverse_ttl > 604_800 {
+            return Err(ConfigError::invalid(
+                "dns64.reverse_ttl",
+                raw.dns64.reverse_ttl,
+                "must be at most 604800 (one week)",
+            ));
+        }
 
         let cache = CacheConfig {
             max_entries: raw.cache.max_entries,
@@ -457,18 +648,25 @@ impl Config {
         };
 
         Ok(Self {
-            listen,
+            listeners,
             upstream,
             dns64: Dns64Config {
                 prefixes,
                 exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
                 synthesize_on: raw.dns64.synthesize_on,
                 break_dnssec: raw.dns64.break_dnssec,
+                reverse: raw.dns64.reverse,
+                reverse_ttl: raw.dns64.reverse_ttl,
+                clients: dns64_clients,
+                synth_all: raw.dns64.synth_all,
+                ignore_aaaa_domains,
+                exclude_domains,
             },
             access_clients,
             cache,
             server,
             raw,
+            warnings,
         })
     }
 
@@ -484,6 +682,9 @@ impl Config {
         );
         let mut text = toml::to_string_pretty(&effective)
             .unwrap_or_else(|error| format!("# cannot render: {error}\n"));
+        for warning in &self.warnings {
+            text.push_str(&format!("# warning: {warning}\n"));
+        }
         if self.raw.dns64.exclude_ipv4.is_none() {
             text.push_str("\n# dns64.exclude_ipv4 is not set: built-in exclusions per prefix\n");
             for prefix in &self.dns64.prefixes {
@@ -500,14 +701,152 @@ impl Config {
 }
 
 /// Parses a listen address; the port is required.
-fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_listen(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::invalid(
-            "listen",
+            key,
             text,
             "not a socket address like 127.0.0.1:53 or [::1]:53",
         )
     })
+}
+
+/// Parses IP networks; a bare address means a single host.
+fn parse_ip_networks(key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .map(|text| {
+            text.trim()
+                .parse::<IpNet>()
+                .or_else(|_| text.trim().parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::invalid(key, text, "not an IP network like 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+/// Parses IPv4 networks.
+fn parse_ipv4_networks(key: &str, list: &[String]) -> Result<Vec<Ipv4Net>, ConfigError> {
+    list.iter()
+        .map(|text| {
+            text.trim()
+                .parse::<Ipv4Net>()
+                .map(|network| network.trunc())
+                .map_err(|_| ConfigError::invalid(key, text, "not an IPv4 network like 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+/// Parses domain names (made fully qualified).
+fn parse_domains(key: &str, list: &[String]) -> Result<Vec<Name>, ConfigError> {
+    list.iter()
+        .map(|text| {
+            Name::from_str_relaxed(text.trim())
+                .map(|name| {
+                    let mut name = name.to_lowercase();
+                    name.set_fqdn(true);
+                    name
+                })
+                .map_err(|error| ConfigError::invalid(key, text, error))
+        })
+        .collect()
+}
+
+/// Parses a list of prefix entries (strings or tables) into prefixes with policy.
+fn parse_prefix_list(
+    key: &str,
+    entries: &[RawPrefix],
+    global_exclude_ipv4: Option<&[Ipv4Net]>,
+) -> Result<Vec<SynthesisPrefix>, ConfigError> {
+    let mut prefixes: Vec<SynthesisPrefix> = Vec::new();
+    for entry in entries {
+        let (text, table) = match entry {
+            RawPrefix::Plain(text) => (text, None),
+            RawPrefix::Table(table) => (&table.prefix, Some(table)),
+        };
+        let mut prefix: Nat64Prefix = text
+            .parse()
+            .map_err(|error| ConfigError::invalid(key, text, error))?;
+        let mut exclude_ipv4 = global_exclude_ipv4.map(<[Ipv4Net]>::to_vec);
+        let mut mapped_ipv4 = None;
+        let mut clients = None;
+        if let Some(table) = table {
+            if let Some(suffix) = &table.suffix {
+                let address: std::net::Ipv6Addr = suffix.trim().parse().map_err(|_| {
+                    ConfigError::invalid(
+                        &format!("{key}.suffix"),
+                        suffix,
+                        "not an IPv6 address like ::1",
+                    )
+                })?;
+                prefix = prefix.with_suffix(address).map_err(|error| {
+                    ConfigError::invalid(&format!("{key}.suffix"), suffix, error)
+                })?;
+            }
+            if let Some(list) = &table.exclude_ipv4 {
+                exclude_ipv4 = Some(parse_ipv4_networks(&format!("{key}.exclude_ipv4"), list)?);
+            }
+            if let Some(list) = &table.mapped_ipv4 {
+                mapped_ipv4 =
+                    Some(parse_ipv4_networks(&format!("{key}.mapped_ipv4"), list)?.into());
+            }
+            if let Some(list) = &table.clients {
+                clients = Some(parse_ip_networks(&format!("{key}.clients"), list)?.into());
+            }
+        }
+        if prefixes
+            .iter()
+            .any(|known| known.prefix.network() == prefix.network())
+        {
+            return Err(ConfigError::invalid(key, text, "listed twice"));
+        }
+        let mut synthesis_prefix = SynthesisPrefix::new(prefix, exclude_ipv4.as_deref());
+        synthesis_prefix.mapped_ipv4 = mapped_ipv4;
+        synthesis_prefix.clients = clients;
+        prefixes.push(synthesis_prefix);
+    }
+    Ok(prefixes)
+}
+
+/// Warnings for prefixes that overlap each other or that the exclusions hide.
+fn warn_about_prefixes(
+    prefixes: &[SynthesisPrefix],
+    exclude_aaaa: &[Ipv6Net],
+    warnings: &mut Vec<String>,
+) {
+    for (index, first) in prefixes.iter().enumerate() {
+        for second in &prefixes[index + 1..] {
+            let (a, b) = (first.prefix.network(), second.prefix.network());
+            if a.contains(&b) || b.contains(&a) {
+                warnings.push(format!(
+                    "dns64.prefixes: {a} and {b} overlap; reverse lookups and extraction pick the first"
+                ));
+            }
+        }
+        let network = first.prefix.network();
+        for excluded in exclude_aaaa {
+            if excluded.contains(&network) || network.contains(excluded) {
+                warnings.push(format!(
+                    "dns64.exclude_aaaa: {excluded} overlaps prefix {network}; native AAAA records there are treated as absent"
+                ));
+            }
+        }
+        let hides_everything = first
+            .excluded_ipv4
+            .iter()
+            .any(|excluded| excluded.prefix_len() == 0)
+            || first.mapped_ipv4.as_ref().is_some_and(|mapped| {
+                mapped.iter().all(|range| {
+                    first
+                        .excluded_ipv4
+                        .iter()
+                        .any(|excluded| excluded.contains(range))
+                })
+            });
+        if hides_everything {
+            warnings.push(format!(
+                "dns64: the IPv4 exclusions cover every address that prefix {network} may embed; it will never synthesize"
+            ));
+        }
+    }
 }
 
 /// Parses an upstream server: `ip`, `ip:port`, `[v6]` or `[v6]:port` (port 53 if omitted).
@@ -567,6 +906,15 @@ fn resolve_servers(
         if !servers.contains(&server) {
             servers.push(server);
         }
+    }
+    if servers.is_empty() && matches!(raw.servers, RawServers::Keyword(_)) {
+        // The host may learn resolvers later (DHCP, router advertisements):
+        // keep running and answer SERVFAIL until then.
+        tracing::warn!(
+            source = %source,
+            "no usable upstream server in the system resolver configuration; answering SERVFAIL until one is configured"
+        );
+        return Ok(servers);
     }
     if servers.is_empty() {
         return Err(ConfigError::NoUpstream(format!(
@@ -719,5 +1067,67 @@ mod tests {
                 "[2001:db8::1]:53".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn check_config_warns_about_suspicious_dns64_settings() {
+        let config = from_toml_str(&format!(
+            "{BASE}[dns64]\nprefixes = [\"2001:db8:64::/96\", \"2001:db8::/32\"]\nexclude_aaaa = [\"::ffff/96\"]\nexclude_ipv4 = [\"0.0.0.0/0\"]\n"
+        ))
+        .unwrap();
+        let warnings = config.warnings.join("\n");
+        assert!(
+            warnings.contains("2001:db8::/32 and 2001:db8:64::/96 overlap")
+                || warnings.contains("2001:db8:64::/96 and 2001:db8::/32 overlap"),
+            "{warnings}"
+        );
+        assert!(warnings.contains("\"::ffff/96\" is a typo"), "{warnings}");
+        assert!(warnings.contains("will never synthesize"), "{warnings}");
+        assert!(config.to_toml().contains("# warning: "));
+        // The excluded network is used as it means (::/96), not as written.
+        assert!(
+            config
+                .dns64
+                .exclude_aaaa
+                .is_excluded(&"::1.2.3.4".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unroutable_prefixes_are_rejected() {
+        for prefix in ["fe80::/64", "ff0e::/96", "::1/128", "::/96"] {
+            let text = error_text(&format!("{BASE}[dns64]\nprefixes = [\"{prefix}\"]\n"));
+            assert!(text.contains("dns64.prefixes"), "{prefix}: {text}");
+        }
+    }
+
+    #[test]
+    fn prefix_tables_listeners_and_policies_parse() {
+        let config = from_toml_str(&format!(
+            "{BASE}[dns64]\nprefixes = [\"64:ff9b::/96\", {{ prefix = \"2001:db8:64::/96\", mapped_ipv4 = [\"10.0.0.0/8\"], clients = [\"10.1.0.0/16\"] }}]\n\
+             reverse = \"ptr\"\nreverse_ttl = 30\nclients = [\"10.0.0.0/8\"]\nsynth_all = true\n\
+             ignore_aaaa_domains = [\"broken.example\"]\nexclude_domains = [\"corp.example.\"]\n\
+             [[listeners]]\naddress = \"127.0.0.1:53\"\nprotocols = [\"udp\"]\ndns64 = false\n"
+        ))
+        .unwrap();
+        assert_eq!(config.dns64.prefixes.len(), 2);
+        assert!(config.dns64.prefixes[1].mapped_ipv4.is_some());
+        assert_eq!(config.dns64.reverse, ReverseMode::Ptr);
+        assert_eq!(config.dns64.reverse_ttl, 30);
+        assert!(config.dns64.synth_all);
+        assert!(
+            config
+                .dns64
+                .is_excluded_domain(&Name::from_ascii("a.CORP.example.").unwrap())
+        );
+        assert!(
+            config
+                .dns64
+                .ignores_native_aaaa(&Name::from_ascii("x.y.example.").unwrap())
+        );
+        assert_eq!(config.listeners.len(), 2);
+        assert!(config.listeners[1].udp && !config.listeners[1].tcp && !config.listeners[1].dns64);
+        let text = error_text(&format!("{BASE}[dns64]\nreverse = \"sideways\"\n"));
+        assert!(text.contains("sideways"), "{text}");
     }
 }

@@ -12,6 +12,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
+use crate::dns64::SynthesisPrefix;
 use crate::resolver::{ClientFlags, Question, Resolver};
 
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
@@ -26,34 +27,58 @@ pub enum Transport {
     Tcp,
 }
 
-/// Turns request bytes into response bytes.
-pub struct RequestHandler {
-    resolver: Arc<Resolver>,
-    access_clients: Vec<IpNet>,
-    edns_udp_size: u16,
+/// What one listener allows: who may query, and the DNS64 policy there.
+#[derive(Debug, Clone)]
+pub struct ListenerPolicy {
+    /// Networks allowed to query (others get REFUSED).
+    pub access_clients: Vec<IpNet>,
+    /// Synthesis on this listener.
+    pub dns64: bool,
+    /// Prefixes used on this listener.
+    pub prefixes: Vec<SynthesisPrefix>,
 }
 
-impl RequestHandler {
-    /// A handler over a resolver, with the access list and our EDNS payload size.
-    pub fn new(resolver: Arc<Resolver>, access_clients: Vec<IpNet>, edns_udp_size: u16) -> Self {
-        Self {
-            resolver,
-            access_clients,
-            edns_udp_size,
-        }
-    }
-
-    /// The resolver behind this handler.
-    pub fn resolver(&self) -> &Arc<Resolver> {
-        &self.resolver
-    }
-
+impl ListenerPolicy {
     /// True if `address` may query (IPv4-mapped IPv6 sources count as IPv4).
     pub fn is_allowed(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         self.access_clients
             .iter()
             .any(|network| network.contains(&address))
+    }
+}
+
+/// Turns request bytes into response bytes.
+pub struct RequestHandler {
+    resolver: Arc<Resolver>,
+    edns_udp_size: u16,
+}
+
+impl RequestHandler {
+    /// A handler over a resolver, with our EDNS payload size.
+    pub fn new(resolver: Arc<Resolver>, edns_udp_size: u16) -> Self {
+        Self {
+            resolver,
+            edns_udp_size,
+        }
+    }
+
+    /// The prefixes that apply to `client` on a listener (empty: no synthesis).
+    fn prefixes_for(&self, listener: &ListenerPolicy, client: IpAddr) -> Vec<SynthesisPrefix> {
+        if !listener.dns64 || !self.resolver.dns64().serves(client) {
+            return Vec::new();
+        }
+        listener
+            .prefixes
+            .iter()
+            .filter(|prefix| prefix.serves(client))
+            .cloned()
+            .collect()
+    }
+
+    /// The resolver behind this handler.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
     }
 
     /// Handles one request; `None` means send nothing (no header, or not a query).
@@ -62,6 +87,7 @@ impl RequestHandler {
         request: &[u8],
         client: SocketAddr,
         transport: Transport,
+        listener: &ListenerPolicy,
     ) -> Option<Vec<u8>> {
         let header = Header::read(&mut BinDecoder::new(request)).ok()?;
         if header.metadata.message_type != MessageType::Query {
@@ -77,12 +103,17 @@ impl RequestHandler {
                 return encode(&response, transport, MIN_UDP_PAYLOAD);
             }
         };
-        let (response, limit) = self.respond(message, client).await;
+        let (response, limit) = self.respond(message, client, listener).await;
         encode(&response, transport, limit)
     }
 
     /// Builds the response message and the UDP size limit for it.
-    async fn respond(&self, request: Message, client: SocketAddr) -> (Message, u16) {
+    async fn respond(
+        &self,
+        request: Message,
+        client: SocketAddr,
+        listener: &ListenerPolicy,
+    ) -> (Message, u16) {
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.recursion_desired = request.metadata.recursion_desired;
         response.metadata.checking_disabled = request.metadata.checking_disabled;
@@ -115,7 +146,7 @@ impl RequestHandler {
             response.metadata.response_code = ResponseCode::FormErr;
             return (response, limit);
         }
-        if !self.is_allowed(client.ip()) {
+        if !listener.is_allowed(client.ip()) {
             tracing::debug!(%client, "refused: not in access.clients");
             response.metadata.response_code = ResponseCode::Refused;
             return (response, limit);
@@ -146,8 +177,10 @@ impl RequestHandler {
         let flags = ClientFlags {
             dnssec_ok,
             checking_disabled: request.metadata.checking_disabled,
+            recursion_desired: request.metadata.recursion_desired,
         };
-        let resolution = self.resolver.resolve(&question, flags).await;
+        let prefixes = self.prefixes_for(listener, client.ip());
+        let resolution = self.resolver.resolve(&question, flags, &prefixes).await;
         let answer = resolution.answer;
         response.metadata.response_code = answer.response_code;
         // RFC 6147 §5.5 and RFC 6840 §5.8: AD only for unmodified data, and

@@ -19,8 +19,9 @@ use tokio::sync::OnceCell;
 use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
-use crate::dns64::ipv4only;
+use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
+use crate::dns64::{SynthesisPrefix, ipv4only};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::upstream::{Upstream, UpstreamError, UpstreamFlags};
 
@@ -36,12 +37,24 @@ pub struct Question {
 }
 
 /// The client's request bits that change the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientFlags {
     /// EDNS DO.
     pub dnssec_ok: bool,
     /// CD.
     pub checking_disabled: bool,
+    /// RD: with RD=0 only cached data is used (never an upstream query).
+    pub recursion_desired: bool,
+}
+
+impl Default for ClientFlags {
+    fn default() -> Self {
+        Self {
+            dnssec_ok: false,
+            checking_disabled: false,
+            recursion_desired: true,
+        }
+    }
 }
 
 /// The outcome for one question.
@@ -64,17 +77,40 @@ impl Resolution {
         }
     }
 
-    fn failure(error: &UpstreamError) -> Self {
-        let code = match error {
-            UpstreamError::Timeout { .. } => InfoCode::NoReachableAuthority,
-            UpstreamError::Network(_) => InfoCode::NetworkError,
+    fn failure(error: &LookupError) -> Self {
+        let (code, info) = match error {
+            LookupError::Upstream(UpstreamError::Timeout { .. }) => {
+                (ResponseCode::ServFail, InfoCode::NoReachableAuthority)
+            }
+            LookupError::Upstream(UpstreamError::Network(_)) => {
+                (ResponseCode::ServFail, InfoCode::NetworkError)
+            }
+            LookupError::NotCached => (ResponseCode::Refused, InfoCode::NotAuthoritative),
         };
         Self {
-            answer: Answer::empty(ResponseCode::ServFail),
+            answer: Answer::empty(code),
             synthesized: false,
-            extended_error: Some(ExtendedError::new(code, error.to_string())),
+            extended_error: Some(ExtendedError::new(info, error.to_string())),
         }
     }
+}
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The upstreams failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// RD=0 and the answer is not cached.
+    #[error("recursion not desired (RD=0) and the answer is not cached")]
+    NotCached,
+}
+
+/// How one lookup may get its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LookupOptions {
+    flags: UpstreamFlags,
+    cache_only: bool,
 }
 
 type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
@@ -103,35 +139,54 @@ impl Resolver {
         &self.cache
     }
 
-    /// Answers one question.
-    pub async fn resolve(self: &Arc<Self>, question: &Question, flags: ClientFlags) -> Resolution {
-        if question.class == DNSClass::IN && ipv4only::is_ipv4only_name(&question.name) {
-            let local =
-                ipv4only::answer(&question.name, question.record_type, &self.dns64.prefixes);
-            return Resolution {
-                extended_error: local.synthesized.then(|| self.synthesized_note()),
-                answer: local.answer,
-                synthesized: local.synthesized,
-            };
-        }
-        let upstream_flags = UpstreamFlags {
-            dnssec_ok: flags.dnssec_ok,
-            checking_disabled: flags.checking_disabled,
+    /// The DNS64 policy.
+    pub fn dns64(&self) -> &Dns64Config {
+        &self.dns64
+    }
+
+    /// Answers one question. `prefixes` are the prefixes that apply to this
+    /// client on this listener; empty means plain forwarding (no synthesis,
+    /// and `ipv4only.arpa` is forwarded too, RFC 8880 §7).
+    pub async fn resolve(
+        self: &Arc<Self>,
+        question: &Question,
+        flags: ClientFlags,
+        prefixes: &[SynthesisPrefix],
+    ) -> Resolution {
+        let options = LookupOptions {
+            flags: UpstreamFlags {
+                dnssec_ok: flags.dnssec_ok,
+                checking_disabled: flags.checking_disabled,
+            },
+            cache_only: !flags.recursion_desired,
         };
-        let wants_synthesis = question.record_type == RecordType::AAAA
-            && question.class == DNSClass::IN
-            && !self.dns64.prefixes.is_empty()
+        let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
+        if dns64_active && ipv4only::is_ipv4only_name(&question.name) {
+            let local = ipv4only::answer(&question.name, question.record_type, prefixes);
+            return self.synthesized(local.answer, local.synthesized, prefixes);
+        }
+        if dns64_active && question.record_type == RecordType::PTR {
+            if let Some(resolution) = self.resolve_reverse(question, options, prefixes).await {
+                return resolution;
+            }
+        }
+        if question.record_type == RecordType::ANY {
+            return self.resolve_any(question, options).await;
+        }
+        let wants_synthesis = dns64_active
+            && question.record_type == RecordType::AAAA
+            && !self.dns64.is_excluded_domain(&question.name)
             // RFC 6147 §5.5: with DO and CD the client validates; synthesis would fail it.
             && !(flags.dnssec_ok && flags.checking_disabled && !self.dns64.break_dnssec);
         if wants_synthesis {
-            return self.resolve_aaaa(question, upstream_flags).await;
+            return self.resolve_aaaa(question, options, prefixes).await;
         }
         match self
             .lookup_following(
                 &question.name,
                 question.record_type,
                 question.class,
-                upstream_flags,
+                options,
             )
             .await
         {
@@ -140,13 +195,29 @@ impl Resolver {
         }
     }
 
+    /// A resolution that may hold synthesized data (EDE 29 when it does).
+    fn synthesized(
+        &self,
+        answer: Answer,
+        synthesized: bool,
+        prefixes: &[SynthesisPrefix],
+    ) -> Resolution {
+        Resolution {
+            extended_error: synthesized.then(|| synthesized_note(prefixes)),
+            answer,
+            synthesized,
+        }
+    }
+
     /// RFC 6147 §5.1 for one AAAA question.
     async fn resolve_aaaa(
         self: &Arc<Self>,
         question: &Question,
-        flags: UpstreamFlags,
+        options: LookupOptions,
+        prefixes: &[SynthesisPrefix],
     ) -> Resolution {
         let name = &question.name;
+        let flags = options.flags;
         let aaaa_key = CacheKey::new(
             name,
             RecordType::AAAA,
@@ -155,12 +226,12 @@ impl Resolver {
             flags.checking_disabled,
         );
         // Start the A lookup now unless the AAAA answer is cached (then A most likely is too).
-        let a_prefetch = if self.cache.get(&aaaa_key).is_none() {
+        let a_prefetch = if !options.cache_only && self.cache.get(&aaaa_key).is_none() {
             let resolver = Arc::clone(self);
             let (a_name, class) = (name.clone(), question.class);
             Some(tokio::spawn(async move {
                 resolver
-                    .lookup_following(&a_name, RecordType::A, class, flags)
+                    .lookup_following(&a_name, RecordType::A, class, options)
                     .await
             }))
         } else {
@@ -168,25 +239,22 @@ impl Resolver {
         };
 
         let aaaa = match self
-            .lookup_following(name, RecordType::AAAA, question.class, flags)
+            .lookup_following(name, RecordType::AAAA, question.class, options)
             .await
         {
             Ok(answer) => answer,
-            Err(UpstreamError::Timeout { .. }) | Err(UpstreamError::Network(_))
+            Err(LookupError::Upstream(_))
                 if self.dns64.synthesize_on == synthesis::SynthesizeOn::Rfc =>
             {
                 Answer::empty(ResponseCode::ServFail)
             }
             Err(error) => return Resolution::failure(&error),
         };
-        let upstream_failed = aaaa.response_code == ResponseCode::ServFail
-            && aaaa.answers.is_empty()
-            && aaaa.authorities.is_empty();
         let decision = synthesis::decide_on_aaaa(
             name,
             aaaa,
             &self.dns64.exclude_aaaa,
-            false,
+            self.dns64.ignores_native_aaaa(name),
             self.dns64.synthesize_on,
         );
         let fallback = match decision {
@@ -197,51 +265,104 @@ impl Resolver {
                 let mut resolution = Resolution::plain(Answer::empty(ResponseCode::ServFail));
                 resolution.extended_error = Some(ExtendedError::new(
                     InfoCode::NetworkError,
-                    "upstream failed the AAAA lookup; dns64.synthesize_on = \"nodata-only\"",
+                    "the upstream failed the AAAA lookup (dns64.synthesize_on = \"nodata-only\")",
                 ));
                 return resolution;
             }
             AaaaDecision::Synthesize(fallback) => fallback,
         };
+        let aaaa_failed = !fallback.name_exists;
 
         let a = match a_prefetch {
             Some(task) => match task.await {
                 Ok(result) => result,
                 Err(join_error) => {
                     tracing::error!(%join_error, "A lookup task failed");
-                    Err(UpstreamError::Network("internal A lookup failed".into()))
+                    Err(LookupError::Upstream(UpstreamError::Network(
+                        "internal A lookup failed".into(),
+                    )))
                 }
             },
             None => {
-                self.lookup_following(name, RecordType::A, question.class, flags)
+                self.lookup_following(name, RecordType::A, question.class, options)
                     .await
             }
         };
         let a = match a {
             Ok(answer) => answer,
-            Err(error) if upstream_failed => return Resolution::failure(&error),
+            Err(error) if aaaa_failed => return Resolution::failure(&error),
             Err(_) => Answer::empty(ResponseCode::ServFail),
         };
-        let result = synthesis::synthesize_from_a(name, &a, fallback, &self.dns64.prefixes);
-        Resolution {
-            extended_error: result.synthesized.then(|| self.synthesized_note()),
-            answer: result.answer,
-            synthesized: result.synthesized,
-        }
+        let result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);
+        self.synthesized(result.answer, result.synthesized, prefixes)
     }
 
-    /// The EDE 29 "Synthesized" note, naming the prefixes.
-    fn synthesized_note(&self) -> ExtendedError {
-        let prefixes: Vec<String> = self
-            .dns64
-            .prefixes
-            .iter()
-            .map(|p| p.prefix.to_string())
-            .collect();
-        ExtendedError::new(
-            InfoCode::Synthesized,
-            format!("DNS64 synthesis under {}", prefixes.join(", ")),
-        )
+    /// RFC 6147 §5.3.1: PTR for an address inside a prefix. `None` when the
+    /// name is not such an address (or reverse synthesis is off): forward it.
+    async fn resolve_reverse(
+        &self,
+        question: &Question,
+        options: LookupOptions,
+        prefixes: &[SynthesisPrefix],
+    ) -> Option<Resolution> {
+        let qname = &question.name;
+        let ipv4 = match reverse::ipv4_from_reverse_name(qname) {
+            // 170/171.0.0.192.in-addr.arpa answer ipv4only.arpa (RFC 8880 §7.1).
+            Some(ipv4) => {
+                return reverse::ipv4only_ptr(qname, ipv4).map(Resolution::plain);
+            }
+            None => reverse::embedded_ipv4(qname, prefixes)?,
+        };
+        if let Some(answer) = reverse::ipv4only_ptr(qname, ipv4) {
+            return Some(self.synthesized(answer, true, prefixes));
+        }
+        if self.dns64.reverse == ReverseMode::Off {
+            return None;
+        }
+        let target = reverse::reverse_name_of(ipv4);
+        let target_answer = match self
+            .lookup_following(&target, RecordType::PTR, question.class, options)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => return Some(Resolution::failure(&error)),
+        };
+        if !matches!(
+            target_answer.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) {
+            return Some(Resolution::plain(target_answer));
+        }
+        let answer = match self.dns64.reverse {
+            ReverseMode::Ptr => reverse::ptr_answer(qname, &target, target_answer),
+            _ => reverse::cname_answer(qname, &target, self.dns64.reverse_ttl, target_answer),
+        };
+        Some(self.synthesized(answer, true, prefixes))
+    }
+
+    /// RFC 8482: ANY gets one RRset of what the upstream has, never a fan-out
+    /// and never synthesized records.
+    async fn resolve_any(&self, question: &Question, options: LookupOptions) -> Resolution {
+        match self
+            .lookup(&question.name, RecordType::ANY, question.class, options)
+            .await
+        {
+            Ok(mut answer) => {
+                if let Some(first) = answer
+                    .answers
+                    .iter()
+                    .find(|record| record.record_type() != RecordType::RRSIG)
+                {
+                    let (owner, kind) = (first.name.clone(), first.record_type());
+                    answer
+                        .answers
+                        .retain(|record| record.name == owner && record.record_type() == kind);
+                }
+                answer.additionals.clear();
+                Resolution::plain(answer)
+            }
+            Err(error) => Resolution::failure(&error),
+        }
     }
 
     /// Looks a question up and, when the reply ends in a CNAME whose target
@@ -252,9 +373,9 @@ impl Resolver {
         name: &Name,
         record_type: RecordType,
         class: DNSClass,
-        flags: UpstreamFlags,
-    ) -> Result<Answer, UpstreamError> {
-        let mut answer = self.lookup(name, record_type, class, flags).await?;
+        options: LookupOptions,
+    ) -> Result<Answer, LookupError> {
+        let mut answer = self.lookup(name, record_type, class, options).await?;
         if record_type == RecordType::CNAME {
             return Ok(answer);
         }
@@ -263,8 +384,7 @@ impl Resolver {
                 break;
             }
             let Some(target) = answer.chain_target(name) else {
-                tracing::debug!(%name, "CNAME loop in upstream answer");
-                return Ok(Answer::empty(ResponseCode::ServFail));
+                break;
             };
             let dangling = target != *name
                 && answer.records_at(&target, record_type).next().is_none()
@@ -272,7 +392,7 @@ impl Resolver {
             if !dangling {
                 break;
             }
-            let next = self.lookup(&target, record_type, class, flags).await?;
+            let next = self.lookup(&target, record_type, class, options).await?;
             if next.response_code != ResponseCode::NoError
                 && next.response_code != ResponseCode::NXDomain
             {
@@ -289,6 +409,7 @@ impl Resolver {
             answer.additionals = next.additionals;
         }
         if answer.response_code == ResponseCode::NoError && answer.chain_target(name).is_none() {
+            tracing::debug!(%name, "CNAME loop in upstream answer");
             return Ok(Answer::empty(ResponseCode::ServFail));
         }
         Ok(answer)
@@ -300,8 +421,9 @@ impl Resolver {
         name: &Name,
         record_type: RecordType,
         class: DNSClass,
-        flags: UpstreamFlags,
-    ) -> Result<Answer, UpstreamError> {
+        options: LookupOptions,
+    ) -> Result<Answer, LookupError> {
+        let flags = options.flags;
         let key = CacheKey::new(
             name,
             record_type,
@@ -311,6 +433,9 @@ impl Resolver {
         );
         if let Some(answer) = self.cache.get(&key) {
             return Ok(answer);
+        }
+        if options.cache_only {
+            return Err(LookupError::NotCached);
         }
         let (shared, leader) = {
             let mut in_flight = self
@@ -330,7 +455,7 @@ impl Resolver {
             resolver: self,
             key: key.clone(),
         });
-        shared
+        let result = shared
             .get_or_init(|| async {
                 let mut result = self.upstream.query(name, record_type, class, flags).await;
                 if let Ok(answer) = &mut result {
@@ -340,8 +465,18 @@ impl Resolver {
                 result
             })
             .await
-            .clone()
+            .clone();
+        result.map_err(LookupError::from)
     }
+}
+
+/// The EDE 29 "Synthesized" note, naming the prefixes.
+fn synthesized_note(prefixes: &[SynthesisPrefix]) -> ExtendedError {
+    let prefixes: Vec<String> = prefixes.iter().map(|p| p.prefix.to_string()).collect();
+    ExtendedError::new(
+        InfoCode::Synthesized,
+        format!("DNS64 synthesis under {}", prefixes.join(", ")),
+    )
 }
 
 /// Removes a finished (or abandoned) lookup from the in-flight map.

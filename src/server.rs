@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::handler::{RequestHandler, Transport};
+use crate::handler::{ListenerPolicy, RequestHandler, Transport};
 use crate::resolver::Resolver;
 
 /// Largest UDP datagram read (the IPv4/IPv6 UDP maximum).
@@ -69,34 +69,81 @@ impl RunningServer {
 /// Binds every listen address and starts serving.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let resolver = Resolver::new(config);
-    let handler = Arc::new(RequestHandler::new(
-        resolver,
-        config.access_clients.clone(),
-        config.server.edns_udp_size,
-    ));
+    let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     let mut tasks = JoinSet::new();
     let mut addresses = Vec::new();
-    for &address in &config.listen {
-        let (udp, tcp) = bind_pair(address)?;
-        let bound = udp.local_addr().map_err(|source| ServerError::Bind {
+    for listener in &config.listeners {
+        let policy = Arc::new(ListenerPolicy {
+            access_clients: listener
+                .clients
+                .clone()
+                .unwrap_or_else(|| config.access_clients.clone()),
+            dns64: listener.dns64,
+            prefixes: listener
+                .prefixes
+                .clone()
+                .unwrap_or_else(|| config.dns64.prefixes.clone()),
+        });
+        let address = listener.address;
+        let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;
+        let bound = match (&udp, &tcp) {
+            (Some(udp), _) => udp.local_addr(),
+            (None, Some(tcp)) => tcp.local_addr(),
+            (None, None) => Ok(address),
+        }
+        .map_err(|source| ServerError::Bind {
             address,
             protocol: "UDP",
             source,
         })?;
-        tracing::info!(address = %bound, "listening on UDP and TCP");
+        tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, dns64 = listener.dns64, "listening");
         addresses.push(bound);
-        tasks.spawn(serve_udp(Arc::new(udp), Arc::clone(&handler)));
-        tasks.spawn(serve_tcp(
-            tcp,
-            Arc::clone(&handler),
-            config.server.tcp_idle_timeout,
-        ));
+        if let Some(udp) = udp {
+            tasks.spawn(serve_udp(
+                Arc::new(udp),
+                Arc::clone(&handler),
+                Arc::clone(&policy),
+            ));
+        }
+        if let Some(tcp) = tcp {
+            tasks.spawn(serve_tcp(
+                tcp,
+                Arc::clone(&handler),
+                Arc::clone(&policy),
+                config.server.tcp_idle_timeout,
+            ));
+        }
     }
     Ok(RunningServer {
         addresses,
         handler,
         tasks,
     })
+}
+
+/// Binds the wanted transports on one address.
+fn bind_listener(
+    address: SocketAddr,
+    udp: bool,
+    tcp: bool,
+) -> Result<(Option<UdpSocket>, Option<TcpListener>), ServerError> {
+    match (udp, tcp) {
+        (true, true) => bind_pair(address).map(|(udp, tcp)| (Some(udp), Some(tcp))),
+        (true, false) => bind_udp(address)
+            .map(|udp| (Some(udp), None))
+            .map_err(|source| ServerError::Bind {
+                address,
+                protocol: "UDP",
+                source,
+            }),
+        (false, _) => bind_tcp(address)
+            .map(|tcp| (None, Some(tcp)))
+            .map_err(|source| ServerError::Bind {
+                address,
+                protocol: "TCP",
+                source,
+            }),
+    }
 }
 
 /// Binds UDP and TCP on one address; with port 0, TCP takes the port UDP got.
@@ -155,7 +202,11 @@ fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Receives datagrams and answers each in its own task.
-async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<RequestHandler>) {
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    handler: Arc<RequestHandler>,
+    policy: Arc<ListenerPolicy>,
+) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {
         let (length, client) = match socket.recv_from(&mut buffer).await {
@@ -169,8 +220,12 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<RequestHandler>) {
         let request = buffer[..length].to_vec();
         let socket = Arc::clone(&socket);
         let handler = Arc::clone(&handler);
+        let policy = Arc::clone(&policy);
         tokio::spawn(async move {
-            if let Some(response) = handler.handle(&request, client, Transport::Udp).await {
+            if let Some(response) = handler
+                .handle(&request, client, Transport::Udp, &policy)
+                .await
+            {
                 if let Err(error) = socket.send_to(&response, client).await {
                     tracing::debug!(%client, %error, "UDP send failed");
                 }
@@ -180,14 +235,20 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<RequestHandler>) {
 }
 
 /// Accepts TCP connections and serves each in its own task.
-async fn serve_tcp(listener: TcpListener, handler: Arc<RequestHandler>, idle_timeout: Duration) {
+async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<RequestHandler>,
+    policy: Arc<ListenerPolicy>,
+    idle_timeout: Duration,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
                 let handler = Arc::clone(&handler);
+                let policy = Arc::clone(&policy);
                 tokio::spawn(async move {
                     if let Err(error) =
-                        serve_connection(stream, client, &handler, idle_timeout).await
+                        serve_connection(stream, client, &handler, &policy, idle_timeout).await
                     {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
@@ -208,6 +269,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     client: SocketAddr,
     handler: &RequestHandler,
+    policy: &ListenerPolicy,
     idle_timeout: Duration,
 ) -> io::Result<()> {
     loop {
@@ -223,7 +285,10 @@ async fn serve_connection(
             Ok(result) => result?,
             Err(_) => return Ok(()),
         };
-        let Some(response) = handler.handle(&request, client, Transport::Tcp).await else {
+        let Some(response) = handler
+            .handle(&request, client, Transport::Tcp, policy)
+            .await
+        else {
             continue;
         };
         let Ok(response_length) = u16::try_from(response.len()) else {

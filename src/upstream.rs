@@ -64,17 +64,20 @@ pub struct Upstream {
     edns_udp_size: u16,
     /// Index of the server tried first; moves on when that server fails.
     preferred: AtomicUsize,
+    /// Owns the background tasks of the exchanges (they stop when it is dropped).
+    runtime: TokioRuntimeProvider,
 }
 
 impl Upstream {
     /// Builds the upstream set; must run inside a tokio runtime.
     pub fn new(config: &UpstreamConfig, edns_udp_size: u16) -> Self {
+        let runtime = TokioRuntimeProvider::new();
         let servers = config
             .servers
             .iter()
             .map(|&address| Server {
                 address,
-                udp: UdpClientStream::builder(address, TokioRuntimeProvider::new())
+                udp: UdpClientStream::builder(address, runtime.clone())
                     .with_timeout(Some(config.timeout))
                     .with_max_retries(0)
                     .exchange(),
@@ -86,6 +89,7 @@ impl Upstream {
             attempts: config.attempts,
             edns_udp_size,
             preferred: AtomicUsize::new(0),
+            runtime,
         }
     }
 
@@ -124,6 +128,9 @@ impl Upstream {
             let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
             {
+                Ok(Err(hickory_net::NetError::Timeout)) | Err(_) => {
+                    tracing::debug!(server = %server.address, %name, "upstream timeout");
+                }
                 Ok(Ok(response)) => {
                     let answer = Answer::from_message(response.into_message());
                     if is_server_failure(answer.response_code) {
@@ -136,9 +143,6 @@ impl Upstream {
                 Ok(Err(error)) => {
                     tracing::debug!(server = %server.address, %error, %name, "upstream error");
                     last_error = UpstreamError::Network(format!("{}: {error}", server.address));
-                }
-                Err(_elapsed) => {
-                    tracing::debug!(server = %server.address, %name, "upstream timeout");
                 }
             }
             // Prefer the next server from now on; a healthy one keeps its place.
@@ -193,14 +197,9 @@ impl Upstream {
         }
         tracing::debug!(server = %server.address, "truncated reply; retrying over TCP");
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let tcp = TcpClientStream::exchange(
-            server.address,
-            None,
-            remaining,
-            None,
-            TokioRuntimeProvider::new(),
-        )
-        .await?;
+        let tcp =
+            TcpClientStream::exchange(server.address, None, remaining, None, self.runtime.clone())
+                .await?;
         tcp.send(request).first_answer().await
     }
 }

@@ -5,6 +5,7 @@
 pub mod ipv4only;
 pub mod policy;
 pub mod prefix;
+pub mod reverse;
 pub mod synthesis;
 
 pub use policy::{ExcludedAaaa, SynthesisPrefix};

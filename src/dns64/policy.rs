@@ -4,10 +4,10 @@
 //!
 //! Built once from the configuration; the decisions are plain lookups.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::prefix::Nat64Prefix;
 
@@ -53,13 +53,19 @@ pub fn default_excluded_ipv4(prefix: &Nat64Prefix) -> Vec<Ipv4Net> {
         .collect()
 }
 
-/// A prefix together with the IPv4 ranges it must not embed.
+/// A prefix together with its policy: the IPv4 ranges it must not embed,
+/// optionally the only IPv4 ranges it is used for (BIND's `mapped`), and
+/// optionally the only clients it serves (BIND's per-prefix `clients`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthesisPrefix {
     /// The NAT64 prefix.
     pub prefix: Nat64Prefix,
     /// IPv4 ranges never synthesized under this prefix.
     pub excluded_ipv4: Arc<[Ipv4Net]>,
+    /// If set, only A records in these ranges use this prefix.
+    pub mapped_ipv4: Option<Arc<[Ipv4Net]>>,
+    /// If set, only these clients get this prefix.
+    pub clients: Option<Arc<[IpNet]>>,
 }
 
 impl SynthesisPrefix {
@@ -72,12 +78,26 @@ impl SynthesisPrefix {
         Self {
             prefix,
             excluded_ipv4,
+            mapped_ipv4: None,
+            clients: None,
         }
     }
 
     /// True if `ipv4` may be synthesized under this prefix.
     pub fn may_embed(&self, ipv4: Ipv4Addr) -> bool {
         !self.excluded_ipv4.iter().any(|net| net.contains(&ipv4))
+            && self
+                .mapped_ipv4
+                .as_ref()
+                .is_none_or(|mapped| mapped.iter().any(|net| net.contains(&ipv4)))
+    }
+
+    /// True if this prefix serves `client`.
+    pub fn serves(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.clients
+            .as_ref()
+            .is_none_or(|clients| clients.iter().any(|net| net.contains(&client)))
     }
 }
 
@@ -163,6 +183,18 @@ mod tests {
         let custom = SynthesisPrefix::new(Nat64Prefix::well_known(), Some(&list));
         assert!(!custom.may_embed("93.184.216.34".parse().unwrap()));
         assert!(custom.may_embed("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn mapped_ranges_and_clients_limit_a_prefix() {
+        let mut prefix = SynthesisPrefix::new("2001:db8:64::/96".parse().unwrap(), None);
+        prefix.mapped_ipv4 = Some(vec!["10.0.0.0/8".parse().unwrap()].into());
+        prefix.clients = Some(vec!["192.168.1.0/24".parse().unwrap()].into());
+        assert!(prefix.may_embed("10.1.2.3".parse().unwrap()));
+        assert!(!prefix.may_embed("93.184.216.34".parse().unwrap()));
+        assert!(prefix.serves("192.168.1.7".parse().unwrap()));
+        assert!(prefix.serves("::ffff:192.168.1.7".parse().unwrap()));
+        assert!(!prefix.serves("192.168.2.7".parse().unwrap()));
     }
 
     #[test]

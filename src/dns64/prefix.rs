@@ -34,6 +34,9 @@ pub enum PrefixError {
     /// Bits 64–71 are not zero (only a /96 can cover them).
     #[error("bits 64-71 must be zero (RFC 6052 §2.2)")]
     UOctet,
+    /// A suffix sets bits of the prefix, of the embedded IPv4 address or of the u-octet.
+    #[error("a suffix may only set bits after the embedded IPv4 address (and not bits 64-71)")]
+    SuffixOverlap,
     /// A link-local, multicast, loopback or unspecified prefix cannot route to a translator.
     #[error("a {0} prefix cannot be a NAT64 prefix")]
     Unroutable(&'static str),
@@ -43,6 +46,8 @@ pub enum PrefixError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Nat64Prefix {
     network: Ipv6Net,
+    /// Bits after the embedded IPv4 address (RFC 6052 §2.2 "suffix"; BIND's `suffix`).
+    suffix: [u8; 16],
 }
 
 impl Nat64Prefix {
@@ -50,6 +55,7 @@ impl Nat64Prefix {
     pub fn well_known() -> Self {
         Self {
             network: Ipv6Net::new(WELL_KNOWN_PREFIX, 96).expect("96 is a valid IPv6 prefix length"),
+            suffix: [0; 16],
         }
     }
 
@@ -76,7 +82,33 @@ impl Nat64Prefix {
         if segments[0] & 0xffc0 == 0xfe80 {
             return Err(PrefixError::Unroutable("link-local"));
         }
-        Ok(Self { network })
+        Ok(Self {
+            network,
+            suffix: [0; 16],
+        })
+    }
+
+    /// Sets the suffix: the bits after the embedded IPv4 address, for
+    /// prefixes shorter than /96. It must leave the prefix, the IPv4 octets
+    /// and the u-octet zero.
+    pub fn with_suffix(mut self, suffix: Ipv6Addr) -> Result<Self, PrefixError> {
+        let octets = suffix.octets();
+        let reserved = self.ipv4_positions();
+        let last_ipv4 = reserved[3];
+        let overlaps = octets
+            .iter()
+            .enumerate()
+            .any(|(position, &byte)| byte != 0 && (position <= last_ipv4 || position == U_OCTET));
+        if overlaps {
+            return Err(PrefixError::SuffixOverlap);
+        }
+        self.suffix = octets;
+        Ok(self)
+    }
+
+    /// The suffix, if one is set.
+    pub fn suffix(&self) -> Option<Ipv6Addr> {
+        (self.suffix != [0; 16]).then(|| Ipv6Addr::from(self.suffix))
     }
 
     /// The prefix as a network.
@@ -116,6 +148,9 @@ impl Nat64Prefix {
     /// Embeds an IPv4 address into this prefix (RFC 6052 §2.2); suffix and u-octet are zero.
     pub fn embed(&self, ipv4: Ipv4Addr) -> Ipv6Addr {
         let mut octets = self.network.network().octets();
+        for (octet, suffix) in octets.iter_mut().zip(self.suffix) {
+            *octet |= suffix;
+        }
         for (position, byte) in self.ipv4_positions().into_iter().zip(ipv4.octets()) {
             octets[position] = byte;
         }
@@ -208,6 +243,28 @@ mod tests {
                 assert_eq!(prefix.extract(&address), Some(ipv4), "/{length} {ipv4}");
             }
         }
+    }
+
+    #[test]
+    fn suffix_fills_the_bits_after_the_ipv4_address() {
+        let prefix = prefix("2001:db8:122::/48")
+            .with_suffix("::ff:1".parse().unwrap())
+            .unwrap();
+        let address = prefix.embed(Ipv4Addr::new(192, 0, 2, 33));
+        assert_eq!(
+            address,
+            "2001:db8:122:c000:2:2100:ff:1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(prefix.extract(&address), Some(Ipv4Addr::new(192, 0, 2, 33)));
+        // A suffix may not touch the IPv4 octets or bits 64-71.
+        assert_eq!(
+            prefix.with_suffix("::2:0:0:0".parse().unwrap()),
+            Err(PrefixError::SuffixOverlap)
+        );
+        assert_eq!(
+            Nat64Prefix::well_known().with_suffix("::1".parse().unwrap()),
+            Err(PrefixError::SuffixOverlap)
+        );
     }
 
     #[test]

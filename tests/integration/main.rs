@@ -1,5 +1,9 @@
 //! Single integration-test binary for dns64d: `cargo test --test integration`.
 
 mod common;
+mod config_example;
 mod harness_selftest;
+mod policy;
 mod synthesis;
+mod upstream_faults;
+mod wire;

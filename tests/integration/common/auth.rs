@@ -29,6 +29,14 @@ pub fn default_zones() -> Vec<(String, PathBuf)> {
             "other.test.".to_string(),
             super::data_dir().join("other.test.zone"),
         ),
+        (
+            "184.93.in-addr.arpa.".to_string(),
+            super::data_dir().join("reverse.zone"),
+        ),
+        (
+            "10.in-addr.arpa.".to_string(),
+            super::data_dir().join("private-reverse.zone"),
+        ),
     ]
 }
 

@@ -1,0 +1,218 @@
+//! Reverse lookups for synthesized addresses (RFC 6147 §5.3.1): a PTR query
+//! for an ip6.arpa name inside a NAT64 prefix is answered from the PTR of the
+//! embedded IPv4 address, as a CNAME to its in-addr.arpa name (BIND, Knot) or
+//! as a PTR rewritten under the ip6.arpa owner (Unbound). The reverse names
+//! of 192.0.0.170 and 192.0.0.171 answer `ipv4only.arpa.` (RFC 8880 §7.1).
+//!
+//! Pure name arithmetic and answer rewriting; the resolver does the lookups.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{CNAME, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::ipv4only::IPV4ONLY_ADDRESSES;
+use super::policy::SynthesisPrefix;
+use crate::answer::Answer;
+
+/// How PTR queries under a NAT64 prefix are answered (`dns64.reverse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReverseMode {
+    /// A CNAME to the in-addr.arpa name, followed (default).
+    #[default]
+    Cname,
+    /// The in-addr.arpa PTR records, rewritten under the ip6.arpa name.
+    Ptr,
+    /// No reverse synthesis: forward such queries as they are.
+    Off,
+}
+
+/// The default TTL of a synthesized reverse CNAME (`dns64.reverse_ttl`).
+pub const DEFAULT_REVERSE_TTL: u32 = 600;
+
+/// The address of a full 32-nibble ip6.arpa name, or `None` for any other name.
+pub fn ipv6_from_reverse_name(name: &Name) -> Option<Ipv6Addr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let [nibbles @ .., ip6, arpa] = labels.as_slice() else {
+        return None;
+    };
+    if nibbles.len() != 32
+        || !ip6.eq_ignore_ascii_case(b"ip6")
+        || !arpa.eq_ignore_ascii_case(b"arpa")
+    {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for label in nibbles.iter().rev() {
+        let [digit] = label else {
+            return None;
+        };
+        let nibble = char::from(*digit).to_digit(16)?;
+        value = (value << 4) | u128::from(nibble);
+    }
+    Some(Ipv6Addr::from(value))
+}
+
+/// The address of a full in-addr.arpa name (four decimal labels), or `None`.
+pub fn ipv4_from_reverse_name(name: &Name) -> Option<Ipv4Addr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let [d, c, b, a, in_addr, arpa] = labels.as_slice() else {
+        return None;
+    };
+    if !in_addr.eq_ignore_ascii_case(b"in-addr") || !arpa.eq_ignore_ascii_case(b"arpa") {
+        return None;
+    }
+    let octet = |label: &[u8]| -> Option<u8> {
+        let text = std::str::from_utf8(label).ok()?;
+        if text.len() > 1 && text.starts_with('0') {
+            return None;
+        }
+        text.parse().ok()
+    };
+    Some(Ipv4Addr::new(octet(a)?, octet(b)?, octet(c)?, octet(d)?))
+}
+
+/// The in-addr.arpa name of an IPv4 address.
+pub fn reverse_name_of(ipv4: Ipv4Addr) -> Name {
+    let [a, b, c, d] = ipv4.octets();
+    Name::from_str(&format!("{d}.{c}.{b}.{a}.in-addr.arpa.")).expect("valid reverse name")
+}
+
+/// The embedded IPv4 address if `qname` is a full ip6.arpa name inside one of
+/// `prefixes` and the address may be synthesized under it.
+pub fn embedded_ipv4(qname: &Name, prefixes: &[SynthesisPrefix]) -> Option<Ipv4Addr> {
+    let address = ipv6_from_reverse_name(qname)?;
+    prefixes.iter().find_map(|prefix| {
+        let ipv4 = prefix.prefix.extract(&address)?;
+        let special = IPV4ONLY_ADDRESSES.contains(&ipv4);
+        (special || prefix.may_embed(ipv4)).then_some(ipv4)
+    })
+}
+
+/// The local answer `PTR ipv4only.arpa.` for 192.0.0.170 and .171, owned by `qname`.
+pub fn ipv4only_ptr(qname: &Name, ipv4: Ipv4Addr) -> Option<Answer> {
+    if !IPV4ONLY_ADDRESSES.contains(&ipv4) {
+        return None;
+    }
+    let mut answer = Answer::empty(ResponseCode::NoError);
+    let target = Name::from_str("ipv4only.arpa.").expect("valid name");
+    answer.answers.push(Record::from_rdata(
+        qname.clone(),
+        super::ipv4only::IPV4ONLY_A_TTL,
+        RData::PTR(PTR(target)),
+    ));
+    Some(answer)
+}
+
+/// The CNAME form: `qname CNAME target` followed by the answer for `target`.
+pub fn cname_answer(qname: &Name, target: &Name, ttl: u32, target_answer: Answer) -> Answer {
+    let mut answer = target_answer;
+    answer.answers.retain(|record| !is_dnssec(record));
+    answer.authorities.retain(|record| !is_dnssec(record));
+    answer.authentic_data = false;
+    answer.answers.insert(
+        0,
+        Record::from_rdata(qname.clone(), ttl, RData::CNAME(CNAME(target.clone()))),
+    );
+    answer
+}
+
+/// The PTR form: the target's PTR records rewritten under `qname`.
+pub fn ptr_answer(qname: &Name, target: &Name, target_answer: Answer) -> Answer {
+    let mut answer = target_answer;
+    answer
+        .answers
+        .retain(|record| record.record_type() == RecordType::PTR && record.name == *target);
+    for record in &mut answer.answers {
+        record.name = qname.clone();
+    }
+    answer.authorities.retain(|record| !is_dnssec(record));
+    answer.authentic_data = false;
+    answer
+}
+
+fn is_dnssec(record: &Record) -> bool {
+    matches!(
+        record.record_type(),
+        RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns64::Nat64Prefix;
+
+    fn name(text: &str) -> Name {
+        Name::from_str(text).unwrap()
+    }
+
+    fn reverse_of(address: &str) -> Name {
+        let address: Ipv6Addr = address.parse().unwrap();
+        let mut labels: Vec<String> = format!("{:032x}", u128::from(address))
+            .chars()
+            .rev()
+            .map(String::from)
+            .collect();
+        labels.push("ip6.arpa.".into());
+        name(&labels.join("."))
+    }
+
+    #[test]
+    fn parses_full_ip6_arpa_names_only() {
+        let full = reverse_of("64:ff9b::5db8:d822");
+        assert_eq!(
+            ipv6_from_reverse_name(&full),
+            Some("64:ff9b::5db8:d822".parse().unwrap())
+        );
+        let upper = name(&full.to_string().to_uppercase());
+        assert_eq!(
+            ipv6_from_reverse_name(&upper),
+            Some("64:ff9b::5db8:d822".parse().unwrap())
+        );
+        assert_eq!(
+            ipv6_from_reverse_name(&name("b.9.f.f.4.6.0.0.ip6.arpa.")),
+            None
+        );
+        assert_eq!(ipv6_from_reverse_name(&name("example.com.")), None);
+    }
+
+    #[test]
+    fn parses_in_addr_arpa_names() {
+        assert_eq!(
+            ipv4_from_reverse_name(&name("170.0.0.192.in-addr.arpa.")),
+            Some(Ipv4Addr::new(192, 0, 0, 170))
+        );
+        assert_eq!(ipv4_from_reverse_name(&name("0.192.in-addr.arpa.")), None);
+        assert_eq!(
+            ipv4_from_reverse_name(&name("300.0.0.192.in-addr.arpa.")),
+            None
+        );
+        assert_eq!(
+            reverse_name_of(Ipv4Addr::new(93, 184, 216, 34)),
+            name("34.216.184.93.in-addr.arpa.")
+        );
+    }
+
+    #[test]
+    fn embedded_ipv4_respects_prefix_and_exclusions() {
+        let wkp = [SynthesisPrefix::new(Nat64Prefix::well_known(), None)];
+        assert_eq!(
+            embedded_ipv4(&reverse_of("64:ff9b::5db8:d822"), &wkp),
+            Some(Ipv4Addr::new(93, 184, 216, 34))
+        );
+        assert_eq!(
+            embedded_ipv4(&reverse_of("64:ff9b::a01:203"), &wkp),
+            None,
+            "10.1.2.3 is excluded"
+        );
+        assert_eq!(
+            embedded_ipv4(&reverse_of("64:ff9b::c000:aa"), &wkp),
+            Some(Ipv4Addr::new(192, 0, 0, 170))
+        );
+        assert_eq!(embedded_ipv4(&reverse_of("2001:db8::1"), &wkp), None);
+    }
+}
