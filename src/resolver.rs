@@ -23,7 +23,7 @@ use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
 use crate::dns64::{SynthesisPrefix, ipv4only};
 use crate::ede::{ExtendedError, InfoCode};
-use crate::upstream::{Upstream, UpstreamError, UpstreamFlags};
+use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
 
 /// A question as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,7 @@ type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 
 /// Cache, upstream and DNS64 policy together.
 pub struct Resolver {
-    upstream: Upstream,
+    upstream: Box<dyn Forwarder>,
     cache: Cache,
     dns64: Dns64Config,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
@@ -126,8 +126,14 @@ pub struct Resolver {
 impl Resolver {
     /// Builds the pipeline from a validated configuration (inside a tokio runtime).
     pub fn new(config: &Config) -> Arc<Self> {
+        let upstream = Upstream::new(&config.upstream, config.server.edns_udp_size);
+        Self::with_forwarder(config, Box::new(upstream))
+    }
+
+    /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
+    pub fn with_forwarder(config: &Config, forwarder: Box<dyn Forwarder>) -> Arc<Self> {
         Arc::new(Self {
-            upstream: Upstream::new(&config.upstream, config.server.edns_udp_size),
+            upstream: forwarder,
             cache: Cache::new(config.cache),
             dns64: config.dns64.clone(),
             in_flight: Mutex::new(HashMap::new()),

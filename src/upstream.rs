@@ -50,6 +50,21 @@ pub struct UpstreamFlags {
     pub checking_disabled: bool,
 }
 
+/// Where the resolver's cache misses go: one question in, one whole answer
+/// (or a failure) out. [`Upstream`] forwards over the network; tests and
+/// fuzz targets plug in an in-memory source.
+#[async_trait::async_trait]
+pub trait Forwarder: Send + Sync + 'static {
+    /// Asks one question.
+    async fn query(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError>;
+}
+
 /// One upstream server and its reusable UDP exchange.
 struct Server {
     address: SocketAddr,
@@ -103,7 +118,7 @@ impl Upstream {
     /// SERVFAIL, REFUSED and other error RCODEs move on to the next server
     /// while attempts remain; the last such reply is returned if no server
     /// gives a better one. Network errors and timeouts move on too.
-    pub async fn query(
+    pub async fn forward(
         &self,
         name: &Name,
         record_type: RecordType,
@@ -207,4 +222,17 @@ impl Upstream {
 /// RCODEs after which another server may do better.
 fn is_server_failure(code: ResponseCode) -> bool {
     !matches!(code, ResponseCode::NoError | ResponseCode::NXDomain)
+}
+
+#[async_trait::async_trait]
+impl Forwarder for Upstream {
+    async fn query(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError> {
+        self.forward(name, record_type, class, flags).await
+    }
 }
