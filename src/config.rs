@@ -58,6 +58,8 @@ impl ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
+    /// `"network"` (a DNS64 server for a network) or `"shim"` (a per-host loopback forwarder).
+    pub profile: Profile,
     /// Socket addresses to serve on; each serves UDP and TCP.
     pub listen: Vec<String>,
     /// `[upstream]`.
@@ -72,6 +74,41 @@ pub struct RawConfig {
     pub server: RawServer,
     /// `[[listeners]]`: listeners with their own policy, besides `listen`.
     pub listeners: Vec<RawListener>,
+}
+
+/// What dns64d runs as; the profile chooses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A network DNS64 server: listens on every address, port 53.
+    #[default]
+    Network,
+    /// A per-host shim: 127.0.0.1:53, loopback clients only, forwards to the
+    /// host's IPv6 resolvers, synthesis off unless a prefix is configured.
+    Shim,
+}
+
+/// Which address family of upstream servers to use (`upstream.family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4 and IPv6 servers.
+    #[default]
+    Any,
+    /// Only IPv4 servers.
+    Ipv4,
+    /// Only IPv6 servers.
+    Ipv6,
+}
+
+impl Family {
+    fn admits(self, address: &SocketAddr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Ipv4 => address.is_ipv4(),
+            Self::Ipv6 => address.is_ipv6(),
+        }
+    }
 }
 
 /// A transport a listener serves.
@@ -164,6 +201,10 @@ pub struct RawUpstream {
     pub attempts: u32,
     /// Resolver file read for `servers = "system"`.
     pub resolv_conf: PathBuf,
+    /// Address family of the servers to use.
+    pub family: Family,
+    /// How often the resolver file is re-read for `servers = "system"`, in milliseconds (0: never).
+    pub system_refresh_ms: u64,
 }
 
 /// `[dns64]` as written.
@@ -233,6 +274,7 @@ pub struct RawServer {
 impl Default for RawConfig {
     fn default() -> Self {
         Self {
+            profile: Profile::Network,
             listen: vec!["[::]:53".into(), "0.0.0.0:53".into()],
             upstream: RawUpstream::default(),
             dns64: RawDns64::default(),
@@ -251,6 +293,8 @@ impl Default for RawUpstream {
             timeout_ms: 2000,
             attempts: 2,
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
+            family: Family::Any,
+            system_refresh_ms: 2000,
         }
     }
 }
@@ -325,11 +369,13 @@ pub struct Overrides {
     pub upstream: Vec<String>,
     /// `--prefix` (repeatable).
     pub prefix: Vec<String>,
+    /// `--shim`: the shim profile.
+    pub shim: bool,
 }
 
 /// Merges defaults, the optional file, the environment and the overrides.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    let mut user = Figment::new();
     if let Some(path) = file {
         if !path.exists() {
             return Err(ConfigError::invalid(
@@ -338,34 +384,57 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
                 "file does not exist",
             ));
         }
-        figment = figment.merge(Toml::file_exact(path));
+        user = user.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed("DNS64D_").split("__"));
+    user = user.merge(Env::prefixed("DNS64D_").split("__"));
+    if overrides.shim {
+        user = user.merge(Serialized::default("profile", Profile::Shim));
+    }
     if !overrides.listen.is_empty() {
-        figment = figment.merge(Serialized::default("listen", &overrides.listen));
+        user = user.merge(Serialized::default("listen", &overrides.listen));
     }
     if !overrides.upstream.is_empty() {
-        figment = figment.merge(Serialized::default("upstream.servers", &overrides.upstream));
+        user = user.merge(Serialized::default("upstream.servers", &overrides.upstream));
     }
     if !overrides.prefix.is_empty() {
-        figment = figment.merge(Serialized::default("dns64.prefixes", &overrides.prefix));
+        user = user.merge(Serialized::default("dns64.prefixes", &overrides.prefix));
     }
-    let raw: RawConfig = figment.extract().map_err(Box::new)?;
-    Config::validate(raw)
+    build(user)
 }
 
 /// Parses a TOML document on top of the defaults (no environment), for tests and tools.
 pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
-        .merge(Toml::string(text))
-        .extract()
-        .map_err(Box::new)?;
+    build(Figment::from(Toml::string(text)))
+}
+
+/// The defaults of a profile under what the user wrote, then validation.
+fn build(user: Figment) -> Result<Config, ConfigError> {
+    let profile: Profile = match user.find_value("profile") {
+        Ok(_) => user.extract_inner("profile").map_err(Box::new)?,
+        Err(_) => Profile::Network,
+    };
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if profile == Profile::Shim {
+        figment = figment
+            .merge(Serialized::default("listen", SHIM_LISTEN))
+            .merge(Serialized::default("access.clients", SHIM_ACCESS_CLIENTS))
+            .merge(Serialized::default("upstream.family", Family::Ipv6))
+            .merge(Serialized::default("dns64.prefixes", Vec::<String>::new()));
+    }
+    let raw: RawConfig = figment.merge(user).extract().map_err(Box::new)?;
     Config::validate(raw)
 }
+
+/// The shim's default listen address.
+pub const SHIM_LISTEN: [&str; 1] = ["127.0.0.1:53"];
+/// The shim's default `access.clients`: loopback only.
+pub const SHIM_ACCESS_CLIENTS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The profile the defaults came from.
+    pub profile: Profile,
     /// Listeners: `listen` entries (both transports, global policy) then `[[listeners]]`.
     pub listeners: Vec<ListenerConfig>,
     /// Forwarding.
@@ -406,6 +475,8 @@ pub struct ListenerConfig {
 pub struct UpstreamConfig {
     /// Servers in preference order.
     pub servers: Vec<SocketAddr>,
+    /// How the server list is chosen, kept to re-read the system resolvers.
+    pub selection: UpstreamSelection,
     /// Timeout of one attempt.
     pub timeout: Duration,
     /// Total attempts across servers.
@@ -557,8 +628,21 @@ impl Config {
         }
         let listen: Vec<SocketAddr> = listeners.iter().map(|listener| listener.address).collect();
 
+        let selection = UpstreamSelection {
+            system: match &raw.upstream.servers {
+                RawServers::Keyword(word) if word == "system" => Some(SystemResolvers {
+                    path: raw.upstream.resolv_conf.clone(),
+                    refresh: Duration::from_millis(raw.upstream.system_refresh_ms),
+                }),
+                _ => None,
+            },
+            family: raw.upstream.family,
+            listen: listen.clone(),
+            avoid_loopback: raw.profile == Profile::Shim,
+        };
         let upstream = UpstreamConfig {
-            servers: resolve_servers(&raw.upstream, &listen)?,
+            servers: resolve_servers(&raw.upstream, &selection)?,
+            selection,
             timeout: Duration::from_millis(raw.upstream.timeout_ms),
             attempts: raw.upstream.attempts,
         };
@@ -648,6 +732,7 @@ impl Config {
         };
 
         Ok(Self {
+            profile: raw.profile,
             listeners,
             upstream,
             dns64: Dns64Config {
@@ -864,14 +949,84 @@ pub fn parse_server(text: &str) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, 53))
 }
 
-/// The upstream servers: the list, or the system resolvers, minus our own listeners.
+/// The system resolver file and how often it is re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemResolvers {
+    /// The resolv.conf path.
+    pub path: PathBuf,
+    /// Re-read interval (zero: never).
+    pub refresh: Duration,
+}
+
+/// The rules that turn candidate addresses into the upstream list, kept so
+/// the system resolvers can be re-read and filtered the same way later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSelection {
+    /// Set when the servers come from the system resolver configuration.
+    pub system: Option<SystemResolvers>,
+    /// Address family to keep.
+    pub family: Family,
+    /// Our own listen addresses (never forwarded to).
+    pub listen: Vec<SocketAddr>,
+    /// Skip loopback servers from the system configuration (the shim: its own
+    /// address is usually what resolv.conf points at).
+    pub avoid_loopback: bool,
+}
+
+impl UpstreamSelection {
+    /// Filters candidates: our own listeners, loops through loopback, the
+    /// wrong family and duplicates are dropped, each with a log line.
+    pub fn select(&self, candidates: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let mut servers = Vec::new();
+        for server in candidates {
+            let skip_reason = if is_own_listener(&server, &self.listen) {
+                Some("dns64d itself listens there (it would forward to itself)")
+            } else if self.system.is_some() && self.avoid_loopback && server.ip().is_loopback() {
+                Some(
+                    "a loopback resolver in the system configuration is most likely this shim (a loop)",
+                )
+            } else if self
+                .listen
+                .iter()
+                .any(|own| own.ip().is_loopback() && own.is_ipv4())
+                && self.avoid_loopback
+                && matches!(server.ip(), IpAddr::V4(v4) if v4.is_loopback())
+                && server.port() == 53
+            {
+                Some("the shim listens on 127.0.0.0/8 (a loop)")
+            } else if !self.family.admits(&server) {
+                Some("excluded by upstream.family")
+            } else {
+                None
+            };
+            if let Some(reason) = skip_reason {
+                tracing::warn!(%server, reason, "skipping upstream server");
+                continue;
+            }
+            if !servers.contains(&server) {
+                servers.push(server);
+            }
+        }
+        servers
+    }
+
+    /// Reads and filters the system resolvers (empty when not configured so).
+    pub fn read_system(&self) -> Vec<SocketAddr> {
+        match &self.system {
+            Some(system) => self.select(read_resolv_conf(&system.path)),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The upstream servers: the list, or the system resolvers, filtered.
 fn resolve_servers(
     raw: &RawUpstream,
-    listen: &[SocketAddr],
+    selection: &UpstreamSelection,
 ) -> Result<Vec<SocketAddr>, ConfigError> {
-    let (candidates, source) = match &raw.servers {
+    let servers = match &raw.servers {
         RawServers::List(list) => {
-            let servers = list
+            let candidates = list
                 .iter()
                 .map(|text| {
                     parse_server(text).ok_or_else(|| {
@@ -883,12 +1038,26 @@ fn resolve_servers(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            (servers, "upstream.servers".to_string())
+            let servers = selection.select(candidates);
+            if servers.is_empty() {
+                return Err(ConfigError::NoUpstream(
+                    "upstream.servers lists no server that is not dns64d itself or excluded by upstream.family; set upstream.servers or --upstream".into(),
+                ));
+            }
+            servers
         }
-        RawServers::Keyword(word) if word == "system" => (
-            read_resolv_conf(&raw.resolv_conf),
-            raw.resolv_conf.display().to_string(),
-        ),
+        RawServers::Keyword(word) if word == "system" => {
+            let servers = selection.read_system();
+            if servers.is_empty() {
+                // The host may learn resolvers later (DHCP, router advertisements):
+                // keep running, answer SERVFAIL and re-read the file until then.
+                tracing::warn!(
+                    file = %raw.resolv_conf.display(),
+                    "no usable upstream server in the system resolver configuration; answering SERVFAIL until one appears"
+                );
+            }
+            servers
+        }
         RawServers::Keyword(word) => {
             return Err(ConfigError::invalid(
                 "upstream.servers",
@@ -897,30 +1066,6 @@ fn resolve_servers(
             ));
         }
     };
-    let mut servers = Vec::new();
-    for server in candidates {
-        if is_own_listener(&server, listen) {
-            tracing::warn!(%server, "skipping upstream server: dns64d itself listens there (it would forward to itself)");
-            continue;
-        }
-        if !servers.contains(&server) {
-            servers.push(server);
-        }
-    }
-    if servers.is_empty() && matches!(raw.servers, RawServers::Keyword(_)) {
-        // The host may learn resolvers later (DHCP, router advertisements):
-        // keep running and answer SERVFAIL until then.
-        tracing::warn!(
-            source = %source,
-            "no usable upstream server in the system resolver configuration; answering SERVFAIL until one is configured"
-        );
-        return Ok(servers);
-    }
-    if servers.is_empty() {
-        return Err(ConfigError::NoUpstream(format!(
-            "{source} lists no server other than dns64d's own listen addresses; set upstream.servers or --upstream"
-        )));
-    }
     Ok(servers)
 }
 

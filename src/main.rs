@@ -25,6 +25,10 @@ struct Arguments {
     /// NAT64 prefix (repeatable; replaces `dns64.prefixes`).
     #[arg(long, value_name = "PREFIX")]
     prefix: Vec<String>,
+    /// Run as a per-host shim: 127.0.0.1:53, loopback clients only, forwarding
+    /// to the host's IPv6 resolvers, synthesis off unless a prefix is given.
+    #[arg(long)]
+    shim: bool,
     /// Validate the configuration, print the effective settings and exit.
     #[arg(long)]
     check_config: bool,
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         listen: arguments.listen,
         upstream: arguments.upstream,
         prefix: arguments.prefix,
+        shim: arguments.shim,
     };
     let config = match config::load(arguments.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -51,6 +56,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     if arguments.check_config {
         println!("# configuration is valid; effective settings:");
         print!("{}", config.to_toml());

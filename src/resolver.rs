@@ -85,6 +85,9 @@ impl Resolution {
             LookupError::Upstream(UpstreamError::Network(_)) => {
                 (ResponseCode::ServFail, InfoCode::NetworkError)
             }
+            LookupError::Upstream(UpstreamError::NoServers) => {
+                (ResponseCode::ServFail, InfoCode::NoReachableAuthority)
+            }
             LookupError::NotCached => (ResponseCode::Refused, InfoCode::NotAuthoritative),
         };
         Self {
@@ -117,7 +120,7 @@ type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 
 /// Cache, upstream and DNS64 policy together.
 pub struct Resolver {
-    upstream: Box<dyn Forwarder>,
+    upstream: Arc<dyn Forwarder>,
     cache: Cache,
     dns64: Dns64Config,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
@@ -127,11 +130,11 @@ impl Resolver {
     /// Builds the pipeline from a validated configuration (inside a tokio runtime).
     pub fn new(config: &Config) -> Arc<Self> {
         let upstream = Upstream::new(&config.upstream, config.server.edns_udp_size);
-        Self::with_forwarder(config, Box::new(upstream))
+        Self::with_forwarder(config, Arc::new(upstream))
     }
 
     /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
-    pub fn with_forwarder(config: &Config, forwarder: Box<dyn Forwarder>) -> Arc<Self> {
+    pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
         Arc::new(Self {
             upstream: forwarder,
             cache: Cache::new(config.cache),

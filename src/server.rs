@@ -16,8 +16,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::config::UpstreamSelection;
 use crate::handler::{ListenerPolicy, RequestHandler, Transport};
 use crate::resolver::Resolver;
+use crate::upstream::{Forwarder, Upstream};
 
 /// Largest UDP datagram read (the IPv4/IPv6 UDP maximum).
 const MAX_DATAGRAM: usize = 65535;
@@ -68,7 +70,8 @@ impl RunningServer {
 
 /// Binds every listen address and starts serving.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
-    let resolver = Resolver::new(config);
+    let upstream = Arc::new(Upstream::new(&config.upstream, config.server.edns_udp_size));
+    let resolver = Resolver::with_forwarder(config, Arc::clone(&upstream) as Arc<dyn Forwarder>);
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     let mut tasks = JoinSet::new();
     let mut addresses = Vec::new();
@@ -111,6 +114,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 Arc::clone(&handler),
                 Arc::clone(&policy),
                 config.server.tcp_idle_timeout,
+            ));
+        }
+    }
+    if let Some(system) = &config.upstream.selection.system {
+        if !system.refresh.is_zero() {
+            tasks.spawn(watch_system_resolvers(
+                upstream,
+                config.upstream.selection.clone(),
+                system.refresh,
             ));
         }
     }
@@ -299,5 +311,38 @@ async fn serve_connection(
         framed.extend_from_slice(&response_length.to_be_bytes());
         framed.extend_from_slice(&response);
         stream.write_all(&framed).await?;
+    }
+}
+
+/// Re-reads the system resolver file every `refresh` and switches to the
+/// servers it now lists (RFC 8106 RDNSS learned by rdnssd or systemd-resolved
+/// lands there), so a new server is used without a restart.
+async fn watch_system_resolvers(
+    upstream: Arc<Upstream>,
+    selection: UpstreamSelection,
+    refresh: Duration,
+) {
+    let Some(system) = selection.system.clone() else {
+        return;
+    };
+    let mut last_contents = std::fs::read(&system.path).ok();
+    let mut interval = tokio::time::interval(refresh);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let contents = tokio::fs::read(&system.path).await.ok();
+        if contents == last_contents {
+            continue;
+        }
+        last_contents = contents;
+        let servers = selection.read_system();
+        if upstream.set_addresses(&servers) {
+            let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+            if servers.is_empty() {
+                tracing::warn!(file = %system.path.display(), "system resolvers changed: no usable upstream server left; answering SERVFAIL");
+            } else {
+                tracing::info!(file = %system.path.display(), servers = %list.join(", "), "system resolvers changed; now forwarding to them");
+            }
+        }
     }
 }

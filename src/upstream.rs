@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
@@ -39,6 +40,9 @@ pub enum UpstreamError {
     /// Attempts failed with network errors (unreachable, refused, reset).
     #[error("upstream network error: {0}")]
     Network(String),
+    /// No upstream server is configured (yet).
+    #[error("no usable upstream server is configured")]
+    NoServers,
 }
 
 /// The bits of the client's query that are passed upstream.
@@ -71,9 +75,22 @@ struct Server {
     udp: DnsExchange<TokioRuntimeProvider>,
 }
 
-/// The set of upstream servers, tried in order with failover.
+impl Server {
+    fn new(address: SocketAddr, timeout: Duration, runtime: &TokioRuntimeProvider) -> Self {
+        Self {
+            address,
+            udp: UdpClientStream::builder(address, runtime.clone())
+                .with_timeout(Some(timeout))
+                .with_max_retries(0)
+                .exchange(),
+        }
+    }
+}
+
+/// The set of upstream servers, tried in order with failover. The set can
+/// be replaced while serving (re-read system resolvers).
 pub struct Upstream {
-    servers: Vec<Server>,
+    servers: RwLock<Arc<[Arc<Server>]>>,
     timeout: Duration,
     attempts: u32,
     edns_udp_size: u16,
@@ -90,16 +107,10 @@ impl Upstream {
         let servers = config
             .servers
             .iter()
-            .map(|&address| Server {
-                address,
-                udp: UdpClientStream::builder(address, runtime.clone())
-                    .with_timeout(Some(config.timeout))
-                    .with_max_retries(0)
-                    .exchange(),
-            })
+            .map(|&address| Arc::new(Server::new(address, config.timeout, &runtime)))
             .collect();
         Self {
-            servers,
+            servers: RwLock::new(servers),
             timeout: config.timeout,
             attempts: config.attempts,
             edns_udp_size,
@@ -108,9 +119,50 @@ impl Upstream {
         }
     }
 
-    /// The configured server addresses, in order.
+    /// The server addresses in use, in order.
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(|server| server.address).collect()
+        self.snapshot()
+            .iter()
+            .map(|server| server.address)
+            .collect()
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<Server>]> {
+        Arc::clone(
+            &self
+                .servers
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Replaces the server list; servers kept keep their exchanges. Returns
+    /// true if the list changed.
+    pub fn set_addresses(&self, addresses: &[SocketAddr]) -> bool {
+        let current = self.snapshot();
+        if current
+            .iter()
+            .map(|server| server.address)
+            .eq(addresses.iter().copied())
+        {
+            return false;
+        }
+        let servers: Arc<[Arc<Server>]> = addresses
+            .iter()
+            .map(|&address| {
+                current
+                    .iter()
+                    .find(|server| server.address == address)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Server::new(address, self.timeout, &self.runtime)))
+            })
+            .collect();
+        *self
+            .servers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = servers;
+        self.preferred.store(0, Ordering::Relaxed);
+        true
     }
 
     /// Asks the upstreams one question.
@@ -130,15 +182,14 @@ impl Upstream {
             attempts: self.attempts,
             timeout: self.timeout,
         };
-        if self.servers.is_empty() {
-            return Err(UpstreamError::Network(
-                "no upstream server configured".into(),
-            ));
+        let servers = self.snapshot();
+        if servers.is_empty() {
+            return Err(UpstreamError::NoServers);
         }
         let start = self.preferred.load(Ordering::Relaxed);
         for attempt in 0..self.attempts as usize {
-            let index = (start + attempt) % self.servers.len();
-            let server = &self.servers[index];
+            let index = (start + attempt) % servers.len();
+            let server = &servers[index];
             let message = self.request_message(name, record_type, class, flags);
             let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
@@ -163,7 +214,7 @@ impl Upstream {
             // Prefer the next server from now on; a healthy one keeps its place.
             let _ = self.preferred.compare_exchange(
                 start,
-                (index + 1) % self.servers.len(),
+                (index + 1) % servers.len(),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ); // losing the race to another query's update is fine

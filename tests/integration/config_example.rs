@@ -37,3 +37,21 @@ fn quickstart_example_loads() {
     assert_eq!(config.cache.negative_max_ttl, 3600);
     assert!(!config.dns64.break_dnssec);
 }
+
+#[test]
+fn shim_example_loads_as_written() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shim.toml");
+    let config = dns64d::config::load(Some(&path), &Default::default())
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+    assert_eq!(config.profile, dns64d::config::Profile::Shim);
+    let bound: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+    assert_eq!(bound, vec!["127.0.0.1:53".parse::<SocketAddr>().unwrap()]);
+    assert!(config.dns64.prefixes.is_empty());
+    assert!(
+        config
+            .upstream
+            .servers
+            .iter()
+            .all(|s| s.is_ipv6() && !s.ip().is_loopback())
+    );
+}

@@ -4,6 +4,7 @@ mod common;
 mod config_example;
 mod harness_selftest;
 mod policy;
+mod shim;
 mod synthesis;
 mod upstream_faults;
 mod wire;

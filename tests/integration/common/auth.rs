@@ -135,8 +135,25 @@ pub async fn start_auth_upstream(ip: IpAddr) -> AuthUpstream {
     start_auth_upstream_with(ip, &default_zones()).await
 }
 
+/// Like [`start_auth_upstream`] on a given port (0 for any), with the default zones.
+pub async fn start_auth_on_port(ip: IpAddr, port: u16) -> AuthUpstream {
+    let udp = UdpSocket::bind((ip, port)).await.expect("bind UDP");
+    let bound = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(bound).await.expect("bind TCP");
+    serve_zones(&default_zones(), udp, tcp).await
+}
+
 /// Like [`start_auth_upstream`] with custom zones: `(origin, zone file path)`.
 pub async fn start_auth_upstream_with(ip: IpAddr, zones: &[(String, PathBuf)]) -> AuthUpstream {
+    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
+    serve_zones(zones, udp, tcp).await
+}
+
+async fn serve_zones(
+    zones: &[(String, PathBuf)],
+    udp: UdpSocket,
+    tcp: TcpListener,
+) -> AuthUpstream {
     let mut catalog = Catalog::new();
     for (origin, path) in zones {
         let origin = Name::from_str(origin).expect("zone origin");
@@ -157,7 +174,6 @@ pub async fn start_auth_upstream_with(ip: IpAddr, zones: &[(String, PathBuf)]) -
     }
 
     let seen = SeenLog::default();
-    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
     let addr = udp.local_addr().unwrap();
 
     let mut server = Server::new(RecordingHandler {

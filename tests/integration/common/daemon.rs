@@ -37,3 +37,12 @@ pub async fn start_dns64d_on(
     let addr = server.local_addrs()[0];
     Dns64d { addr, server }
 }
+
+/// Starts dns64d from a whole TOML configuration (listen addresses included).
+pub async fn start_dns64d_toml(toml: &str) -> Dns64d {
+    let config = dns64d::config::from_toml_str(toml)
+        .unwrap_or_else(|e| panic!("test config rejected: {e}\n{toml}"));
+    let server = server::start(&config).await.expect("dns64d starts");
+    let addr = server.local_addrs()[0];
+    Dns64d { addr, server }
+}
