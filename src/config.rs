@@ -466,6 +466,8 @@ pub struct ListenerConfig {
     pub dns64: bool,
     /// Prefixes instead of `dns64.prefixes`.
     pub prefixes: Option<Vec<SynthesisPrefix>>,
+    /// With `prefixes`: whether the list includes `"discover"`.
+    pub discover: Option<bool>,
     /// Access list instead of `access.clients`.
     pub clients: Option<Vec<IpNet>>,
 }
@@ -486,8 +488,12 @@ pub struct UpstreamConfig {
 /// Validated `[dns64]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns64Config {
-    /// Prefixes, each with its IPv4 exclusions.
+    /// Configured prefixes, each with its IPv4 exclusions.
     pub prefixes: Vec<SynthesisPrefix>,
+    /// `"discover"` was listed: learn prefixes (RFC 7050, RFC 8781) and use them too.
+    pub discover: bool,
+    /// The IPv4 exclusions applied to discovered prefixes (`None`: built-in).
+    pub discovered_exclude_ipv4: Option<Vec<Ipv4Net>>,
     /// AAAA ranges treated as absent.
     pub exclude_aaaa: ExcludedAaaa,
     /// Whether a failed AAAA lookup leads to synthesis.
@@ -568,7 +574,7 @@ impl Config {
             .transpose()?;
         let mut prefix_entries: Vec<RawPrefix> = raw.dns64.prefixes.clone();
         prefix_entries.extend(raw.dns64.prefix.iter().cloned().map(RawPrefix::Table));
-        let prefixes = parse_prefix_list(
+        let (prefixes, discover) = parse_prefix_list(
             "dns64.prefixes",
             &prefix_entries,
             global_exclude_ipv4.as_deref(),
@@ -582,22 +588,23 @@ impl Config {
                 tcp: true,
                 dns64: true,
                 prefixes: None,
+                discover: None,
                 clients: None,
             });
         }
         for (index, listener) in raw.listeners.iter().enumerate() {
             let key = format!("listeners[{index}]");
-            let prefixes = listener
-                .prefixes
-                .as_ref()
-                .map(|list| {
-                    parse_prefix_list(
+            let (prefixes, listener_discover) = match &listener.prefixes {
+                Some(list) => {
+                    let (fixed, discover) = parse_prefix_list(
                         &format!("{key}.prefixes"),
                         list,
                         global_exclude_ipv4.as_deref(),
-                    )
-                })
-                .transpose()?;
+                    )?;
+                    (Some(fixed), Some(discover))
+                }
+                None => (None, None),
+            };
             let clients = listener
                 .clients
                 .as_ref()
@@ -616,6 +623,7 @@ impl Config {
                 tcp: listener.protocols.contains(&ListenerProtocol::Tcp),
                 dns64: listener.dns64,
                 prefixes,
+                discover: listener_discover,
                 clients,
             });
         }
@@ -737,6 +745,8 @@ impl Config {
             upstream,
             dns64: Dns64Config {
                 prefixes,
+                discover,
+                discovered_exclude_ipv4: global_exclude_ipv4.clone(),
                 exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
                 synthesize_on: raw.dns64.synthesize_on,
                 break_dnssec: raw.dns64.break_dnssec,
@@ -840,10 +850,15 @@ fn parse_prefix_list(
     key: &str,
     entries: &[RawPrefix],
     global_exclude_ipv4: Option<&[Ipv4Net]>,
-) -> Result<Vec<SynthesisPrefix>, ConfigError> {
+) -> Result<(Vec<SynthesisPrefix>, bool), ConfigError> {
     let mut prefixes: Vec<SynthesisPrefix> = Vec::new();
+    let mut discover = false;
     for entry in entries {
         let (text, table) = match entry {
+            RawPrefix::Plain(text) if text.trim() == "discover" => {
+                discover = true;
+                continue;
+            }
             RawPrefix::Plain(text) => (text, None),
             RawPrefix::Table(table) => (&table.prefix, Some(table)),
         };
@@ -888,7 +903,7 @@ fn parse_prefix_list(
         synthesis_prefix.clients = clients;
         prefixes.push(synthesis_prefix);
     }
-    Ok(prefixes)
+    Ok((prefixes, discover))
 }
 
 /// Warnings for prefixes that overlap each other or that the exclusions hide.

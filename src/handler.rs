@@ -12,6 +12,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
+use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
 use crate::resolver::{ClientFlags, Question, Resolver};
 
@@ -36,6 +37,8 @@ pub struct ListenerPolicy {
     pub dns64: bool,
     /// Prefixes used on this listener.
     pub prefixes: Vec<SynthesisPrefix>,
+    /// Discovered prefixes used on this listener too (`"discover"`).
+    pub discovered: Option<Arc<DiscoveredPrefixes>>,
 }
 
 impl ListenerPolicy {
@@ -68,9 +71,11 @@ impl RequestHandler {
         if !listener.dns64 || !self.resolver.dns64().serves(client) {
             return Vec::new();
         }
+        let discovered = listener.discovered.as_ref().map(|set| set.current());
         listener
             .prefixes
             .iter()
+            .chain(discovered.iter().flat_map(|set| set.iter()))
             .filter(|prefix| prefix.serves(client))
             .cloned()
             .collect()

@@ -19,6 +19,7 @@
 pub mod answer;
 pub mod cache;
 pub mod config;
+pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod handler;

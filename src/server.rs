@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::config::UpstreamSelection;
+use crate::discovery::{self, DiscoveredPrefixes};
 use crate::handler::{ListenerPolicy, RequestHandler, Transport};
 use crate::resolver::Resolver;
 use crate::upstream::{Forwarder, Upstream};
@@ -75,6 +76,22 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     let mut tasks = JoinSet::new();
     let mut addresses = Vec::new();
+    let wants_discovery = config.dns64.discover
+        || config
+            .listeners
+            .iter()
+            .any(|listener| listener.discover == Some(true));
+    let discovered = wants_discovery.then(|| {
+        let discovered = Arc::new(DiscoveredPrefixes::new(
+            config.dns64.discovered_exclude_ipv4.clone(),
+        ));
+        tasks.spawn(discovery::run_rfc7050(
+            Arc::clone(&discovered),
+            Arc::clone(&upstream) as Arc<dyn Forwarder>,
+        ));
+        tasks.spawn(discovery::run_pref64(Arc::clone(&discovered)));
+        discovered
+    });
     for listener in &config.listeners {
         let policy = Arc::new(ListenerPolicy {
             access_clients: listener
@@ -86,6 +103,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 .prefixes
                 .clone()
                 .unwrap_or_else(|| config.dns64.prefixes.clone()),
+            discovered: listener
+                .discover
+                .unwrap_or(config.dns64.discover)
+                .then(|| discovered.clone())
+                .flatten(),
         });
         let address = listener.address;
         let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;

@@ -2,6 +2,7 @@
 
 mod common;
 mod config_example;
+mod discovery;
 mod harness_selftest;
 mod policy;
 mod shim;
