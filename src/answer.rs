@@ -17,6 +17,8 @@ pub struct Answer {
     pub response_code: ResponseCode,
     /// The upstream's AD bit (RFC 4035 §3.2.3).
     pub authentic_data: bool,
+    /// Authoritative data from a local zone (AA in the response).
+    pub authoritative: bool,
     /// The answer section.
     pub answers: Vec<Record>,
     /// The authority section.
@@ -31,6 +33,7 @@ impl Answer {
         Self {
             response_code,
             authentic_data: false,
+            authoritative: false,
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
@@ -42,6 +45,7 @@ impl Answer {
         Self {
             response_code: message.metadata.response_code,
             authentic_data: message.metadata.authentic_data,
+            authoritative: false,
             answers: message.answers,
             authorities: message.authorities,
             additionals: message.additionals,

@@ -19,6 +19,7 @@ use hickory_proto::rr::Name;
 
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
+use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -74,6 +75,67 @@ pub struct RawConfig {
     pub server: RawServer,
     /// `[[listeners]]`: listeners with their own policy, besides `listen`.
     pub listeners: Vec<RawListener>,
+    /// `[[zones]]`: local zones served authoritatively.
+    pub zones: Vec<RawZone>,
+    /// `[log]`.
+    pub log: RawLog,
+    /// `[metrics]`.
+    pub metrics: RawMetrics,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `"text"` or `"json"`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `debug`, `dns64d=debug,warn`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// One line per query (client, name, type, rcode, synthesized, latency).
+    pub queries: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            queries: false,
+        }
+    }
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Address of the HTTP endpoint serving `/metrics` and `/healthz`; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// One `[[zones]]` table as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    /// The zone's origin, e.g. `example.test`.
+    pub name: String,
+    /// The RFC 1035 master file (relative paths are relative to the working directory).
+    pub file: PathBuf,
+    /// Synthesize AAAA for A-only names in this zone.
+    #[serde(default = "enabled")]
+    pub dns64: bool,
 }
 
 /// What dns64d runs as; the profile chooses the defaults.
@@ -282,6 +344,9 @@ impl Default for RawConfig {
             cache: RawCache::default(),
             server: RawServer::default(),
             listeners: Vec::new(),
+            zones: Vec::new(),
+            log: RawLog::default(),
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -451,6 +516,23 @@ pub struct Config {
     pub raw: RawConfig,
     /// Legal but suspicious settings, logged at start and printed by `--check-config`.
     pub warnings: Vec<String>,
+    /// Local zones.
+    pub zones: Vec<ZoneConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// The metrics and health endpoint, if enabled.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Validated `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// The tracing filter.
+    pub level: String,
+    /// Log every query.
+    pub queries: bool,
 }
 
 /// One validated listener.
@@ -695,6 +777,34 @@ impl Config {
         warn_about_prefixes(&prefixes, &exclude_aaaa, &mut warnings);
 
         let access_clients = parse_ip_networks("access.clients", &raw.access.clients)?;
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                &raw.log.level,
+                "not a log filter like \"info\", \"debug\" or \"dns64d=debug,warn\"",
+            ));
+        }
+        let metrics_listen = raw
+            .metrics
+            .listen
+            .as_ref()
+            .map(|text| parse_listen("metrics.listen", text))
+            .transpose()?;
+        let mut zones: Vec<ZoneConfig> = Vec::new();
+        for (index, zone) in raw.zones.iter().enumerate() {
+            let key = format!("zones[{index}].name");
+            let name = parse_domains(&key, std::slice::from_ref(&zone.name))?
+                .pop()
+                .expect("one name parsed");
+            if zones.iter().any(|known| known.name == name) {
+                return Err(ConfigError::invalid(&key, &zone.name, "listed twice"));
+            }
+            zones.push(ZoneConfig {
+                name,
+                file: zone.file.clone(),
+                dns64: zone.dns64,
+            });
+        }
         let dns64_clients = raw
             .dns64
             .clients
@@ -760,8 +870,15 @@ impl Config {
             access_clients,
             cache,
             server,
+            log: LogConfig {
+                format: raw.log.format,
+                level: raw.log.level.clone(),
+                queries: raw.log.queries,
+            },
+            metrics_listen,
             raw,
             warnings,
+            zones,
         })
     }
 

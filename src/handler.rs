@@ -51,6 +51,35 @@ impl ListenerPolicy {
     }
 }
 
+/// A listener's policy, replaceable while serving (configuration reload).
+#[derive(Debug)]
+pub struct PolicySlot(std::sync::RwLock<Arc<ListenerPolicy>>);
+
+impl PolicySlot {
+    /// A slot holding `policy`.
+    pub fn new(policy: ListenerPolicy) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(policy)))
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<ListenerPolicy> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Replaces the policy.
+    pub fn set(&self, policy: ListenerPolicy) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policy);
+    }
+}
+
 /// Turns request bytes into response bytes.
 pub struct RequestHandler {
     resolver: Arc<Resolver>,
@@ -188,6 +217,7 @@ impl RequestHandler {
         let resolution = self.resolver.resolve(&question, flags, &prefixes).await;
         let answer = resolution.answer;
         response.metadata.response_code = answer.response_code;
+        response.metadata.authoritative = answer.authoritative;
         // RFC 6147 §5.5 and RFC 6840 §5.8: AD only for unmodified data, and
         // only to clients that showed they understand it (DO or AD).
         response.metadata.authentic_data = !resolution.synthesized

@@ -26,3 +26,4 @@ pub mod handler;
 pub mod resolver;
 pub mod server;
 pub mod upstream;
+pub mod zones;

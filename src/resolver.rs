@@ -10,7 +10,7 @@
 //! the client's own A query (happy eyeballs asks both) finds it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -24,6 +24,7 @@ use crate::dns64::synthesis::{self, AaaaDecision};
 use crate::dns64::{SynthesisPrefix, ipv4only};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
+use crate::zones::{LocalZones, ZoneAnswer};
 
 /// A question as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +122,9 @@ type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 /// Cache, upstream and DNS64 policy together.
 pub struct Resolver {
     upstream: Arc<dyn Forwarder>,
+    zones: Arc<LocalZones>,
     cache: Cache,
-    dns64: Dns64Config,
+    dns64: RwLock<Arc<Dns64Config>>,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
 }
 
@@ -135,10 +137,20 @@ impl Resolver {
 
     /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
     pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
+        Self::with_parts(config, forwarder, Arc::new(LocalZones::default()))
+    }
+
+    /// Builds the pipeline over a [`Forwarder`] and loaded local zones.
+    pub fn with_parts(
+        config: &Config,
+        forwarder: Arc<dyn Forwarder>,
+        zones: Arc<LocalZones>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             upstream: forwarder,
+            zones,
             cache: Cache::new(config.cache),
-            dns64: config.dns64.clone(),
+            dns64: RwLock::new(Arc::new(config.dns64.clone())),
             in_flight: Mutex::new(HashMap::new()),
         })
     }
@@ -148,9 +160,28 @@ impl Resolver {
         &self.cache
     }
 
-    /// The DNS64 policy.
-    pub fn dns64(&self) -> &Dns64Config {
-        &self.dns64
+    /// The DNS64 policy in force now.
+    pub fn dns64(&self) -> Arc<Dns64Config> {
+        Arc::clone(
+            &self
+                .dns64
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Replaces the DNS64 policy (configuration reload); queries already
+    /// running finish with the old one.
+    pub fn set_dns64(&self, dns64: Dns64Config) {
+        *self
+            .dns64
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
+    }
+
+    /// The local zones.
+    pub fn zones(&self) -> &Arc<LocalZones> {
+        &self.zones
     }
 
     /// Answers one question. `prefixes` are the prefixes that apply to this
@@ -169,13 +200,17 @@ impl Resolver {
             },
             cache_only: !flags.recursion_desired,
         };
+        let policy = self.dns64();
         let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
         if dns64_active && ipv4only::is_ipv4only_name(&question.name) {
             let local = ipv4only::answer(&question.name, question.record_type, prefixes);
             return self.synthesized(local.answer, local.synthesized, prefixes);
         }
         if dns64_active && question.record_type == RecordType::PTR {
-            if let Some(resolution) = self.resolve_reverse(question, options, prefixes).await {
+            if let Some(resolution) = self
+                .resolve_reverse(question, options, prefixes, &policy)
+                .await
+            {
                 return resolution;
             }
         }
@@ -184,11 +219,14 @@ impl Resolver {
         }
         let wants_synthesis = dns64_active
             && question.record_type == RecordType::AAAA
-            && !self.dns64.is_excluded_domain(&question.name)
+            && !policy.is_excluded_domain(&question.name)
+            && !self.zones.forbids_dns64(&question.name)
             // RFC 6147 §5.5: with DO and CD the client validates; synthesis would fail it.
-            && !(flags.dnssec_ok && flags.checking_disabled && !self.dns64.break_dnssec);
+            && !(flags.dnssec_ok && flags.checking_disabled && !policy.break_dnssec);
         if wants_synthesis {
-            return self.resolve_aaaa(question, options, prefixes).await;
+            return self
+                .resolve_aaaa(question, options, prefixes, &policy)
+                .await;
         }
         match self
             .lookup_following(
@@ -224,6 +262,7 @@ impl Resolver {
         question: &Question,
         options: LookupOptions,
         prefixes: &[SynthesisPrefix],
+        policy: &Dns64Config,
     ) -> Resolution {
         let name = &question.name;
         let flags = options.flags;
@@ -253,7 +292,7 @@ impl Resolver {
         {
             Ok(answer) => answer,
             Err(LookupError::Upstream(_))
-                if self.dns64.synthesize_on == synthesis::SynthesizeOn::Rfc =>
+                if policy.synthesize_on == synthesis::SynthesizeOn::Rfc =>
             {
                 Answer::empty(ResponseCode::ServFail)
             }
@@ -262,9 +301,9 @@ impl Resolver {
         let decision = synthesis::decide_on_aaaa(
             name,
             aaaa,
-            &self.dns64.exclude_aaaa,
-            self.dns64.ignores_native_aaaa(name),
-            self.dns64.synthesize_on,
+            &policy.exclude_aaaa,
+            policy.ignores_native_aaaa(name),
+            policy.synthesize_on,
         );
         let fallback = match decision {
             AaaaDecision::Native(answer) | AaaaDecision::PassThrough(answer) => {
@@ -313,6 +352,7 @@ impl Resolver {
         question: &Question,
         options: LookupOptions,
         prefixes: &[SynthesisPrefix],
+        policy: &Dns64Config,
     ) -> Option<Resolution> {
         let qname = &question.name;
         let ipv4 = match reverse::ipv4_from_reverse_name(qname) {
@@ -325,7 +365,7 @@ impl Resolver {
         if let Some(answer) = reverse::ipv4only_ptr(qname, ipv4) {
             return Some(self.synthesized(answer, true, prefixes));
         }
-        if self.dns64.reverse == ReverseMode::Off {
+        if policy.reverse == ReverseMode::Off {
             return None;
         }
         let target = reverse::reverse_name_of(ipv4);
@@ -342,9 +382,9 @@ impl Resolver {
         ) {
             return Some(Resolution::plain(target_answer));
         }
-        let answer = match self.dns64.reverse {
+        let answer = match policy.reverse {
             ReverseMode::Ptr => reverse::ptr_answer(qname, &target, target_answer),
-            _ => reverse::cname_answer(qname, &target, self.dns64.reverse_ttl, target_answer),
+            _ => reverse::cname_answer(qname, &target, policy.reverse_ttl, target_answer),
         };
         Some(self.synthesized(answer, true, prefixes))
     }
@@ -414,6 +454,7 @@ impl Resolver {
             }
             answer.response_code = next.response_code;
             answer.authentic_data &= next.authentic_data;
+            answer.authoritative &= next.authoritative;
             answer.authorities = next.authorities;
             answer.additionals = next.additionals;
         }
@@ -432,6 +473,17 @@ impl Resolver {
         class: DNSClass,
         options: LookupOptions,
     ) -> Result<Answer, LookupError> {
+        if !self.zones.is_empty() {
+            match self.zones.lookup(name, record_type).await {
+                ZoneAnswer::Answer { mut answer, .. } => {
+                    answer.authoritative = true;
+                    return Ok(answer);
+                }
+                // RD=0: the referral; RD=1: resolve below the cut through the upstreams.
+                ZoneAnswer::Referral(referral) if options.cache_only => return Ok(referral),
+                ZoneAnswer::Referral(_) | ZoneAnswer::NotLocal => {}
+            }
+        }
         let flags = options.flags;
         let key = CacheKey::new(
             name,

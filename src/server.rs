@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,11 +17,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::config::UpstreamSelection;
+use crate::config::ListenerConfig;
 use crate::discovery::{self, DiscoveredPrefixes};
-use crate::handler::{ListenerPolicy, RequestHandler, Transport};
+use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
 use crate::resolver::Resolver;
 use crate::upstream::{Forwarder, Upstream};
+use crate::zones::{LocalZones, ZoneError};
 
 /// Largest UDP datagram read (the IPv4/IPv6 UDP maximum).
 const MAX_DATAGRAM: usize = 65535;
@@ -28,6 +30,9 @@ const MAX_DATAGRAM: usize = 65535;
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A local zone file could not be loaded.
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
     /// A socket could not be bound.
     #[error("cannot listen on {protocol} {address}: {source}")]
     Bind {
@@ -44,11 +49,57 @@ pub enum ServerError {
 pub struct RunningServer {
     addresses: Vec<SocketAddr>,
     handler: Arc<RequestHandler>,
-    tasks: JoinSet<()>,
+    upstream: Arc<Upstream>,
+    listeners: Vec<(ListenerConfig, Arc<PolicySlot>)>,
+    discovered: Option<Arc<DiscoveredPrefixes>>,
+    config: Config,
+    listener_tasks: JoinSet<()>,
+    background: JoinSet<()>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Counts queries being answered, so a shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held while one query is answered.
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    /// Queries being answered now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl RunningServer {
-    /// The bound addresses, one per `listen` entry, each serving UDP and TCP.
+    /// The bound addresses, one per listener, in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addresses
     }
@@ -58,24 +109,120 @@ impl RunningServer {
         &self.handler
     }
 
-    /// Waits until every listener task has ended (normally never).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Queries being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count()
     }
 
-    /// Stops all listeners.
-    pub fn shutdown(mut self) {
-        self.tasks.abort_all();
+    /// Waits until every listener task has ended (normally never).
+    pub async fn wait(&mut self) {
+        while self.listener_tasks.join_next().await.is_some() {}
+    }
+
+    /// Applies a new configuration without dropping queries: upstreams,
+    /// prefixes and policies, per-listener policy, access lists and zones.
+    /// Listener addresses and protocols, `[cache]` and `[server]` need a
+    /// restart; changes there are reported in the returned notes and ignored.
+    /// A zone that fails to load rejects the whole reload (nothing changes).
+    pub async fn reload(&mut self, config: Config) -> Result<Vec<String>, ZoneError> {
+        self.handler
+            .resolver()
+            .zones()
+            .replace(&config.zones)
+            .await?;
+        let mut notes = Vec::new();
+        self.upstream.reconfigure(&config.upstream);
+        self.handler.resolver().set_dns64(config.dns64.clone());
+        let same_listeners = config.listeners.len() == self.listeners.len()
+            && config
+                .listeners
+                .iter()
+                .zip(&self.listeners)
+                .all(|(new, (old, _))| {
+                    new.address == old.address && new.udp == old.udp && new.tcp == old.tcp
+                });
+        if !same_listeners {
+            notes.push(
+                "listener addresses or protocols changed: restart dns64d to apply them".into(),
+            );
+        }
+        let wants_discovery = config.dns64.discover
+            || config
+                .listeners
+                .iter()
+                .any(|listener| listener.discover == Some(true));
+        if wants_discovery && self.discovered.is_none() {
+            notes.push(
+                "\"discover\" was added to the prefixes: restart dns64d to start discovery".into(),
+            );
+        }
+        for (index, (old, slot)) in self.listeners.iter().enumerate() {
+            // Policies follow the listener with the same address (or position).
+            let new = config
+                .listeners
+                .iter()
+                .find(|new| new.address == old.address)
+                .or_else(|| config.listeners.get(index));
+            if let Some(new) = new {
+                slot.set(listener_policy(new, &config, self.discovered.as_ref()));
+            }
+        }
+        if config.cache != self.config.cache {
+            notes.push("[cache] changed: restart dns64d to apply it".into());
+        }
+        if config.server != self.config.server {
+            notes.push("[server] changed: restart dns64d to apply it".into());
+        }
+        self.config = config;
+        Ok(notes)
+    }
+
+    /// Stops accepting queries, lets those being answered finish (at most
+    /// `grace`), then stops everything. Returns the queries cut off.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        self.listener_tasks.abort_all();
+        while self.listener_tasks.join_next().await.is_some() {}
+        let _ = tokio::time::timeout(grace, self.in_flight.wait_idle()).await; // timing out is reported below
+        self.background.abort_all();
+        self.in_flight.count()
+    }
+}
+
+/// The policy of one listener under a configuration.
+fn listener_policy(
+    listener: &ListenerConfig,
+    config: &Config,
+    discovered: Option<&Arc<DiscoveredPrefixes>>,
+) -> ListenerPolicy {
+    ListenerPolicy {
+        access_clients: listener
+            .clients
+            .clone()
+            .unwrap_or_else(|| config.access_clients.clone()),
+        dns64: listener.dns64,
+        prefixes: listener
+            .prefixes
+            .clone()
+            .unwrap_or_else(|| config.dns64.prefixes.clone()),
+        discovered: listener
+            .discover
+            .unwrap_or(config.dns64.discover)
+            .then(|| discovered.cloned())
+            .flatten(),
     }
 }
 
 /// Binds every listen address and starts serving.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let upstream = Arc::new(Upstream::new(&config.upstream, config.server.edns_udp_size));
-    let resolver = Resolver::with_forwarder(config, Arc::clone(&upstream) as Arc<dyn Forwarder>);
+    let zones = Arc::new(LocalZones::load(&config.zones).await?);
+    let resolver = Resolver::with_parts(config, Arc::clone(&upstream) as Arc<dyn Forwarder>, zones);
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
-    let mut tasks = JoinSet::new();
+    let in_flight = Arc::new(InFlight::default());
+    let mut listener_tasks = JoinSet::new();
+    let mut background = JoinSet::new();
     let mut addresses = Vec::new();
+    let mut listeners = Vec::new();
     let wants_discovery = config.dns64.discover
         || config
             .listeners
@@ -85,30 +232,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         let discovered = Arc::new(DiscoveredPrefixes::new(
             config.dns64.discovered_exclude_ipv4.clone(),
         ));
-        tasks.spawn(discovery::run_rfc7050(
+        background.spawn(discovery::run_rfc7050(
             Arc::clone(&discovered),
             Arc::clone(&upstream) as Arc<dyn Forwarder>,
         ));
-        tasks.spawn(discovery::run_pref64(Arc::clone(&discovered)));
+        background.spawn(discovery::run_pref64(Arc::clone(&discovered)));
         discovered
     });
     for listener in &config.listeners {
-        let policy = Arc::new(ListenerPolicy {
-            access_clients: listener
-                .clients
-                .clone()
-                .unwrap_or_else(|| config.access_clients.clone()),
-            dns64: listener.dns64,
-            prefixes: listener
-                .prefixes
-                .clone()
-                .unwrap_or_else(|| config.dns64.prefixes.clone()),
-            discovered: listener
-                .discover
-                .unwrap_or(config.dns64.discover)
-                .then(|| discovered.clone())
-                .flatten(),
-        });
+        let slot = Arc::new(PolicySlot::new(listener_policy(
+            listener,
+            config,
+            discovered.as_ref(),
+        )));
         let address = listener.address;
         let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;
         let bound = match (&udp, &tcp) {
@@ -123,27 +259,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         })?;
         tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, dns64 = listener.dns64, "listening");
         addresses.push(bound);
+        let context = ServeContext {
+            handler: Arc::clone(&handler),
+            policy: Arc::clone(&slot),
+            in_flight: Arc::clone(&in_flight),
+        };
         if let Some(udp) = udp {
-            tasks.spawn(serve_udp(
-                Arc::new(udp),
-                Arc::clone(&handler),
-                Arc::clone(&policy),
-            ));
+            listener_tasks.spawn(serve_udp(Arc::new(udp), context.clone()));
         }
         if let Some(tcp) = tcp {
-            tasks.spawn(serve_tcp(
-                tcp,
-                Arc::clone(&handler),
-                Arc::clone(&policy),
-                config.server.tcp_idle_timeout,
-            ));
+            listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
         }
+        listeners.push((listener.clone(), slot));
     }
     if let Some(system) = &config.upstream.selection.system {
         if !system.refresh.is_zero() {
-            tasks.spawn(watch_system_resolvers(
-                upstream,
-                config.upstream.selection.clone(),
+            background.spawn(watch_system_resolvers(
+                Arc::clone(&upstream),
                 system.refresh,
             ));
         }
@@ -151,8 +283,22 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         addresses,
         handler,
-        tasks,
+        upstream,
+        listeners,
+        discovered,
+        config: config.clone(),
+        listener_tasks,
+        background,
+        in_flight,
     })
+}
+
+/// What a listener task needs to answer a query.
+#[derive(Clone)]
+struct ServeContext {
+    handler: Arc<RequestHandler>,
+    policy: Arc<PolicySlot>,
+    in_flight: Arc<InFlight>,
 }
 
 /// Binds the wanted transports on one address.
@@ -236,11 +382,7 @@ fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Receives datagrams and answers each in its own task.
-async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    handler: Arc<RequestHandler>,
-    policy: Arc<ListenerPolicy>,
-) {
+async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {
         let (length, client) = match socket.recv_from(&mut buffer).await {
@@ -253,10 +395,13 @@ async fn serve_udp(
         };
         let request = buffer[..length].to_vec();
         let socket = Arc::clone(&socket);
-        let handler = Arc::clone(&handler);
-        let policy = Arc::clone(&policy);
+        let context = context.clone();
+        let guard = context.in_flight.enter();
         tokio::spawn(async move {
-            if let Some(response) = handler
+            let _guard = guard;
+            let policy = context.policy.current();
+            if let Some(response) = context
+                .handler
                 .handle(&request, client, Transport::Udp, &policy)
                 .await
             {
@@ -269,20 +414,14 @@ async fn serve_udp(
 }
 
 /// Accepts TCP connections and serves each in its own task.
-async fn serve_tcp(
-    listener: TcpListener,
-    handler: Arc<RequestHandler>,
-    policy: Arc<ListenerPolicy>,
-    idle_timeout: Duration,
-) {
+async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: Duration) {
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
-                let handler = Arc::clone(&handler);
-                let policy = Arc::clone(&policy);
+                let context = context.clone();
                 tokio::spawn(async move {
                     if let Err(error) =
-                        serve_connection(stream, client, &handler, &policy, idle_timeout).await
+                        serve_connection(stream, client, &context, idle_timeout).await
                     {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
@@ -302,8 +441,7 @@ async fn serve_tcp(
 async fn serve_connection(
     mut stream: TcpStream,
     client: SocketAddr,
-    handler: &RequestHandler,
-    policy: &ListenerPolicy,
+    context: &ServeContext,
     idle_timeout: Duration,
 ) -> io::Result<()> {
     loop {
@@ -319,8 +457,11 @@ async fn serve_connection(
             Ok(result) => result?,
             Err(_) => return Ok(()),
         };
-        let Some(response) = handler
-            .handle(&request, client, Transport::Tcp, policy)
+        let _guard = context.in_flight.enter();
+        let policy = context.policy.current();
+        let Some(response) = context
+            .handler
+            .handle(&request, client, Transport::Tcp, &policy)
             .await
         else {
             continue;
@@ -339,19 +480,17 @@ async fn serve_connection(
 /// Re-reads the system resolver file every `refresh` and switches to the
 /// servers it now lists (RFC 8106 RDNSS learned by rdnssd or systemd-resolved
 /// lands there), so a new server is used without a restart.
-async fn watch_system_resolvers(
-    upstream: Arc<Upstream>,
-    selection: UpstreamSelection,
-    refresh: Duration,
-) {
-    let Some(system) = selection.system.clone() else {
-        return;
-    };
-    let mut last_contents = std::fs::read(&system.path).ok();
+async fn watch_system_resolvers(upstream: Arc<Upstream>, refresh: Duration) {
+    let path = |upstream: &Upstream| upstream.selection().system.map(|system| system.path);
+    let mut last_contents = path(&upstream).and_then(|path| std::fs::read(path).ok());
     let mut interval = tokio::time::interval(refresh);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        let selection = upstream.selection();
+        let Some(system) = &selection.system else {
+            continue; // a reload switched to a fixed list
+        };
         let contents = tokio::fs::read(&system.path).await.ok();
         if contents == last_contents {
             continue;

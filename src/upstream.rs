@@ -9,7 +9,7 @@
 //! The result is an [`Answer`], or [`UpstreamError`] when no server replied.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
 use crate::answer::Answer;
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamSelection};
 
 /// Why no answer came back from any upstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,8 +91,9 @@ impl Server {
 /// be replaced while serving (re-read system resolvers).
 pub struct Upstream {
     servers: RwLock<Arc<[Arc<Server>]>>,
-    timeout: Duration,
-    attempts: u32,
+    timeout_ms: AtomicU64,
+    attempts: AtomicU32,
+    selection: RwLock<UpstreamSelection>,
     edns_udp_size: u16,
     /// Index of the server tried first; moves on when that server fails.
     preferred: AtomicUsize,
@@ -111,12 +112,46 @@ impl Upstream {
             .collect();
         Self {
             servers: RwLock::new(servers),
-            timeout: config.timeout,
-            attempts: config.attempts,
+            timeout_ms: AtomicU64::new(duration_ms(config.timeout)),
+            attempts: AtomicU32::new(config.attempts),
+            selection: RwLock::new(config.selection.clone()),
             edns_udp_size,
             preferred: AtomicUsize::new(0),
             runtime,
         }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// How the server list is chosen (for re-reading the system resolvers).
+    pub fn selection(&self) -> UpstreamSelection {
+        self.selection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Applies a reloaded `[upstream]`: servers, timeout, attempts, selection.
+    pub fn reconfigure(&self, config: &UpstreamConfig) {
+        let timeout_changed = self
+            .timeout_ms
+            .swap(duration_ms(config.timeout), Ordering::Relaxed)
+            != duration_ms(config.timeout);
+        self.attempts.store(config.attempts, Ordering::Relaxed);
+        *self
+            .selection
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = config.selection.clone();
+        if timeout_changed {
+            // The UDP exchanges carry the timeout: build them anew.
+            *self
+                .servers
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(Vec::new());
+        }
+        self.set_addresses(&config.servers);
     }
 
     /// The server addresses in use, in order.
@@ -154,7 +189,9 @@ impl Upstream {
                     .iter()
                     .find(|server| server.address == address)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Server::new(address, self.timeout, &self.runtime)))
+                    .unwrap_or_else(|| {
+                        Arc::new(Server::new(address, self.timeout(), &self.runtime))
+                    })
             })
             .collect();
         *self
@@ -178,20 +215,19 @@ impl Upstream {
         flags: UpstreamFlags,
     ) -> Result<Answer, UpstreamError> {
         let mut last_reply: Option<Answer> = None;
-        let mut last_error = UpstreamError::Timeout {
-            attempts: self.attempts,
-            timeout: self.timeout,
-        };
+        let timeout = self.timeout();
+        let attempts = self.attempts.load(Ordering::Relaxed);
+        let mut last_error = UpstreamError::Timeout { attempts, timeout };
         let servers = self.snapshot();
         if servers.is_empty() {
             return Err(UpstreamError::NoServers);
         }
         let start = self.preferred.load(Ordering::Relaxed);
-        for attempt in 0..self.attempts as usize {
+        for attempt in 0..attempts as usize {
             let index = (start + attempt) % servers.len();
             let server = &servers[index];
             let message = self.request_message(name, record_type, class, flags);
-            let deadline = Instant::now() + self.timeout;
+            let deadline = Instant::now() + timeout;
             match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
             {
                 Ok(Err(hickory_net::NetError::Timeout)) | Err(_) => {
@@ -268,6 +304,10 @@ impl Upstream {
                 .await?;
         tcp.send(request).first_answer().await
     }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// RCODEs after which another server may do better.

@@ -192,6 +192,7 @@ pub fn synthesize_from_a(
             answer: Answer {
                 response_code: ResponseCode::NoError,
                 authentic_data: false,
+                authoritative: a.authoritative && fallback.nodata.authoritative,
                 answers,
                 authorities: Vec::new(),
                 additionals: Vec::new(),

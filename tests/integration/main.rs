@@ -9,3 +9,4 @@ mod shim;
 mod synthesis;
 mod upstream_faults;
 mod wire;
+mod zones;
