@@ -32,7 +32,7 @@ const MAX_DATAGRAM: usize = 65535;
 pub enum ServerError {
     /// A local zone file could not be loaded.
     #[error(transparent)]
-    Zone(#[from] ZoneError),
+    Zone(Box<ZoneError>),
     /// A socket could not be bound.
     #[error("cannot listen on {protocol} {address}: {source}")]
     Bind {
@@ -43,6 +43,12 @@ pub enum ServerError {
         /// The operating system's reason.
         source: io::Error,
     },
+}
+
+impl From<ZoneError> for ServerError {
+    fn from(error: ZoneError) -> Self {
+        Self::Zone(Box::new(error))
+    }
 }
 
 /// A running server: its bound addresses and its tasks (stopped on drop).
