@@ -116,16 +116,17 @@ impl Cache {
     }
 
     /// Stores an upstream answer if it is cacheable (RFC 2308: negative
-    /// answers only with an SOA; failures never).
-    pub fn insert(&self, key: CacheKey, mut answer: Answer) {
+    /// answers only with an SOA; failures never). Returns true if another
+    /// entry was evicted to make room.
+    pub fn insert(&self, key: CacheKey, mut answer: Answer) -> bool {
         if self.config.max_entries == 0 {
-            return;
+            return false;
         }
         let Some(ttl) = self.cache_ttl(&answer) else {
-            return;
+            return false;
         };
         if ttl == 0 {
-            return;
+            return false;
         }
         let cap = if answer.answers.is_empty() {
             self.config.negative_max_ttl
@@ -150,7 +151,8 @@ impl Cache {
             .shard(&key)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        shard.put(key, entry);
+        let replaced = shard.push(key.clone(), entry);
+        replaced.is_some_and(|(old_key, _)| old_key != key)
     }
 
     /// How long an answer may be kept, or `None` if it must not be cached.

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -14,6 +15,7 @@ use ipnet::IpNet;
 
 use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
+use crate::metrics::AaaaKind;
 use crate::resolver::{ClientFlags, Question, Resolver};
 
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
@@ -84,6 +86,16 @@ impl PolicySlot {
 pub struct RequestHandler {
     resolver: Arc<Resolver>,
     edns_udp_size: u16,
+    log_queries: AtomicBool,
+}
+
+/// What happened to one request, for metrics and the query log.
+#[derive(Debug, Default)]
+struct Outcome {
+    refused: bool,
+    resolved: bool,
+    synthesized: bool,
+    excluded_aaaa: bool,
 }
 
 impl RequestHandler {
@@ -92,6 +104,7 @@ impl RequestHandler {
         Self {
             resolver,
             edns_udp_size,
+            log_queries: AtomicBool::new(false),
         }
     }
 
@@ -127,6 +140,8 @@ impl RequestHandler {
         if header.metadata.message_type != MessageType::Query {
             return None; // never answer responses: reflection loops
         }
+        let started = std::time::Instant::now();
+        let metrics = self.resolver.metrics();
         let message = match Message::from_vec(request) {
             Ok(message) => message,
             Err(error) => {
@@ -134,11 +149,55 @@ impl RequestHandler {
                 let mut response = Message::response(header.metadata.id, header.metadata.op_code);
                 response.metadata.recursion_desired = header.metadata.recursion_desired;
                 response.metadata.response_code = ResponseCode::FormErr;
+                metrics.query(RecordType::Unknown(0), transport, ResponseCode::FormErr);
                 return encode(&response, transport, MIN_UDP_PAYLOAD);
             }
         };
-        let (response, limit) = self.respond(message, client, listener).await;
+        let mut outcome = Outcome::default();
+        let (response, limit) = self.respond(message, client, listener, &mut outcome).await;
+        let rcode = response.metadata.response_code;
+        let question = response.queries.first();
+        let qtype = question.map_or(RecordType::Unknown(0), |query| query.query_type());
+        metrics.query(qtype, transport, rcode);
+        if outcome.refused {
+            metrics.refused();
+        }
+        if outcome.synthesized {
+            metrics.synthesized();
+        }
+        if qtype == RecordType::AAAA && outcome.resolved {
+            let has_aaaa = response
+                .answers
+                .iter()
+                .any(|record| record.record_type() == RecordType::AAAA);
+            metrics.aaaa(
+                match (outcome.synthesized, outcome.excluded_aaaa, has_aaaa) {
+                    (true, true, _) => AaaaKind::Excluded,
+                    (true, false, _) => AaaaKind::Synthesized,
+                    (false, _, true) => AaaaKind::Native,
+                    (false, _, false) => AaaaKind::Nodata,
+                },
+            );
+        }
+        if self.log_queries.load(Ordering::Relaxed) {
+            tracing::info!(
+                target: "dns64d::query",
+                %client,
+                name = %question.map(|query| query.name().to_string()).unwrap_or_default(),
+                qtype = %qtype,
+                protocol = ?transport,
+                rcode = %rcode,
+                synthesized = outcome.synthesized,
+                latency_us = started.elapsed().as_micros() as u64,
+                "query"
+            );
+        }
         encode(&response, transport, limit)
+    }
+
+    /// Turns the per-query log on or off (`log.queries`).
+    pub fn set_log_queries(&self, enabled: bool) {
+        self.log_queries.store(enabled, Ordering::Relaxed);
     }
 
     /// Builds the response message and the UDP size limit for it.
@@ -147,6 +206,7 @@ impl RequestHandler {
         request: Message,
         client: SocketAddr,
         listener: &ListenerPolicy,
+        outcome: &mut Outcome,
     ) -> (Message, u16) {
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.recursion_desired = request.metadata.recursion_desired;
@@ -181,6 +241,7 @@ impl RequestHandler {
             return (response, limit);
         }
         if !listener.is_allowed(client.ip()) {
+            outcome.refused = true;
             tracing::debug!(%client, "refused: not in access.clients");
             response.metadata.response_code = ResponseCode::Refused;
             return (response, limit);
@@ -216,6 +277,9 @@ impl RequestHandler {
         let prefixes = self.prefixes_for(listener, client.ip());
         let resolution = self.resolver.resolve(&question, flags, &prefixes).await;
         let answer = resolution.answer;
+        outcome.resolved = true;
+        outcome.synthesized = resolution.synthesized;
+        outcome.excluded_aaaa = resolution.excluded_aaaa;
         response.metadata.response_code = answer.response_code;
         response.metadata.authoritative = answer.authoritative;
         // RFC 6147 §5.5 and RFC 6840 §5.8: AD only for unmodified data, and

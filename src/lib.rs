@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod handler;
+pub mod metrics;
 pub mod resolver;
 pub mod server;
 pub mod upstream;

@@ -23,6 +23,7 @@ use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
 use crate::dns64::{SynthesisPrefix, ipv4only};
 use crate::ede::{ExtendedError, InfoCode};
+use crate::metrics::Metrics;
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
 use crate::zones::{LocalZones, ZoneAnswer};
 
@@ -67,6 +68,8 @@ pub struct Resolution {
     pub synthesized: bool,
     /// An Extended DNS Error for the response, if any.
     pub extended_error: Option<ExtendedError>,
+    /// Native AAAA existed but all were excluded (RFC 6147 §5.1.4).
+    pub excluded_aaaa: bool,
 }
 
 impl Resolution {
@@ -75,6 +78,7 @@ impl Resolution {
             answer,
             synthesized: false,
             extended_error: None,
+            excluded_aaaa: false,
         }
     }
 
@@ -95,6 +99,7 @@ impl Resolution {
             answer: Answer::empty(code),
             synthesized: false,
             extended_error: Some(ExtendedError::new(info, error.to_string())),
+            excluded_aaaa: false,
         }
     }
 }
@@ -123,6 +128,7 @@ type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 pub struct Resolver {
     upstream: Arc<dyn Forwarder>,
     zones: Arc<LocalZones>,
+    metrics: Arc<Metrics>,
     cache: Cache,
     dns64: RwLock<Arc<Dns64Config>>,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
@@ -131,13 +137,28 @@ pub struct Resolver {
 impl Resolver {
     /// Builds the pipeline from a validated configuration (inside a tokio runtime).
     pub fn new(config: &Config) -> Arc<Self> {
-        let upstream = Upstream::new(&config.upstream, config.server.edns_udp_size);
-        Self::with_forwarder(config, Arc::new(upstream))
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Upstream::new(
+            &config.upstream,
+            config.server.edns_udp_size,
+            Arc::clone(&metrics),
+        );
+        Self::with_parts(
+            config,
+            Arc::new(upstream),
+            Arc::new(LocalZones::default()),
+            metrics,
+        )
     }
 
     /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
     pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
-        Self::with_parts(config, forwarder, Arc::new(LocalZones::default()))
+        Self::with_parts(
+            config,
+            forwarder,
+            Arc::new(LocalZones::default()),
+            Arc::new(Metrics::new()),
+        )
     }
 
     /// Builds the pipeline over a [`Forwarder`] and loaded local zones.
@@ -145,10 +166,12 @@ impl Resolver {
         config: &Config,
         forwarder: Arc<dyn Forwarder>,
         zones: Arc<LocalZones>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             upstream: forwarder,
             zones,
+            metrics,
             cache: Cache::new(config.cache),
             dns64: RwLock::new(Arc::new(config.dns64.clone())),
             in_flight: Mutex::new(HashMap::new()),
@@ -177,6 +200,11 @@ impl Resolver {
             .dns64
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The local zones.
@@ -253,6 +281,7 @@ impl Resolver {
             extended_error: synthesized.then(|| synthesized_note(prefixes)),
             answer,
             synthesized,
+            excluded_aaaa: false,
         }
     }
 
@@ -320,6 +349,7 @@ impl Resolver {
             AaaaDecision::Synthesize(fallback) => fallback,
         };
         let aaaa_failed = !fallback.name_exists;
+        let excluded_aaaa = fallback.had_excluded;
 
         let a = match a_prefetch {
             Some(task) => match task.await {
@@ -342,7 +372,9 @@ impl Resolver {
             Err(_) => Answer::empty(ResponseCode::ServFail),
         };
         let result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);
-        self.synthesized(result.answer, result.synthesized, prefixes)
+        let mut resolution = self.synthesized(result.answer, result.synthesized, prefixes);
+        resolution.excluded_aaaa = excluded_aaaa;
+        resolution
     }
 
     /// RFC 6147 §5.3.1: PTR for an address inside a prefix. `None` when the
@@ -493,6 +525,7 @@ impl Resolver {
             flags.checking_disabled,
         );
         if let Some(answer) = self.cache.get(&key) {
+            self.metrics.cache_hit();
             return Ok(answer);
         }
         if options.cache_only {
@@ -519,9 +552,12 @@ impl Resolver {
         let result = shared
             .get_or_init(|| async {
                 let mut result = self.upstream.query(name, record_type, class, flags).await;
+                self.metrics.cache_miss();
                 if let Ok(answer) = &mut result {
                     answer.normalize_negative_soa();
-                    self.cache.insert(key.clone(), answer.clone());
+                    if self.cache.insert(key.clone(), answer.clone()) {
+                        self.metrics.cache_eviction();
+                    }
                 }
                 result
             })

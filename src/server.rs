@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::config::ListenerConfig;
 use crate::discovery::{self, DiscoveredPrefixes};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
+use crate::metrics::Metrics;
 use crate::resolver::Resolver;
 use crate::upstream::{Forwarder, Upstream};
 use crate::zones::{LocalZones, ZoneError};
@@ -59,6 +60,7 @@ pub struct RunningServer {
     listeners: Vec<(ListenerConfig, Arc<PolicySlot>)>,
     discovered: Option<Arc<DiscoveredPrefixes>>,
     config: Config,
+    metrics_address: Option<SocketAddr>,
     listener_tasks: JoinSet<()>,
     background: JoinSet<()>,
     in_flight: Arc<InFlight>,
@@ -115,6 +117,11 @@ impl RunningServer {
         &self.handler
     }
 
+    /// The bound address of the metrics endpoint, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
     /// Queries being answered now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.count()
@@ -139,6 +146,10 @@ impl RunningServer {
         let mut notes = Vec::new();
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
+        self.handler.set_log_queries(config.log.queries);
+        if config.metrics_listen != self.config.metrics_listen {
+            notes.push("metrics.listen changed: restart dns64d to apply it".into());
+        }
         let same_listeners = config.listeners.len() == self.listeners.len()
             && config
                 .listeners
@@ -186,6 +197,7 @@ impl RunningServer {
     /// Stops accepting queries, lets those being answered finish (at most
     /// `grace`), then stops everything. Returns the queries cut off.
     pub async fn shutdown(mut self, grace: Duration) -> usize {
+        self.handler.resolver().metrics().set_healthy(false);
         self.listener_tasks.abort_all();
         while self.listener_tasks.join_next().await.is_some() {}
         let _ = tokio::time::timeout(grace, self.in_flight.wait_idle()).await; // timing out is reported below
@@ -220,15 +232,27 @@ fn listener_policy(
 
 /// Binds every listen address and starts serving.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
-    let upstream = Arc::new(Upstream::new(&config.upstream, config.server.edns_udp_size));
+    let metrics = Arc::new(Metrics::new());
+    let upstream = Arc::new(Upstream::new(
+        &config.upstream,
+        config.server.edns_udp_size,
+        Arc::clone(&metrics),
+    ));
     let zones = Arc::new(LocalZones::load(&config.zones).await?);
-    let resolver = Resolver::with_parts(config, Arc::clone(&upstream) as Arc<dyn Forwarder>, zones);
+    let resolver = Resolver::with_parts(
+        config,
+        Arc::clone(&upstream) as Arc<dyn Forwarder>,
+        zones,
+        Arc::clone(&metrics),
+    );
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
+    handler.set_log_queries(config.log.queries);
     let in_flight = Arc::new(InFlight::default());
     let mut listener_tasks = JoinSet::new();
     let mut background = JoinSet::new();
     let mut addresses = Vec::new();
     let mut listeners = Vec::new();
+    let mut metrics_address = None;
     let wants_discovery = config.dns64.discover
         || config
             .listeners
@@ -278,6 +302,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         listeners.push((listener.clone(), slot));
     }
+    if let Some(address) = config.metrics_listen {
+        let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
+            address,
+            protocol: "TCP (metrics)",
+            source,
+        })?;
+        let bound = listener.local_addr().unwrap_or(address);
+        tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /healthz");
+        metrics_address = Some(bound);
+        let resolver = Arc::clone(handler.resolver());
+        background.spawn(crate::metrics::serve_http(
+            listener,
+            Arc::clone(&metrics),
+            Arc::new(move || resolver.cache().len()),
+        ));
+    }
+    metrics.set_healthy(true);
     if let Some(system) = &config.upstream.selection.system {
         if !system.refresh.is_zero() {
             background.spawn(watch_system_resolvers(
@@ -293,6 +334,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         listeners,
         discovered,
         config: config.clone(),
+        metrics_address,
         listener_tasks,
         background,
         in_flight,

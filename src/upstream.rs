@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::answer::Answer;
 use crate::config::{UpstreamConfig, UpstreamSelection};
+use crate::metrics::Metrics;
 
 /// Why no answer came back from any upstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,11 +100,12 @@ pub struct Upstream {
     preferred: AtomicUsize,
     /// Owns the background tasks of the exchanges (they stop when it is dropped).
     runtime: TokioRuntimeProvider,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
     /// Builds the upstream set; must run inside a tokio runtime.
-    pub fn new(config: &UpstreamConfig, edns_udp_size: u16) -> Self {
+    pub fn new(config: &UpstreamConfig, edns_udp_size: u16, metrics: Arc<Metrics>) -> Self {
         let runtime = TokioRuntimeProvider::new();
         let servers = config
             .servers
@@ -118,6 +120,7 @@ impl Upstream {
             edns_udp_size,
             preferred: AtomicUsize::new(0),
             runtime,
+            metrics,
         }
     }
 
@@ -227,15 +230,26 @@ impl Upstream {
             let index = (start + attempt) % servers.len();
             let server = &servers[index];
             let message = self.request_message(name, record_type, class, flags);
-            let deadline = Instant::now() + timeout;
+            let sent = Instant::now();
+            let deadline = sent + timeout;
+            self.metrics.upstream_query(server.address);
             match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
             {
                 Ok(Err(hickory_net::NetError::Timeout)) | Err(_) => {
+                    self.metrics.upstream_error(server.address, "timeout");
                     tracing::debug!(server = %server.address, %name, "upstream timeout");
                 }
                 Ok(Ok(response)) => {
+                    self.metrics
+                        .upstream_latency(server.address, sent.elapsed());
                     let answer = Answer::from_message(response.into_message());
                     if is_server_failure(answer.response_code) {
+                        let kind = match answer.response_code {
+                            ResponseCode::ServFail => "servfail",
+                            ResponseCode::Refused => "refused",
+                            _ => "other",
+                        };
+                        self.metrics.upstream_error(server.address, kind);
                         tracing::debug!(server = %server.address, rcode = %answer.response_code, %name, "upstream failure reply; trying next");
                         last_reply = Some(answer);
                         continue;
@@ -243,6 +257,7 @@ impl Upstream {
                     return Ok(answer);
                 }
                 Ok(Err(error)) => {
+                    self.metrics.upstream_error(server.address, "network");
                     tracing::debug!(server = %server.address, %error, %name, "upstream error");
                     last_error = UpstreamError::Network(format!("{}: {error}", server.address));
                 }

@@ -48,6 +48,8 @@ pub struct AaaaFallback {
     pub name_exists: bool,
     /// The AAAA answer with excluded records removed, returned when nothing can be synthesized.
     pub nodata: Answer,
+    /// Native AAAA records were present and all excluded.
+    pub had_excluded: bool,
 }
 
 /// Decides on the AAAA answer for `qname` (RFC 6147 §5.1.1, §5.1.2, §5.1.4).
@@ -77,6 +79,7 @@ pub fn decide_on_aaaa(
                 negative_ttl: nodata.negative_ttl(),
                 name_exists: true,
                 nodata,
+                had_excluded,
             })
         }
         _ => match synthesize_on {
@@ -84,6 +87,7 @@ pub fn decide_on_aaaa(
                 negative_ttl: None,
                 name_exists: false,
                 nodata: Answer::empty(ResponseCode::ServFail),
+                had_excluded: false,
             }),
             SynthesizeOn::NodataOnly => AaaaDecision::Fail,
         },
