@@ -40,6 +40,7 @@ const PREF64_OPTION: u8 = 38;
 pub struct DiscoveredPrefixes {
     state: RwLock<State>,
     exclude_ipv4: Option<Vec<Ipv4Net>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -55,7 +56,13 @@ impl DiscoveredPrefixes {
         Self {
             state: RwLock::default(),
             exclude_ipv4,
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Moves on at every change of the prefixes in use.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The prefixes in use now: RA-learned ones if any are valid, else DNS-learned ones.
@@ -91,6 +98,8 @@ impl DiscoveredPrefixes {
         if current != state.current {
             let list: Vec<String> = current.iter().map(|p| p.prefix.to_string()).collect();
             tracing::info!(prefixes = %list.join(", "), "discovered NAT64 prefixes changed");
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         state.current = current;
     }

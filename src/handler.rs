@@ -15,6 +15,7 @@ use ipnet::IpNet;
 
 use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
+use crate::fastpath::StoredNote;
 use crate::metrics::AaaaKind;
 use crate::resolver::{ClientFlags, Question, Resolver};
 
@@ -41,6 +42,16 @@ pub struct ListenerPolicy {
     pub prefixes: Vec<SynthesisPrefix>,
     /// Discovered prefixes used on this listener too (`"discover"`).
     pub discovered: Option<Arc<DiscoveredPrefixes>>,
+    /// Answers here do not depend on the client (no `dns64.clients`, no
+    /// per-prefix `clients`), so the fast path may replay them.
+    pub client_independent: bool,
+}
+
+impl ListenerPolicy {
+    /// Moves on when the discovered prefixes change (part of the fast path's key).
+    pub fn generation(&self) -> u64 {
+        self.discovered.as_ref().map_or(0, |set| set.generation())
+    }
 }
 
 impl ListenerPolicy {
@@ -87,6 +98,15 @@ pub struct RequestHandler {
     resolver: Arc<Resolver>,
     edns_udp_size: u16,
     log_queries: AtomicBool,
+}
+
+/// A response and what the fast path needs to replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The encoded response.
+    pub bytes: Vec<u8>,
+    /// Metrics facts about it.
+    pub note: StoredNote,
 }
 
 /// What happened to one request, for metrics and the query log.
@@ -136,6 +156,29 @@ impl RequestHandler {
         transport: Transport,
         listener: &ListenerPolicy,
     ) -> Option<Vec<u8>> {
+        self.handle_reply(request, client, transport, listener)
+            .await
+            .map(|reply| reply.bytes)
+    }
+
+    /// True while the query log is on (the fast path then stays out of the way).
+    pub fn logs_queries(&self) -> bool {
+        self.log_queries.load(Ordering::Relaxed)
+    }
+
+    /// Our EDNS UDP payload size.
+    pub fn edns_udp_size(&self) -> u16 {
+        self.edns_udp_size
+    }
+
+    /// Like [`Self::handle`], with what the fast path needs to replay the response.
+    pub async fn handle_reply(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+        listener: &ListenerPolicy,
+    ) -> Option<Reply> {
         let header = Header::read(&mut BinDecoder::new(request)).ok()?;
         if header.metadata.message_type != MessageType::Query {
             return None; // never answer responses: reflection loops
@@ -150,7 +193,10 @@ impl RequestHandler {
                 response.metadata.recursion_desired = header.metadata.recursion_desired;
                 response.metadata.response_code = ResponseCode::FormErr;
                 metrics.query(RecordType::Unknown(0), transport, ResponseCode::FormErr);
-                return encode(&response, transport, MIN_UDP_PAYLOAD);
+                return encode(&response, transport, MIN_UDP_PAYLOAD).map(|bytes| Reply {
+                    bytes,
+                    note: StoredNote::default(),
+                });
             }
         };
         let mut outcome = Outcome::default();
@@ -165,19 +211,23 @@ impl RequestHandler {
         if outcome.synthesized {
             metrics.synthesized();
         }
+        let mut note = StoredNote {
+            synthesized: outcome.synthesized,
+            aaaa: None,
+        };
         if qtype == RecordType::AAAA && outcome.resolved {
             let has_aaaa = response
                 .answers
                 .iter()
                 .any(|record| record.record_type() == RecordType::AAAA);
-            metrics.aaaa(
-                match (outcome.synthesized, outcome.excluded_aaaa, has_aaaa) {
-                    (true, true, _) => AaaaKind::Excluded,
-                    (true, false, _) => AaaaKind::Synthesized,
-                    (false, _, true) => AaaaKind::Native,
-                    (false, _, false) => AaaaKind::Nodata,
-                },
-            );
+            let kind = match (outcome.synthesized, outcome.excluded_aaaa, has_aaaa) {
+                (true, true, _) => AaaaKind::Excluded,
+                (true, false, _) => AaaaKind::Synthesized,
+                (false, _, true) => AaaaKind::Native,
+                (false, _, false) => AaaaKind::Nodata,
+            };
+            metrics.aaaa(kind);
+            note.aaaa = Some(kind);
         }
         if self.log_queries.load(Ordering::Relaxed) {
             tracing::info!(
@@ -192,7 +242,7 @@ impl RequestHandler {
                 "query"
             );
         }
-        encode(&response, transport, limit)
+        encode(&response, transport, limit).map(|bytes| Reply { bytes, note })
     }
 
     /// Turns the per-query log on or off (`log.queries`).

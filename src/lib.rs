@@ -22,6 +22,7 @@ pub mod config;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
+pub mod fastpath;
 pub mod handler;
 pub mod metrics;
 pub mod resolver;

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::config::ListenerConfig;
 use crate::discovery::{self, DiscoveredPrefixes};
+use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
 use crate::metrics::Metrics;
 use crate::resolver::Resolver;
@@ -60,6 +61,7 @@ pub struct RunningServer {
     listeners: Vec<(ListenerConfig, Arc<PolicySlot>)>,
     discovered: Option<Arc<DiscoveredPrefixes>>,
     config: Config,
+    responses: Arc<ResponseCache>,
     metrics_address: Option<SocketAddr>,
     listener_tasks: JoinSet<()>,
     background: JoinSet<()>,
@@ -146,6 +148,8 @@ impl RunningServer {
         let mut notes = Vec::new();
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
+        // Stored responses reflect the old policy and zones.
+        self.responses.invalidate();
         self.handler.set_log_queries(config.log.queries);
         if config.metrics_listen != self.config.metrics_listen {
             notes.push("metrics.listen changed: restart dns64d to apply it".into());
@@ -212,16 +216,19 @@ fn listener_policy(
     config: &Config,
     discovered: Option<&Arc<DiscoveredPrefixes>>,
 ) -> ListenerPolicy {
+    let prefixes = listener
+        .prefixes
+        .clone()
+        .unwrap_or_else(|| config.dns64.prefixes.clone());
     ListenerPolicy {
         access_clients: listener
             .clients
             .clone()
             .unwrap_or_else(|| config.access_clients.clone()),
         dns64: listener.dns64,
-        prefixes: listener
-            .prefixes
-            .clone()
-            .unwrap_or_else(|| config.dns64.prefixes.clone()),
+        client_independent: config.dns64.clients.is_none()
+            && prefixes.iter().all(|prefix| prefix.clients.is_none()),
+        prefixes,
         discovered: listener
             .discover
             .unwrap_or(config.dns64.discover)
@@ -248,6 +255,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     handler.set_log_queries(config.log.queries);
     let in_flight = Arc::new(InFlight::default());
+    let responses = Arc::new(ResponseCache::new(config.cache.max_entries));
     let mut listener_tasks = JoinSet::new();
     let mut background = JoinSet::new();
     let mut addresses = Vec::new();
@@ -277,7 +285,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         )));
         let address = listener.address;
         let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;
-        let bound = match (&udp, &tcp) {
+        let bound = match (udp.first(), &tcp) {
             (Some(udp), _) => udp.local_addr(),
             (None, Some(tcp)) => tcp.local_addr(),
             (None, None) => Ok(address),
@@ -293,9 +301,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             handler: Arc::clone(&handler),
             policy: Arc::clone(&slot),
             in_flight: Arc::clone(&in_flight),
+            responses: Arc::clone(&responses),
+            listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
         };
-        if let Some(udp) = udp {
-            listener_tasks.spawn(serve_udp(Arc::new(udp), context.clone()));
+        for socket in udp {
+            listener_tasks.spawn(serve_udp(Arc::new(socket), context.clone()));
         }
         if let Some(tcp) = tcp {
             listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
@@ -334,6 +344,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         listeners,
         discovered,
         config: config.clone(),
+        responses,
         metrics_address,
         listener_tasks,
         background,
@@ -347,6 +358,8 @@ struct ServeContext {
     handler: Arc<RequestHandler>,
     policy: Arc<PolicySlot>,
     in_flight: Arc<InFlight>,
+    responses: Arc<ResponseCache>,
+    listener_id: u32,
 }
 
 /// Binds the wanted transports on one address.
@@ -354,24 +367,53 @@ fn bind_listener(
     address: SocketAddr,
     udp: bool,
     tcp: bool,
-) -> Result<(Option<UdpSocket>, Option<TcpListener>), ServerError> {
-    match (udp, tcp) {
-        (true, true) => bind_pair(address).map(|(udp, tcp)| (Some(udp), Some(tcp))),
+) -> Result<(Vec<UdpSocket>, Option<TcpListener>), ServerError> {
+    let (sockets, tcp) = match (udp, tcp) {
+        (true, true) => bind_pair(address).map(|(udp, tcp)| (vec![udp], Some(tcp)))?,
         (true, false) => bind_udp(address)
-            .map(|udp| (Some(udp), None))
+            .map(|udp| (vec![udp], None))
             .map_err(|source| ServerError::Bind {
                 address,
                 protocol: "UDP",
                 source,
-            }),
+            })?,
         (false, _) => bind_tcp(address)
-            .map(|tcp| (None, Some(tcp)))
+            .map(|tcp| (Vec::new(), Some(tcp)))
             .map_err(|source| ServerError::Bind {
                 address,
                 protocol: "TCP",
                 source,
-            }),
+            })?,
+    };
+    Ok((add_reuseport_sockets(sockets), tcp))
+}
+
+/// With SO_REUSEPORT, one UDP socket per worker thread on the same address,
+/// so the kernel spreads queries over them and each has its own receive loop.
+#[cfg(unix)]
+fn add_reuseport_sockets(mut sockets: Vec<UdpSocket>) -> Vec<UdpSocket> {
+    let Some(first) = sockets.first() else {
+        return sockets;
+    };
+    let Ok(bound) = first.local_addr() else {
+        return sockets;
+    };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    for _ in 1..workers {
+        match bind_udp(bound) {
+            Ok(socket) => sockets.push(socket),
+            Err(error) => {
+                tracing::debug!(%error, address = %bound, "no extra SO_REUSEPORT socket");
+                break;
+            }
+        }
     }
+    sockets
+}
+
+#[cfg(not(unix))]
+fn add_reuseport_sockets(sockets: Vec<UdpSocket>) -> Vec<UdpSocket> {
+    sockets
 }
 
 /// Binds UDP and TCP on one address; with port 0, TCP takes the port UDP got.
@@ -417,6 +459,8 @@ fn new_socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result
 
 fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
     let socket = new_socket(address, Type::DGRAM, Protocol::UDP)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
     socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())
 }
@@ -432,6 +476,7 @@ fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
 /// Receives datagrams and answers each in its own task.
 async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut reply = Vec::with_capacity(1232);
     loop {
         let (length, client) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
@@ -441,23 +486,73 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
                 continue;
             }
         };
-        let request = buffer[..length].to_vec();
+        let packet = &buffer[..length];
+        let policy = context.policy.current();
+        if let Some(query) = fastpath::parse_query(packet) {
+            if policy.client_independent
+                && !context.handler.logs_queries()
+                && policy.is_allowed(client.ip())
+            {
+                let limit = query.udp_limit(context.handler.edns_udp_size());
+                let hit = context.responses.answer(
+                    &query,
+                    context.listener_id,
+                    policy.generation(),
+                    limit,
+                    &mut reply,
+                );
+                if let Some(hit) = hit {
+                    record_hit(context.handler.resolver().metrics(), &hit);
+                    if let Err(error) = socket.send_to(&reply, client).await {
+                        tracing::debug!(%client, %error, "UDP send failed");
+                    }
+                    continue;
+                }
+            }
+        }
+        let request = packet.to_vec();
+        // The generation the answer is computed under; a change meanwhile must not be papered over.
+        let generation = policy.generation();
         let socket = Arc::clone(&socket);
         let context = context.clone();
         let guard = context.in_flight.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            let policy = context.policy.current();
             if let Some(response) = context
                 .handler
-                .handle(&request, client, Transport::Udp, &policy)
+                .handle_reply(&request, client, Transport::Udp, &policy)
                 .await
             {
-                if let Err(error) = socket.send_to(&response, client).await {
+                if let Err(error) = socket.send_to(&response.bytes, client).await {
                     tracing::debug!(%client, %error, "UDP send failed");
+                }
+                if policy.client_independent {
+                    context.responses.store(
+                        &request,
+                        &response.bytes,
+                        context.listener_id,
+                        generation,
+                        response.note,
+                    );
                 }
             }
         });
+    }
+}
+
+/// Counts a fast-path answer like the slow path would have.
+fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
+    metrics.query(
+        hickory_proto::rr::RecordType::from(hit.qtype),
+        Transport::Udp,
+        hickory_proto::op::ResponseCode::from_low(hit.rcode),
+    );
+    metrics.cache_hit();
+    if hit.note.synthesized {
+        metrics.synthesized();
+    }
+    if let Some(kind) = hit.note.aaaa {
+        metrics.aaaa(kind);
     }
 }
 
