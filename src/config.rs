@@ -81,6 +81,8 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[metrics]`.
     pub metrics: RawMetrics,
+    /// `[rate_limit]`.
+    pub rate_limit: RawRateLimit,
 }
 
 /// How logs are written.
@@ -267,6 +269,8 @@ pub struct RawUpstream {
     pub family: Family,
     /// How often the resolver file is re-read for `servers = "system"`, in milliseconds (0: never).
     pub system_refresh_ms: u64,
+    /// Randomize the letter case of upstream queries (0x20) and check the echo.
+    pub case_randomization: bool,
 }
 
 /// `[dns64]` as written.
@@ -331,6 +335,44 @@ pub struct RawServer {
     pub edns_udp_size: u16,
     /// Idle timeout of a TCP client connection, in milliseconds.
     pub tcp_idle_timeout_ms: u64,
+    /// Most TCP client connections open at once; more are closed at once.
+    pub max_tcp_connections: usize,
+    /// Most queries being resolved at once (cache misses); more are dropped.
+    pub max_inflight_queries: usize,
+}
+
+/// `[rate_limit]` as written: response rate limiting per client prefix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// UDP responses per second per client prefix (0: off).
+    pub responses_per_second: u32,
+    /// Extra responses a prefix may send at once above the rate.
+    pub burst: u32,
+    /// Every `slip`-th limited response is sent truncated (TC=1) instead of dropped (0: drop all).
+    pub slip: u32,
+    /// Client prefix length for IPv4.
+    pub ipv4_prefix_length: u8,
+    /// Client prefix length for IPv6.
+    pub ipv6_prefix_length: u8,
+    /// Clients never limited.
+    pub exempt: Vec<String>,
+    /// Most client prefixes tracked at once.
+    pub max_tracked: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            responses_per_second: 0,
+            burst: 0,
+            slip: 2,
+            ipv4_prefix_length: 24,
+            ipv6_prefix_length: 56,
+            exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_tracked: 100_000,
+        }
+    }
 }
 
 impl Default for RawConfig {
@@ -347,6 +389,7 @@ impl Default for RawConfig {
             zones: Vec::new(),
             log: RawLog::default(),
             metrics: RawMetrics::default(),
+            rate_limit: RawRateLimit::default(),
         }
     }
 }
@@ -360,6 +403,7 @@ impl Default for RawUpstream {
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             family: Family::Any,
             system_refresh_ms: 2000,
+            case_randomization: false,
         }
     }
 }
@@ -421,6 +465,8 @@ impl Default for RawServer {
         Self {
             edns_udp_size: 1232,
             tcp_idle_timeout_ms: 10_000,
+            max_tcp_connections: 1024,
+            max_inflight_queries: 10_000,
         }
     }
 }
@@ -522,6 +568,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The metrics and health endpoint, if enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// Response rate limiting.
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Validated `[log]`.
@@ -565,6 +613,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Total attempts across servers.
     pub attempts: u32,
+    /// 0x20 case randomization.
+    pub case_randomization: bool,
 }
 
 /// Validated `[dns64]`.
@@ -642,6 +692,29 @@ pub struct ServerConfig {
     pub edns_udp_size: u16,
     /// Idle timeout of TCP client connections.
     pub tcp_idle_timeout: Duration,
+    /// Most TCP client connections at once.
+    pub max_tcp_connections: usize,
+    /// Most queries being resolved at once.
+    pub max_inflight_queries: usize,
+}
+
+/// Validated `[rate_limit]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Responses per second per prefix (0: off).
+    pub responses_per_second: u32,
+    /// Burst above the rate.
+    pub burst: u32,
+    /// Slip ratio (0: drop every limited response).
+    pub slip: u32,
+    /// IPv4 prefix length.
+    pub ipv4_prefix_length: u8,
+    /// IPv6 prefix length.
+    pub ipv6_prefix_length: u8,
+    /// Exempt networks.
+    pub exempt: Vec<IpNet>,
+    /// Most prefixes tracked.
+    pub max_tracked: usize,
 }
 
 impl Config {
@@ -733,6 +806,7 @@ impl Config {
         let upstream = UpstreamConfig {
             servers: resolve_servers(&raw.upstream, &selection)?,
             selection,
+            case_randomization: raw.upstream.case_randomization,
             timeout: Duration::from_millis(raw.upstream.timeout_ms),
             attempts: raw.upstream.attempts,
         };
@@ -847,6 +921,32 @@ impl Config {
         let server = ServerConfig {
             edns_udp_size,
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms.max(1)),
+            max_tcp_connections: raw.server.max_tcp_connections.max(1),
+            max_inflight_queries: raw.server.max_inflight_queries.max(1),
+        };
+        let limit = &raw.rate_limit;
+        if limit.ipv4_prefix_length > 32 {
+            return Err(ConfigError::invalid(
+                "rate_limit.ipv4_prefix_length",
+                limit.ipv4_prefix_length,
+                "must be at most 32",
+            ));
+        }
+        if limit.ipv6_prefix_length > 128 {
+            return Err(ConfigError::invalid(
+                "rate_limit.ipv6_prefix_length",
+                limit.ipv6_prefix_length,
+                "must be at most 128",
+            ));
+        }
+        let rate_limit = RateLimitConfig {
+            responses_per_second: limit.responses_per_second,
+            burst: limit.burst,
+            slip: limit.slip,
+            ipv4_prefix_length: limit.ipv4_prefix_length,
+            ipv6_prefix_length: limit.ipv6_prefix_length,
+            exempt: parse_ip_networks("rate_limit.exempt", &limit.exempt)?,
+            max_tracked: limit.max_tracked.max(1),
         };
 
         Ok(Self {
@@ -876,6 +976,7 @@ impl Config {
                 queries: raw.log.queries,
             },
             metrics_listen,
+            rate_limit,
             raw,
             warnings,
             zones,

@@ -181,6 +181,21 @@ fn ttl_offsets(response: &[u8]) -> Option<(usize, Vec<u16>)> {
     (position == response.len()).then_some((question_end, offsets))
 }
 
+/// Cuts a response down to its header and question, with TC=1 and no
+/// records (a rate-limit "slip": the client retries over TCP).
+pub fn truncate_to_question(response: &mut Vec<u8>) -> bool {
+    let Some(question_end) = skip_name(response, 12).and_then(|end| end.checked_add(4)) else {
+        return false;
+    };
+    if response.len() < question_end {
+        return false;
+    }
+    response.truncate(question_end);
+    response[2] |= (FLAG_TC >> 8) as u8;
+    response[6..12].fill(0);
+    true
+}
+
 /// One stored response.
 struct Stored {
     bytes: Box<[u8]>,
@@ -530,6 +545,17 @@ mod tests {
             cache.answer(&shape, 0, 0, 20, &mut out).is_none(),
             "too big for the client"
         );
+    }
+
+    #[test]
+    fn truncation_keeps_header_and_question() {
+        let request = query("a.test.", true);
+        let mut response = response_to(&request, 60);
+        assert!(truncate_to_question(&mut response));
+        let message = Message::from_vec(&response).unwrap();
+        assert!(message.metadata.truncation);
+        assert_eq!(message.queries.len(), 1);
+        assert!(message.answers.is_empty() && message.edns.is_none());
     }
 
     #[test]

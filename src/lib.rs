@@ -25,6 +25,7 @@ pub mod ede;
 pub mod fastpath;
 pub mod handler;
 pub mod metrics;
+pub mod ratelimit;
 pub mod resolver;
 pub mod server;
 pub mod upstream;

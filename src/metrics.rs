@@ -86,6 +86,7 @@ pub struct Metrics {
     upstream_latency: Family<ServerLabels, Histogram>,
     refused: Counter,
     ratelimited: Counter,
+    shed: Counter,
     healthy: AtomicBool,
 }
 
@@ -161,6 +162,8 @@ impl Metrics {
             "Queries refused because the client is not in the access list",
             refused.clone(),
         );
+        let shed = Counter::default();
+        registry.register("shed", "Queries dropped because server.max_inflight_queries were being resolved, or TCP connections closed over server.max_tcp_connections", shed.clone());
         let ratelimited = Counter::default();
         registry.register(
             "ratelimited",
@@ -181,6 +184,7 @@ impl Metrics {
             upstream_latency,
             refused,
             ratelimited,
+            shed,
             healthy: AtomicBool::new(false),
         }
     }
@@ -261,6 +265,11 @@ impl Metrics {
     /// A response limited by response rate limiting.
     pub fn ratelimited(&self) {
         self.ratelimited.inc();
+    }
+
+    /// A query or connection shed under load.
+    pub fn shed(&self) {
+        self.shed.inc();
     }
 
     /// Marks the server as serving (listeners bound) or not.

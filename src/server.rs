@@ -22,6 +22,7 @@ use crate::discovery::{self, DiscoveredPrefixes};
 use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
 use crate::metrics::Metrics;
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::resolver::Resolver;
 use crate::upstream::{Forwarder, Upstream};
 use crate::zones::{LocalZones, ZoneError};
@@ -256,6 +257,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     handler.set_log_queries(config.log.queries);
     let in_flight = Arc::new(InFlight::default());
     let responses = Arc::new(ResponseCache::new(config.cache.max_entries));
+    let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
     let mut listener_tasks = JoinSet::new();
     let mut background = JoinSet::new();
     let mut addresses = Vec::new();
@@ -303,6 +305,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             in_flight: Arc::clone(&in_flight),
             responses: Arc::clone(&responses),
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
+            limiter: limiter.clone(),
+            max_inflight_queries: config.server.max_inflight_queries,
+            tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_tcp_connections: config.server.max_tcp_connections,
         };
         for socket in udp {
             listener_tasks.spawn(serve_udp(Arc::new(socket), context.clone()));
@@ -360,6 +366,30 @@ struct ServeContext {
     in_flight: Arc<InFlight>,
     responses: Arc<ResponseCache>,
     listener_id: u32,
+    limiter: Option<Arc<RateLimiter>>,
+    max_inflight_queries: usize,
+    tcp_connections: Arc<std::sync::atomic::AtomicUsize>,
+    max_tcp_connections: usize,
+}
+
+impl ServeContext {
+    /// Applies response rate limiting to a UDP response in `reply`; false: send nothing.
+    fn rate_limit(&self, client: SocketAddr, reply: &mut Vec<u8>) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        match limiter.check(client.ip()) {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                self.handler.resolver().metrics().ratelimited();
+                fastpath::truncate_to_question(reply)
+            }
+            Verdict::Drop => {
+                self.handler.resolver().metrics().ratelimited();
+                false
+            }
+        }
+    }
 }
 
 /// Binds the wanted transports on one address.
@@ -503,12 +533,20 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
                 );
                 if let Some(hit) = hit {
                     record_hit(context.handler.resolver().metrics(), &hit);
+                    if !context.rate_limit(client, &mut reply) {
+                        continue;
+                    }
                     if let Err(error) = socket.send_to(&reply, client).await {
                         tracing::debug!(%client, %error, "UDP send failed");
                     }
                     continue;
                 }
             }
+        }
+        if context.in_flight.count() >= context.max_inflight_queries {
+            // Shed load rather than queue without bound; the client will retry.
+            context.handler.resolver().metrics().shed();
+            continue;
         }
         let request = packet.to_vec();
         // The generation the answer is computed under; a change meanwhile must not be papered over.
@@ -523,8 +561,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
                 .handle_reply(&request, client, Transport::Udp, &policy)
                 .await
             {
-                if let Err(error) = socket.send_to(&response.bytes, client).await {
-                    tracing::debug!(%client, %error, "UDP send failed");
+                let mut bytes = response.bytes.clone();
+                if context.rate_limit(client, &mut bytes) {
+                    if let Err(error) = socket.send_to(&bytes, client).await {
+                        tracing::debug!(%client, %error, "UDP send failed");
+                    }
                 }
                 if policy.client_independent {
                     context.responses.store(
@@ -561,6 +602,14 @@ async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: D
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
+                let open = context.tcp_connections.fetch_add(1, Ordering::AcqRel);
+                if open >= context.max_tcp_connections {
+                    context.tcp_connections.fetch_sub(1, Ordering::AcqRel);
+                    context.handler.resolver().metrics().shed();
+                    tracing::debug!(%client, open, "TCP connection refused: server.max_tcp_connections reached");
+                    drop(stream);
+                    continue;
+                }
                 let context = context.clone();
                 tokio::spawn(async move {
                     if let Err(error) =
@@ -568,6 +617,7 @@ async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: D
                     {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
+                    context.tcp_connections.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(error) => {

@@ -17,9 +17,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
-use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query, ResponseCode,
-};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
@@ -100,6 +98,7 @@ pub struct Upstream {
     preferred: AtomicUsize,
     /// Owns the background tasks of the exchanges (they stop when it is dropped).
     runtime: TokioRuntimeProvider,
+    case_randomization: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -121,6 +120,7 @@ impl Upstream {
             preferred: AtomicUsize::new(0),
             runtime,
             metrics,
+            case_randomization: config.case_randomization,
         }
     }
 
@@ -286,19 +286,17 @@ impl Upstream {
     ) -> DnsRequest {
         let mut query = Query::query(name.clone(), record_type);
         query.set_query_class(class);
-        let mut message = Message::query();
-        message.add_query(query);
-        message.metadata.recursion_desired = true;
-        message.metadata.checking_disabled = flags.checking_disabled;
-        let mut edns = Edns::new();
-        edns.set_max_payload(self.edns_udp_size)
-            .set_dnssec_ok(flags.dnssec_ok);
-        message.set_edns(edns);
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
         options.edns_payload_len = self.edns_udp_size;
         options.edns_set_dnssec_ok = flags.dnssec_ok;
-        DnsRequest::new(message, options)
+        options.recursion_desired = true;
+        // 0x20 (draft-vixie-dnsext-dns0x20): hickory randomizes the letter case
+        // and rejects replies that do not echo it.
+        options.case_randomization = self.case_randomization;
+        let mut request = DnsRequest::from_query(query, options);
+        request.metadata.checking_disabled = flags.checking_disabled;
+        request
     }
 
     /// One exchange with one server: UDP, then TCP if the reply was truncated.

@@ -4,6 +4,7 @@ mod common;
 mod config_example;
 mod discovery;
 mod harness_selftest;
+mod limits;
 mod operations;
 mod policy;
 mod shim;

@@ -1,0 +1,182 @@
+//! Protection under load and abuse: response rate limiting with slip, the
+//! TCP connection limit, shedding beyond the in-flight limit, and 0x20
+//! case randomization of upstream queries.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use crate::common::*;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Sends `count` queries from `source` at once and sorts the replies:
+/// (answered in full, truncated, IDs never answered).
+async fn burst(server: SocketAddr, source: IpAddr, count: u16) -> (usize, usize, usize) {
+    let socket = UdpSocket::bind((source, 0)).await.unwrap();
+    let mut sent = HashSet::new();
+    for index in 0..count {
+        let mut message = Q::new("v4only.dns64.test", RecordType::A).to_message();
+        message.metadata.id = 1000 + index;
+        sent.insert(message.metadata.id);
+        socket
+            .send_to(&message.to_vec().unwrap(), server)
+            .await
+            .unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buffer = vec![0u8; 4096];
+    // Collect until the server has been silent for a while (dropped replies never come).
+    while let Ok(Ok((length, _))) =
+        tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await
+    {
+        let reply = Message::from_vec(&buffer[..length]).unwrap();
+        assert!(sent.remove(&reply.metadata.id), "unexpected or repeated ID");
+        if reply.metadata.truncation {
+            assert!(reply.answers.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(
+                answer_summary(&reply),
+                ["v4only.dns64.test. 300 A 93.184.216.34"]
+            );
+            full += 1;
+        }
+    }
+    (full, truncated, sent.len())
+}
+
+#[tokio::test]
+async fn rate_limiting_limits_one_source_and_serves_another() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[rate_limit]\nresponses_per_second = 5\nslip = 2\nipv4_prefix_length = 32\nexempt = []\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    // Warm the cache so the burst is answered at full speed.
+    query_tcp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    let (full, truncated, dropped) = burst(d.addr, LO, 40).await;
+    assert!(
+        (5..=7).contains(&full),
+        "about the rate (5/s) get full answers: {full}"
+    );
+    assert!(
+        truncated >= 10,
+        "every second limited response slips through truncated: {truncated}"
+    );
+    assert!(dropped >= 10, "the others are dropped: {dropped}");
+    assert_eq!(full + truncated + dropped, 40);
+    // Another source (its own /32 here) is served in full.
+    let (full, truncated, dropped) =
+        burst(d.addr, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 5).await;
+    assert_eq!((full, truncated, dropped), (5, 0, 0));
+    // TCP is never limited.
+    let m = query_tcp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 300 A 93.184.216.34"]
+    );
+}
+
+#[tokio::test]
+async fn loopback_is_exempt_by_default() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[rate_limit]\nresponses_per_second = 2\n",
+    )
+    .await;
+    let (full, truncated, dropped) = burst(d.addr, LO, 20).await;
+    assert_eq!((full, truncated, dropped), (20, 0, 0));
+}
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_limit_are_closed() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[auth.addr()], "", "[server]\nmax_tcp_connections = 2\n").await;
+    let mut first = TcpConn::connect(d.addr).await;
+    let second = TcpConn::connect(d.addr).await;
+    // Both are served (the first one here); make sure the server has accepted both.
+    first
+        .send_msg(&Q::new("v4only.dns64.test", RecordType::A).to_message())
+        .await;
+    assert!(first.recv_msg().await.is_some());
+    let mut extra = TcpConn::connect(d.addr).await;
+    extra.expect_closed().await;
+    drop(second);
+    // A slot is free again: a new connection is served (retry until the close is seen).
+    let deadline = std::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let mut again = TcpConn::connect(d.addr).await;
+        again
+            .send_msg(&Q::new("v4only.dns64.test", RecordType::A).to_message())
+            .await;
+        if again.recv_msg().await.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no TCP slot freed");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn queries_beyond_the_inflight_limit_are_shed() {
+    let slow = start_fake_upstream(LO, |request, _| {
+        let name = request.queries[0].name().to_ascii();
+        FakeAction::Delayed(
+            Duration::from_millis(500),
+            reply_with(
+                request,
+                vec![rr_a(&name, 300, Ipv4Addr::new(93, 184, 216, 34))],
+            ),
+        )
+    })
+    .await;
+    let d = start_dns64d(&[slow.addr()], "", "[server]\nmax_inflight_queries = 2\n").await;
+    let socket = UdpSocket::bind((LO, 0)).await.unwrap();
+    for index in 0..6u16 {
+        let mut message = Q::new(format!("n{index}.example"), RecordType::A).to_message();
+        message.metadata.id = index;
+        socket
+            .send_to(&message.to_vec().unwrap(), d.addr)
+            .await
+            .unwrap();
+    }
+    let mut answered = 0;
+    let mut buffer = vec![0u8; 4096];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(1500), socket.recv_from(&mut buffer)).await
+    {
+        answered += 1;
+    }
+    assert_eq!(answered, 2, "two resolved, four shed");
+    assert_eq!(slow.total(), 2);
+}
+
+#[tokio::test]
+async fn case_randomization_mixes_the_case_upstream() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[auth.addr()], "case_randomization = true\n", "").await;
+    let name = "multi-a.dns64.test";
+    let m = query_udp(d.addr, &Q::new(name, RecordType::A)).await;
+    assert_eq!(a_answers(&m).len(), 3);
+    assert!(
+        m.queries[0]
+            .name()
+            .eq_case(&Q::new(name, RecordType::A).qname()),
+        "the client's case is kept"
+    );
+    let seen = auth.seen();
+    let upstream_name = &seen.iter().find(|q| q.name_is(name)).expect("seen").name;
+    // 15 letters: all lower case by chance is 1 in 32768.
+    assert_ne!(
+        upstream_name.as_str(),
+        "multi-a.dns64.test.",
+        "0x20 case randomization"
+    );
+}
