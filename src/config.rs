@@ -19,6 +19,7 @@ use hickory_proto::rr::Name;
 
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
+use crate::recursive::{RecursiveForwarder, RecursiveSettings};
 use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -271,6 +272,26 @@ pub struct RawUpstream {
     pub system_refresh_ms: u64,
     /// Randomize the letter case of upstream queries (0x20) and check the echo.
     pub case_randomization: bool,
+    /// `"forward"` to the servers, or `"recursive"` from the root.
+    pub mode: UpstreamMode,
+    /// Root hints file for recursive mode (named.root format); built in when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_hints: Option<PathBuf>,
+    /// Recursive mode: allow name servers on loopback and private addresses.
+    pub query_private_nameservers: bool,
+    /// Recursive mode: most referrals and CNAME links followed for one question.
+    pub recursion_limit: u8,
+}
+
+/// How cache misses are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamMode {
+    /// Forward to `upstream.servers`.
+    #[default]
+    Forward,
+    /// Resolve from the root servers.
+    Recursive,
 }
 
 /// `[dns64]` as written.
@@ -404,6 +425,10 @@ impl Default for RawUpstream {
             family: Family::Any,
             system_refresh_ms: 2000,
             case_randomization: false,
+            mode: UpstreamMode::Forward,
+            root_hints: None,
+            query_private_nameservers: false,
+            recursion_limit: 12,
         }
     }
 }
@@ -615,6 +640,8 @@ pub struct UpstreamConfig {
     pub attempts: u32,
     /// 0x20 case randomization.
     pub case_randomization: bool,
+    /// Recursive mode settings (`None`: forward mode).
+    pub recursive: Option<RecursiveSettings>,
 }
 
 /// Validated `[dns64]`.
@@ -803,8 +830,43 @@ impl Config {
             listen: listen.clone(),
             avoid_loopback: raw.profile == Profile::Shim,
         };
+        let recursive = (raw.upstream.mode == UpstreamMode::Recursive).then(|| RecursiveSettings {
+            root_hints: raw.upstream.root_hints.clone(),
+            query_private_nameservers: raw.upstream.query_private_nameservers,
+            timeout: Duration::from_millis(raw.upstream.timeout_ms)
+                .saturating_mul(raw.upstream.attempts.max(1)),
+            cache_entries: u64::try_from(raw.cache.max_entries).unwrap_or(u64::MAX),
+            recursion_limit: raw.upstream.recursion_limit,
+            case_randomization: raw.upstream.case_randomization,
+            edns_udp_size: raw.server.edns_udp_size,
+        });
+        if let Some(settings) = &recursive {
+            if let Err(error) = RecursiveForwarder::check_root_hints(settings.root_hints.as_deref())
+            {
+                return Err(ConfigError::invalid(
+                    "upstream.root_hints",
+                    settings
+                        .root_hints
+                        .as_ref()
+                        .map_or("built in".to_string(), |path| path.display().to_string()),
+                    error,
+                ));
+            }
+            if raw.upstream.recursion_limit == 0 {
+                return Err(ConfigError::invalid(
+                    "upstream.recursion_limit",
+                    0,
+                    "must be at least 1",
+                ));
+            }
+        }
         let upstream = UpstreamConfig {
-            servers: resolve_servers(&raw.upstream, &selection)?,
+            servers: if recursive.is_some() {
+                Vec::new() // the root hints replace the server list
+            } else {
+                resolve_servers(&raw.upstream, &selection)?
+            },
+            recursive,
             selection,
             case_randomization: raw.upstream.case_randomization,
             timeout: Duration::from_millis(raw.upstream.timeout_ms),

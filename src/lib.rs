@@ -26,6 +26,7 @@ pub mod fastpath;
 pub mod handler;
 pub mod metrics;
 pub mod ratelimit;
+pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod upstream;

@@ -23,6 +23,7 @@ use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::recursive::{RecursiveError, RecursiveForwarder};
 use crate::resolver::Resolver;
 use crate::upstream::{Forwarder, Upstream};
 use crate::zones::{LocalZones, ZoneError};
@@ -36,6 +37,9 @@ pub enum ServerError {
     /// A local zone file could not be loaded.
     #[error(transparent)]
     Zone(Box<ZoneError>),
+    /// Recursive mode could not start.
+    #[error(transparent)]
+    Recursive(#[from] RecursiveError),
     /// A socket could not be bound.
     #[error("cannot listen on {protocol} {address}: {source}")]
     Bind {
@@ -189,6 +193,9 @@ impl RunningServer {
                 slot.set(listener_policy(new, &config, self.discovered.as_ref()));
             }
         }
+        if config.upstream.recursive.is_some() != self.config.upstream.recursive.is_some() {
+            notes.push("upstream.mode changed: restart dns64d to apply it".into());
+        }
         if config.cache != self.config.cache {
             notes.push("[cache] changed: restart dns64d to apply it".into());
         }
@@ -247,12 +254,18 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Arc::clone(&metrics),
     ));
     let zones = Arc::new(LocalZones::load(&config.zones).await?);
-    let resolver = Resolver::with_parts(
-        config,
-        Arc::clone(&upstream) as Arc<dyn Forwarder>,
-        zones,
-        Arc::clone(&metrics),
-    );
+    let forwarder: Arc<dyn Forwarder> = match &config.upstream.recursive {
+        Some(settings) => {
+            tracing::info!(
+                root_hints = %settings.root_hints.as_ref().map_or("built in".into(), |path| path.display().to_string()),
+                "recursive mode: resolving from the root servers"
+            );
+            Arc::new(RecursiveForwarder::new(settings)?)
+        }
+        None => Arc::clone(&upstream) as Arc<dyn Forwarder>,
+    };
+    let resolver =
+        Resolver::with_parts(config, Arc::clone(&forwarder), zones, Arc::clone(&metrics));
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     handler.set_log_queries(config.log.queries);
     let in_flight = Arc::new(InFlight::default());
@@ -274,7 +287,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ));
         background.spawn(discovery::run_rfc7050(
             Arc::clone(&discovered),
-            Arc::clone(&upstream) as Arc<dyn Forwarder>,
+            Arc::clone(&forwarder),
         ));
         background.spawn(discovery::run_pref64(Arc::clone(&discovered)));
         discovered

@@ -55,3 +55,14 @@ fn shim_example_loads_as_written() {
             .all(|s| s.is_ipv6() && !s.ip().is_loopback())
     );
 }
+
+#[test]
+fn recursive_example_loads_as_written() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/recursive.toml");
+    let config = dns64d::config::load(Some(&path), &Default::default())
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+    let recursive = config.upstream.recursive.expect("recursive mode");
+    assert_eq!(recursive.root_hints, None, "the built-in root hints");
+    assert!(!recursive.query_private_nameservers);
+    assert_eq!(recursive.timeout, Duration::from_millis(4000));
+}

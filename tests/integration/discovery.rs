@@ -3,7 +3,6 @@
 //! advertisement sent inside a network namespace that the test creates.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::Command;
 use std::time::Instant;
 
 use crate::common::*;
@@ -91,53 +90,6 @@ async fn rfc7050_learns_the_prefix_from_the_upstream_dns64() {
     assert_eq!(upstream.count("ipv4only.arpa", RecordType::AAAA), before);
 }
 
-/// A network namespace of the test's own, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn create() -> Option<Self> {
-        let name = format!("dns64d-test-{:08x}", rand::random::<u32>());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-        let netns = Self(name);
-        let run = |args: &[&str]| {
-            let status = Command::new("ip")
-                .args(["-n", &netns.0])
-                .args(args)
-                .status();
-            assert!(
-                status.is_ok_and(|s| s.success()),
-                "ip -n {} {args:?} failed",
-                netns.0
-            );
-        };
-        let sysctl = |key: &str| {
-            let status = Command::new("ip")
-                .args(["netns", "exec", &netns.0, "sysctl", "-qw", key])
-                .status();
-            assert!(status.is_ok_and(|s| s.success()), "sysctl {key} failed");
-        };
-        sysctl("net.ipv6.conf.all.accept_dad=0");
-        sysctl("net.ipv6.conf.default.accept_dad=0");
-        run(&["link", "set", "lo", "up"]);
-        run(&["link", "add", "ra0", "type", "veth", "peer", "name", "ra1"]);
-        run(&["link", "set", "ra0", "up"]);
-        run(&["link", "set", "ra1", "up"]);
-        Some(netns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status(); // best effort cleanup
-    }
-}
-
 /// A router advertisement carrying PREF64 2001:db8:64::/96 (lifetime 1800 s).
 fn router_advertisement() -> Vec<u8> {
     let mut packet = vec![134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -156,73 +108,50 @@ fn pref64_in_a_router_advertisement_sets_the_prefix() {
         );
         return;
     };
-    let path = format!("/run/netns/{}", netns.0);
-    // Everything below runs on one thread that has entered the namespace,
-    // with a current-thread runtime, so every socket lives in it.
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a valid namespace file descriptor affects only this thread.
-        let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(entered, 0, "setns failed");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let upstream = upstream_dns64(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
-            let d = start_dns64d(
-                &[upstream.addr()],
-                "",
-                "[dns64]\nprefixes = [\"discover\"]\n",
-            )
-            .await;
-            // RFC 7050 gives 2001:db8:aa::/96 first.
-            let m = wait_for_synthesis(d.addr, "v4only.dns64.test").await;
-            assert_eq!(
-                answer_summary(&m),
-                ["v4only.dns64.test. 60 AAAA 2001:db8:aa::5db8:d822"]
-            );
+    netns.ip(&["link", "add", "ra0", "type", "veth", "peer", "name", "ra1"]);
+    netns.ip(&["link", "set", "ra0", "up"]);
+    netns.ip(&["link", "set", "ra1", "up"]);
+    netns.run(|| async {
+        let upstream = upstream_dns64(IpAddr::V6(Ipv6Addr::LOCALHOST)).await;
+        let d = start_dns64d(
+            &[upstream.addr()],
+            "",
+            "[dns64]\nprefixes = [\"discover\"]\n",
+        )
+        .await;
+        // RFC 7050 gives 2001:db8:aa::/96 first.
+        let m = wait_for_synthesis(d.addr, "v4only.dns64.test").await;
+        assert_eq!(
+            answer_summary(&m),
+            ["v4only.dns64.test. 60 AAAA 2001:db8:aa::5db8:d822"]
+        );
 
-            // Send the RA from ra0's link-local address to all nodes on the link.
-            let index = nix_if_index("ra0");
-            let sender = socket2::Socket::new(
-                socket2::Domain::IPV6,
-                socket2::Type::RAW,
-                Some(socket2::Protocol::ICMPV6),
-            )
-            .expect("raw socket");
-            sender.set_multicast_if_v6(index).unwrap();
-            sender.set_multicast_hops_v6(255).unwrap();
-            let all_nodes = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 0, 0, index);
-            let deadline = Instant::now() + TEST_TIMEOUT;
-            loop {
-                sender
-                    .send_to(&router_advertisement(), &all_nodes.into())
-                    .expect("send RA");
-                let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
-                if answer_summary(&m) == ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"] {
-                    break; // the RA-learned prefix now wins over the DNS-learned one
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "PREF64 not learned: {:?}",
-                    answer_summary(&m)
-                );
-                tokio::task::yield_now().await;
+        // Send the RA from ra0's link-local address to all nodes on the link.
+        let index = if_index("ra0");
+        let sender = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV6),
+        )
+        .expect("raw socket");
+        sender.set_multicast_if_v6(index).unwrap();
+        sender.set_multicast_hops_v6(255).unwrap();
+        let all_nodes = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 0, 0, index);
+        let deadline = Instant::now() + TEST_TIMEOUT;
+        loop {
+            sender
+                .send_to(&router_advertisement(), &all_nodes.into())
+                .expect("send RA");
+            let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+            if answer_summary(&m) == ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"] {
+                break; // the RA-learned prefix now wins over the DNS-learned one
             }
-        });
-    })
-    .join()
-    .expect("namespace thread");
-    drop(netns);
-}
-
-/// The interface index of `name` in the current namespace.
-fn nix_if_index(name: &str) -> u32 {
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(index, 0, "no interface {name:?}");
-    index
+            assert!(
+                Instant::now() < deadline,
+                "PREF64 not learned: {:?}",
+                answer_summary(&m)
+            );
+            tokio::task::yield_now().await;
+        }
+    });
 }

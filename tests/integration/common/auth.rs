@@ -137,10 +137,19 @@ pub async fn start_auth_upstream(ip: IpAddr) -> AuthUpstream {
 
 /// Like [`start_auth_upstream`] on a given port (0 for any), with the default zones.
 pub async fn start_auth_on_port(ip: IpAddr, port: u16) -> AuthUpstream {
+    start_auth_on_port_with(ip, port, &default_zones()).await
+}
+
+/// An authoritative server for `zones` on a given address and port.
+pub async fn start_auth_on_port_with(
+    ip: IpAddr,
+    port: u16,
+    zones: &[(String, PathBuf)],
+) -> AuthUpstream {
     let udp = UdpSocket::bind((ip, port)).await.expect("bind UDP");
     let bound = udp.local_addr().unwrap();
     let tcp = TcpListener::bind(bound).await.expect("bind TCP");
-    serve_zones(&default_zones(), udp, tcp).await
+    serve_zones(zones, udp, tcp).await
 }
 
 /// Like [`start_auth_upstream`] with custom zones: `(origin, zone file path)`.

@@ -14,12 +14,14 @@ mod auth;
 mod client;
 mod daemon;
 mod fake;
+mod netns;
 mod seen;
 
 pub use auth::*;
 pub use client::*;
 pub use daemon::*;
 pub use fake::*;
+pub use netns::*;
 pub use seen::*;
 
 pub use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};

@@ -1,0 +1,243 @@
+//! Recursive mode (`upstream.mode = "recursive"`): questions are resolved
+//! from the root by hickory-resolver's recursor instead of being forwarded,
+//! behind the same [`Forwarder`] interface, so the cache, DNS64 synthesis
+//! and everything else work exactly as in forward mode.
+//!
+//! The recursor bounds its own work (referrals and CNAME depth through its
+//! recursion limits, its own NS and response caches sized from
+//! `cache.max_entries`), uses QNAME minimisation, and retries over TCP on
+//! truncation. Its negative results (errors in its API) are turned back into
+//! NXDOMAIN/NODATA answers with the SOA, which the TTL rule needs.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_proto::op::{Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::recursor::{Recursor, RecursorError, RecursorOptions};
+
+use crate::answer::Answer;
+use crate::upstream::{Forwarder, UpstreamError, UpstreamFlags};
+
+/// The IANA root hints (named.root), built in; `upstream.root_hints` overrides them.
+pub const BUILT_IN_ROOT_HINTS: &str = "\
+.                        3600000      NS    A.ROOT-SERVERS.NET.
+A.ROOT-SERVERS.NET.      3600000      A     198.41.0.4
+A.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:ba3e::2:30
+.                        3600000      NS    B.ROOT-SERVERS.NET.
+B.ROOT-SERVERS.NET.      3600000      A     170.247.170.2
+B.ROOT-SERVERS.NET.      3600000      AAAA  2801:1b8:10::b
+.                        3600000      NS    C.ROOT-SERVERS.NET.
+C.ROOT-SERVERS.NET.      3600000      A     192.33.4.12
+C.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2::c
+.                        3600000      NS    D.ROOT-SERVERS.NET.
+D.ROOT-SERVERS.NET.      3600000      A     199.7.91.13
+D.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2d::d
+.                        3600000      NS    E.ROOT-SERVERS.NET.
+E.ROOT-SERVERS.NET.      3600000      A     192.203.230.10
+E.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:a8::e
+.                        3600000      NS    F.ROOT-SERVERS.NET.
+F.ROOT-SERVERS.NET.      3600000      A     192.5.5.241
+F.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2f::f
+.                        3600000      NS    G.ROOT-SERVERS.NET.
+G.ROOT-SERVERS.NET.      3600000      A     192.112.36.4
+G.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:12::d0d
+.                        3600000      NS    H.ROOT-SERVERS.NET.
+H.ROOT-SERVERS.NET.      3600000      A     198.97.190.53
+H.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:1::53
+.                        3600000      NS    I.ROOT-SERVERS.NET.
+I.ROOT-SERVERS.NET.      3600000      A     192.36.148.17
+I.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fe::53
+.                        3600000      NS    J.ROOT-SERVERS.NET.
+J.ROOT-SERVERS.NET.      3600000      A     192.58.128.30
+J.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:c27::2:30
+.                        3600000      NS    K.ROOT-SERVERS.NET.
+K.ROOT-SERVERS.NET.      3600000      A     193.0.14.129
+K.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fd::1
+.                        3600000      NS    L.ROOT-SERVERS.NET.
+L.ROOT-SERVERS.NET.      3600000      A     199.7.83.42
+L.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:9f::42
+.                        3600000      NS    M.ROOT-SERVERS.NET.
+M.ROOT-SERVERS.NET.      3600000      A     202.12.27.33
+M.ROOT-SERVERS.NET.      3600000      AAAA  2001:dc3::35
+";
+
+/// Why recursive mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecursiveError {
+    /// The root hints could not be read or parsed.
+    #[error("root hints {source_name}: {reason}")]
+    RootHints {
+        /// The file, or "built in".
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The recursor could not be built.
+    #[error("cannot start the recursor: {0}")]
+    Recursor(String),
+}
+
+/// The addresses of the root servers in a named.root-style hints text.
+pub fn root_addresses(text: &str, source_name: &str) -> Result<Vec<IpAddr>, RecursiveError> {
+    let error = |reason: String| RecursiveError::RootHints {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    let (_origin, records) = Parser::new(text, None, Some(Name::root()))
+        .parse()
+        .map_err(|parse_error| error(parse_error.to_string()))?;
+    let addresses: Vec<IpAddr> = records
+        .values()
+        .flat_map(|set| set.records_without_rrsigs())
+        .filter_map(|record| record.data.ip_addr())
+        .collect();
+    if addresses.is_empty() {
+        return Err(error("no A or AAAA record for any root server".into()));
+    }
+    Ok(addresses)
+}
+
+/// Settings of recursive mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecursiveSettings {
+    /// Root hints file (`None`: built in).
+    pub root_hints: Option<std::path::PathBuf>,
+    /// Allow name servers on loopback and private addresses.
+    pub query_private_nameservers: bool,
+    /// Overall time for one question.
+    pub timeout: Duration,
+    /// Bound of the recursor's response cache.
+    pub cache_entries: u64,
+    /// Maximum referral and CNAME depth.
+    pub recursion_limit: u8,
+    /// 0x20 case randomization.
+    pub case_randomization: bool,
+    /// EDNS payload size of its queries.
+    pub edns_udp_size: u16,
+}
+
+/// The recursor behind the [`Forwarder`] interface.
+pub struct RecursiveForwarder {
+    recursor: Recursor<TokioRuntimeProvider>,
+    timeout: Duration,
+}
+
+impl RecursiveForwarder {
+    /// Reads the root hints and builds the recursor.
+    pub fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
+        let roots = match &settings.root_hints {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
+                        source_name: path.display().to_string(),
+                        reason: error.to_string(),
+                    })?;
+                root_addresses(&text, &path.display().to_string())?
+            }
+            None => root_addresses(BUILT_IN_ROOT_HINTS, "built in")?,
+        };
+        let defaults = RecursorOptions::default();
+        let options = RecursorOptions {
+            response_cache_size: settings.cache_entries.max(1),
+            recursion_limit: settings.recursion_limit,
+            ns_recursion_limit: settings.recursion_limit,
+            case_randomization: settings.case_randomization,
+            edns_payload_len: settings.edns_udp_size,
+            deny_server: if settings.query_private_nameservers {
+                Vec::new()
+            } else {
+                defaults.deny_server.clone()
+            },
+            ..defaults
+        };
+        let recursor = Recursor::with_options(&roots, options, TokioRuntimeProvider::default())
+            .map_err(|error| RecursiveError::Recursor(error.to_string()))?;
+        Ok(Self {
+            recursor,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// The root hint source as it would be read, for `--check-config`.
+    pub fn check_root_hints(path: Option<&Path>) -> Result<usize, RecursiveError> {
+        match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
+                        source_name: path.display().to_string(),
+                        reason: error.to_string(),
+                    })?;
+                root_addresses(&text, &path.display().to_string()).map(|roots| roots.len())
+            }
+            None => root_addresses(BUILT_IN_ROOT_HINTS, "built in").map(|roots| roots.len()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Forwarder for RecursiveForwarder {
+    async fn query(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError> {
+        let mut query = Query::query(name.clone(), record_type);
+        query.set_query_class(class);
+        let resolution = self
+            .recursor
+            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
+        match tokio::time::timeout(self.timeout, resolution).await {
+            Err(_) => Err(UpstreamError::Timeout {
+                attempts: 1,
+                timeout: self.timeout,
+            }),
+            Ok(Ok(message)) => Ok(Answer::from_message(message)),
+            Ok(Err(error)) => negative_answer(error),
+        }
+    }
+}
+
+/// Turns the recursor's negative results back into answers.
+fn negative_answer(error: RecursorError) -> Result<Answer, UpstreamError> {
+    if !error.is_nx_domain() && !error.is_no_records_found() {
+        return Err(UpstreamError::Network(format!("recursion failed: {error}")));
+    }
+    let code = if error.is_nx_domain() {
+        ResponseCode::NXDomain
+    } else {
+        ResponseCode::NoError
+    };
+    let mut answer = Answer::empty(code);
+    if let Some(soa) = error.into_soa() {
+        let record = soa.into_record_of_rdata();
+        if matches!(record.data, RData::SOA(_)) {
+            answer.authorities.push(record);
+        }
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_root_hints_list_the_thirteen_servers_twice() {
+        let roots = root_addresses(BUILT_IN_ROOT_HINTS, "built in").unwrap();
+        assert_eq!(roots.len(), 26);
+        assert!(roots.contains(&"198.41.0.4".parse().unwrap()));
+        assert!(roots.contains(&"2001:dc3::35".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_hints_are_reported() {
+        let error = root_addresses(". 3600 NS a.root.\n", "test").unwrap_err();
+        assert!(error.to_string().contains("no A or AAAA"), "{error}");
+    }
+}
