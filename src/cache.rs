@@ -5,20 +5,13 @@
 //! of prefixes or policy takes effect at once. It uses `tokio::time::Instant`
 //! so tests can drive it with a paused clock. No I/O, no DNS64 logic.
 
-use std::hash::BuildHasher;
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
-
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use lru::LruCache;
 use tokio::time::{Duration, Instant};
 
 use crate::answer::Answer;
 use crate::config::CacheConfig;
-
-/// Number of independently locked shards (a power of two).
-const SHARDS: usize = 16;
+use crate::sharded::ShardedLru;
 
 /// What identifies a cached answer: the question and the DNSSEC bits that change it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,28 +63,17 @@ pub struct CacheStats {
 
 /// The answer cache.
 pub struct Cache {
-    shards: Vec<Mutex<LruCache<CacheKey, Entry>>>,
-    hasher: std::collections::hash_map::RandomState,
+    entries: ShardedLru<CacheKey, Entry>,
     config: CacheConfig,
 }
 
 impl Cache {
     /// A cache bounded by `config.max_entries` (0 disables caching).
     pub fn new(config: CacheConfig) -> Self {
-        let per_shard = config.max_entries.div_ceil(SHARDS).max(1);
-        let capacity = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(capacity)))
-                .collect(),
-            hasher: Default::default(),
+            entries: ShardedLru::new(config.max_entries),
             config,
         }
-    }
-
-    fn shard(&self, key: &CacheKey) -> &Mutex<LruCache<CacheKey, Entry>> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        &self.shards[index]
     }
 
     /// The cached answer with TTLs lowered by its age, if present and fresh.
@@ -100,10 +82,7 @@ impl Cache {
             return None;
         }
         let now = Instant::now();
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.entries.shard(key);
         let entry = shard.get(key)?;
         if entry.expires <= now {
             shard.pop(key);
@@ -147,10 +126,7 @@ impl Cache {
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
         };
-        let mut shard = self
-            .shard(&key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.entries.shard(&key);
         let replaced = shard.push(key.clone(), entry);
         replaced.is_some_and(|(old_key, _)| old_key != key)
     }
@@ -173,15 +149,7 @@ impl Cache {
 
     /// Number of entries held now (expired ones included until touched).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .len()
-            })
-            .sum()
+        self.entries.len()
     }
 
     /// True if nothing is cached.

@@ -25,18 +25,12 @@
 //! since storing — except in authoritative answers, whose TTLs stay as the
 //! zone says. Entries expire with their smallest TTL.
 
-use std::hash::BuildHasher;
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use lru::LruCache;
-
 use crate::metrics::AaaaKind;
+use crate::sharded::ShardedLru;
 
-/// Number of independently locked shards.
-const SHARDS: usize = 16;
 /// Longest key: a name (255) plus type, class, flags, listener, generation.
 const MAX_KEY: usize = 255 + 2 + 2 + 1 + 4 + 8;
 /// The OPT pseudo-record type.
@@ -231,8 +225,7 @@ pub struct Hit {
 
 /// The cache of finished responses, bounded like the answer cache.
 pub struct ResponseCache {
-    shards: Vec<Mutex<LruCache<Box<[u8]>, Stored>>>,
-    hasher: std::collections::hash_map::RandomState,
+    stored: ShardedLru<Box<[u8]>, Stored>,
     generation: AtomicU64,
     enabled: bool,
 }
@@ -240,13 +233,8 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// A cache holding at most about `max_entries` responses (0 disables it).
     pub fn new(max_entries: usize) -> Self {
-        let per_shard = max_entries.div_ceil(SHARDS).max(1);
-        let capacity = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(capacity)))
-                .collect(),
-            hasher: Default::default(),
+            stored: ShardedLru::new(max_entries),
             generation: AtomicU64::new(0),
             enabled: max_entries > 0,
         }
@@ -259,15 +247,7 @@ impl ResponseCache {
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .len()
-            })
-            .sum()
+        self.stored.len()
     }
 
     /// True if nothing is stored.
@@ -313,11 +293,6 @@ impl ResponseCache {
         Some(&buffer[..length + 13])
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<LruCache<Box<[u8]>, Stored>> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        &self.shards[index]
-    }
-
     /// Answers `query` from a stored response into `out`, if one is fresh and fits.
     pub fn answer(
         &self,
@@ -333,10 +308,7 @@ impl ResponseCache {
         let mut buffer = [0u8; MAX_KEY];
         let key = self.key(query, listener, extra_generation, &mut buffer)?;
         let now = Instant::now();
-        let mut shard = self
-            .shard(key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.stored.shard(key);
         let stored = shard.get(key)?;
         if stored.expires <= now {
             shard.pop(key);
@@ -432,10 +404,7 @@ impl ResponseCache {
             note,
         };
         let key: Box<[u8]> = key.into();
-        self.shard(&key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .put(key, stored);
+        self.stored.shard(&key[..]).put(key, stored);
     }
 }
 

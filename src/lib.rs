@@ -29,5 +29,6 @@ pub mod ratelimit;
 pub mod recursive;
 pub mod resolver;
 pub mod server;
+pub mod sharded;
 pub mod upstream;
 pub mod zones;

@@ -5,19 +5,13 @@
 //! retries over TCP, which cannot be forged) and the others are dropped.
 //! TCP is never limited. The table of prefixes is a bounded LRU.
 
-use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use ipnet::IpNet;
-use lru::LruCache;
 
 use crate::config::RateLimitConfig;
-
-/// Number of independently locked shards.
-const SHARDS: usize = 16;
+use crate::sharded::ShardedLru;
 
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +39,7 @@ pub struct RateLimiter {
     ipv4_prefix_length: u8,
     ipv6_prefix_length: u8,
     exempt: Vec<IpNet>,
-    shards: Vec<Mutex<LruCache<(IpAddr, u8), Bucket>>>,
-    hasher: std::collections::hash_map::RandomState,
+    buckets: ShardedLru<(IpAddr, u8), Bucket>,
 }
 
 impl RateLimiter {
@@ -55,8 +48,6 @@ impl RateLimiter {
         if config.responses_per_second == 0 {
             return None;
         }
-        let per_shard = config.max_tracked.div_ceil(SHARDS).max(1);
-        let capacity = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
         let rate = f64::from(config.responses_per_second);
         Some(Self {
             rate,
@@ -65,10 +56,7 @@ impl RateLimiter {
             ipv4_prefix_length: config.ipv4_prefix_length,
             ipv6_prefix_length: config.ipv6_prefix_length,
             exempt: config.exempt.clone(),
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(capacity)))
-                .collect(),
-            hasher: Default::default(),
+            buckets: ShardedLru::new(config.max_tracked),
         })
     }
 
@@ -98,10 +86,7 @@ impl RateLimiter {
             return Verdict::Send;
         }
         let key = self.prefix(client);
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        let mut shard = self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.buckets.shard(&key);
         let bucket = shard.get_or_insert_mut(key, || Bucket {
             tokens: self.capacity,
             updated: now,

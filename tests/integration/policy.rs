@@ -302,17 +302,7 @@ async fn rd_zero_answers_from_cache_only() {
     .await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert!(!m.metadata.recursion_desired);
-    let ede: Vec<u16> = m
-        .edns
-        .iter()
-        .flat_map(|e| e.options().options.iter())
-        .filter_map(|(_, o)| match o {
-            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) if data.len() >= 2 => {
-                Some(u16::from_be_bytes([data[0], data[1]]))
-            }
-            _ => None,
-        })
-        .collect();
+    let ede: Vec<u16> = ede(&m).into_iter().map(|(code, _)| code).collect();
     assert_eq!(ede, [20]);
     assert_eq!(auth.total(), 0, "RD=0 never queries upstream");
     // Once cached, RD=0 gets the cached answer (and the synthesis built from it).

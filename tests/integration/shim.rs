@@ -123,17 +123,7 @@ async fn resolver_that_appears_later_is_used_without_restart() {
     )
     .await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    let ede: Vec<u16> = m
-        .edns
-        .iter()
-        .flat_map(|e| e.options().options.iter())
-        .filter_map(|(_, o)| match o {
-            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) if data.len() >= 2 => {
-                Some(u16::from_be_bytes([data[0], data[1]]))
-            }
-            _ => None,
-        })
-        .collect();
+    let ede: Vec<u16> = ede(&m).into_iter().map(|(code, _)| code).collect();
     assert_eq!(ede, [22], "no upstream yet: SERVFAIL with EDE 22");
 
     let auth = start_auth_on_port(ip, 53).await;

@@ -8,8 +8,6 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::rdata::opt::EdnsOption;
-
 use crate::common::*;
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -17,27 +15,6 @@ const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The harness' per-attempt upstream timeout and attempt count (see `start_dns64d`).
 const TIMEOUT: Duration = Duration::from_millis(1000);
 const ATTEMPTS: u32 = 2;
-
-/// Extended DNS Errors (RFC 8914, option code 15) in the response's OPT: (INFO-CODE, EXTRA-TEXT).
-fn ede(m: &Message) -> Vec<(u16, String)> {
-    let Some(edns) = &m.edns else {
-        return Vec::new();
-    };
-    edns.options()
-        .options
-        .iter()
-        .filter_map(|(_, option)| match option {
-            EdnsOption::Unknown(15, data) => {
-                let (code, text) = data.split_first_chunk::<2>()?;
-                Some((
-                    u16::from_be_bytes(*code),
-                    String::from_utf8_lossy(text).into_owned(),
-                ))
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 /// A fake upstream answering every A question with 93.184.216.34 (TTL 300) and
 /// every other question with NODATA (SOA of `example.`).

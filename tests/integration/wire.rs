@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::NULL;
-use hickory_proto::rr::rdata::opt::EdnsOption;
 
 use crate::common::*;
 
@@ -20,27 +19,6 @@ async fn setup(extra: &str) -> (AuthUpstream, Dns64d) {
     let auth = start_auth_upstream(LO).await;
     let dns64d = start_dns64d(&[auth.addr()], "", extra).await;
     (auth, dns64d)
-}
-
-/// Extended DNS Errors (RFC 8914, option code 15) in the response's OPT: (INFO-CODE, EXTRA-TEXT).
-fn ede(m: &Message) -> Vec<(u16, String)> {
-    let Some(edns) = &m.edns else {
-        return Vec::new();
-    };
-    edns.options()
-        .options
-        .iter()
-        .filter_map(|(_, option)| match option {
-            EdnsOption::Unknown(15, data) => {
-                let (code, text) = data.split_first_chunk::<2>()?;
-                Some((
-                    u16::from_be_bytes(*code),
-                    String::from_utf8_lossy(text).into_owned(),
-                ))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// A 12-octet DNS header.

@@ -306,3 +306,24 @@ pub fn soa_ttl(msg: &Message) -> Option<u32> {
         .find(|r| r.record_type() == RecordType::SOA)
         .map(|r| r.ttl)
 }
+
+/// Extended DNS Errors (RFC 8914, option code 15) in the response's OPT: (INFO-CODE, EXTRA-TEXT).
+pub fn ede(m: &Message) -> Vec<(u16, String)> {
+    let Some(edns) = &m.edns else {
+        return Vec::new();
+    };
+    edns.options()
+        .options
+        .iter()
+        .filter_map(|(_, option)| match option {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) => {
+                let (code, text) = data.split_first_chunk::<2>()?;
+                Some((
+                    u16::from_be_bytes(*code),
+                    String::from_utf8_lossy(text).into_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}

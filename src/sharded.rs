@@ -1,0 +1,76 @@
+//! A bounded LRU map split into independently locked shards, so that
+//! workers on different cores rarely wait for each other. Used by the answer
+//! cache, the response cache and the rate limiter.
+
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
+
+use lru::LruCache;
+
+/// Number of shards (each holds about `capacity / SHARDS` entries).
+const SHARDS: usize = 16;
+
+/// A sharded, bounded LRU map.
+pub struct ShardedLru<K: Hash + Eq, V> {
+    shards: Vec<Mutex<LruCache<K, V>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<K: Hash + Eq, V> ShardedLru<K, V> {
+    /// A map holding at most `capacity` entries, rounded up to a multiple of the shard count.
+    pub fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let per_shard = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// The locked shard that holds `key` (a poisoned lock is taken over: the
+    /// map stays consistent, as every update is a single LRU call).
+    pub fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, LruCache<K, V>> {
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .len()
+            })
+            .sum()
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_within_its_capacity_and_finds_by_borrowed_key() {
+        let map: ShardedLru<Box<[u8]>, u32> = ShardedLru::new(32);
+        for index in 0..1000u32 {
+            let key: Box<[u8]> = index.to_be_bytes().into();
+            map.shard(&key[..]).put(key, index);
+        }
+        assert!(map.len() <= 32, "{}", map.len());
+        let key = 999u32.to_be_bytes();
+        assert_eq!(map.shard(&key[..]).get(&key[..]), Some(&999));
+    }
+}
