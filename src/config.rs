@@ -522,7 +522,18 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         }
         user = user.merge(Toml::file_exact(path));
     }
-    user = user.merge(Env::prefixed("DNS64D_").split("__"));
+    // Only variables naming a top-level key are configuration; others with
+    // the same prefix (DNS64D_BIN in scripts, say) are not ours to reject.
+    user = user.merge(
+        Env::prefixed("DNS64D_")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                TOP_LEVEL_KEYS
+                    .iter()
+                    .any(|known| top.eq_ignore_ascii_case(known))
+            })
+            .split("__"),
+    );
     if overrides.shim {
         user = user.merge(Serialized::default("profile", Profile::Shim));
     }
@@ -560,6 +571,22 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
     let raw: RawConfig = figment.merge(user).extract().map_err(Box::new)?;
     Config::validate(raw)
 }
+
+/// The top-level keys of the configuration (sections and plain keys).
+pub const TOP_LEVEL_KEYS: [&str; 12] = [
+    "profile",
+    "listen",
+    "listeners",
+    "upstream",
+    "dns64",
+    "access",
+    "cache",
+    "server",
+    "zones",
+    "log",
+    "metrics",
+    "rate_limit",
+];
 
 /// The shim's default listen address.
 pub const SHIM_LISTEN: [&str; 1] = ["127.0.0.1:53"];
@@ -1569,5 +1596,24 @@ mod tests {
         assert!(config.listeners[1].udp && !config.listeners[1].tcp && !config.listeners[1].dns64);
         let text = error_text(&format!("{BASE}[dns64]\nreverse = \"sideways\"\n"));
         assert!(text.contains("sideways"), "{text}");
+    }
+
+    #[test]
+    fn environment_sets_keys_and_ignores_unrelated_prefixed_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DNS64D_BIN", "/usr/local/bin/dns64d");
+            jail.set_env("DNS64D_CACHE__MAX_ENTRIES", "5000");
+            jail.set_env("DNS64D_UPSTREAM__SERVERS", "[\"192.0.2.53\"]");
+            let config = load(None, &Overrides::default()).expect("loads");
+            assert_eq!(config.cache.max_entries, 5000);
+            assert_eq!(
+                config.upstream.servers,
+                vec!["192.0.2.53:53".parse().unwrap()]
+            );
+            jail.set_env("DNS64D_CACHE__MAX_ENTRYS", "1");
+            let error = load(None, &Overrides::default()).expect_err("typo in a known section");
+            assert!(error.to_string().contains("max_entrys"), "{error}");
+            Ok(())
+        });
     }
 }

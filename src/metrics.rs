@@ -170,6 +170,15 @@ impl Metrics {
             "Responses dropped or truncated by response rate limiting",
             ratelimited.clone(),
         );
+        // Series an operator's dashboard divides by exist from the start.
+        for kind in [
+            AaaaKind::Native,
+            AaaaKind::Synthesized,
+            AaaaKind::Excluded,
+            AaaaKind::Nodata,
+        ] {
+            aaaa.get_or_create(&AaaaLabels { kind: kind.label() });
+        }
         Self {
             registry,
             queries,

@@ -82,6 +82,26 @@ impl Resolution {
         }
     }
 
+    /// A forwarded answer. An upstream's REFUSED, NOTIMP or FORMERR says the
+    /// upstream would not serve us, not that the name is bad: the client gets
+    /// SERVFAIL with an Extended DNS Error naming the upstream's RCODE.
+    fn forwarded(answer: Answer) -> Self {
+        match answer.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain | ResponseCode::ServFail => {
+                Self::plain(answer)
+            }
+            code => Self {
+                answer: Answer::empty(ResponseCode::ServFail),
+                synthesized: false,
+                extended_error: Some(ExtendedError::new(
+                    InfoCode::NetworkError,
+                    format!("every upstream attempt was answered {code}"),
+                )),
+                excluded_aaaa: false,
+            },
+        }
+    }
+
     fn failure(error: &LookupError) -> Self {
         let (code, info) = match error {
             LookupError::Upstream(UpstreamError::Timeout { .. }) => {
@@ -265,7 +285,7 @@ impl Resolver {
             )
             .await
         {
-            Ok(answer) => Resolution::plain(answer),
+            Ok(answer) => Resolution::forwarded(answer),
             Err(error) => Resolution::failure(&error),
         }
     }
