@@ -177,7 +177,7 @@ impl Metrics {
             AaaaKind::Excluded,
             AaaaKind::Nodata,
         ] {
-            aaaa.get_or_create(&AaaaLabels { kind: kind.label() });
+            drop(aaaa.get_or_create(&AaaaLabels { kind: kind.label() })); // creating the series is the point
         }
         Self {
             registry,
