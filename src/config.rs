@@ -1599,6 +1599,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error type
     fn environment_sets_keys_and_ignores_unrelated_prefixed_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DNS64D_BIN", "/usr/local/bin/dns64d");
