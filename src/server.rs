@@ -500,8 +500,15 @@ fn new_socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result
     Ok(socket)
 }
 
+/// Receive buffer asked for each UDP listener socket: room for bursts of a
+/// few thousand queries (the kernel caps it at net.core.rmem_max).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
     let socket = new_socket(address, Type::DGRAM, Protocol::UDP)?;
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::debug!(%error, "cannot enlarge the UDP receive buffer");
+    }
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     socket.bind(&address.into())?;
