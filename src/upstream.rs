@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
-use hickory_net::udp::UdpClientStream;
-use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_net::xfer::{DnsHandle, FirstAnswer};
+use hickory_proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, Query, ResponseCode,
+};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
@@ -68,21 +69,14 @@ pub trait Forwarder: Send + Sync + 'static {
     ) -> Result<Answer, UpstreamError>;
 }
 
-/// One upstream server and its reusable UDP exchange.
+/// One upstream server.
 struct Server {
     address: SocketAddr,
-    udp: DnsExchange<TokioRuntimeProvider>,
 }
 
 impl Server {
-    fn new(address: SocketAddr, timeout: Duration, runtime: &TokioRuntimeProvider) -> Self {
-        Self {
-            address,
-            udp: UdpClientStream::builder(address, runtime.clone())
-                .with_timeout(Some(timeout))
-                .with_max_retries(0)
-                .exchange(),
-        }
+    fn new(address: SocketAddr, _timeout: Duration, _runtime: &TokioRuntimeProvider) -> Self {
+        Self { address }
     }
 }
 
@@ -306,7 +300,7 @@ impl Upstream {
         request: DnsRequest,
         deadline: Instant,
     ) -> Result<DnsResponse, hickory_net::NetError> {
-        let response = server.udp.send(request.clone()).first_answer().await?;
+        let response = self.exchange_udp(server.address, &request).await?;
         if !response.truncation {
             return Ok(response);
         }
@@ -316,6 +310,78 @@ impl Upstream {
             TcpClientStream::exchange(server.address, None, remaining, None, self.runtime.clone())
                 .await?;
         tcp.send(request).first_answer().await
+    }
+}
+
+impl Upstream {
+    /// One UDP exchange: a fresh socket on a port the kernel picks at random
+    /// (RFC 5452 §4), connected to the server so only its datagrams arrive;
+    /// replies with another ID or question are ignored as spoofed (RFC 5452
+    /// §9.1), and with 0x20 the question must echo the letter case. The caller
+    /// bounds the wait. (hickory-net's UDP client does the same checks, but
+    /// through a background task, channels and three extra message parses per
+    /// query; this is the hot path of every cache miss.)
+    async fn exchange_udp(
+        &self,
+        server: SocketAddr,
+        request: &DnsRequest,
+    ) -> Result<DnsResponse, hickory_net::NetError> {
+        let unspecified: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(unspecified).await?;
+        socket.connect(server).await?;
+        let bytes = request.to_vec()?;
+        socket.send(&bytes).await?;
+        let mut buffer = vec![0u8; usize::from(self.edns_udp_size.max(512))];
+        loop {
+            let length = socket.recv(&mut buffer).await?;
+            let received = &buffer[..length];
+            if received.get(..2) != Some(&request.metadata.id.to_be_bytes()[..]) {
+                tracing::debug!(%server, "ignoring a reply with another ID");
+                continue;
+            }
+            let Ok(mut response) = Message::from_vec(received) else {
+                tracing::debug!(%server, "ignoring an undecodable reply");
+                continue;
+            };
+            let same_question = response.queries.len() == request.queries.len()
+                && response
+                    .queries
+                    .iter()
+                    .zip(&request.queries)
+                    .all(|(got, sent)| {
+                        got == sent && (!self.case_randomization || got.name().eq_case(sent.name()))
+                    });
+            if !same_question || response.metadata.message_type != MessageType::Response {
+                tracing::debug!(%server, "ignoring a reply to another question");
+                continue;
+            }
+            if let Some(original) = request.original_query() {
+                restore_case(&mut response, original);
+            }
+            return DnsResponse::from_message(response).map_err(Into::into);
+        }
+    }
+}
+
+/// Puts the client's letter case back after 0x20: the question and every
+/// owner name equal to it.
+fn restore_case(response: &mut Message, original: &Query) {
+    for query in &mut response.queries {
+        *query = original.clone();
+    }
+    for record in response
+        .answers
+        .iter_mut()
+        .chain(response.authorities.iter_mut())
+        .chain(response.additionals.iter_mut())
+    {
+        if record.name == *original.name() {
+            record.name = original.name().clone();
+        }
     }
 }
 
