@@ -1,7 +1,8 @@
 //! Forwarding to upstream resolvers: UDP with EDNS0 from a random port and
-//! ID (hickory-net's client streams check the ID and question of every
-//! reply), a retry over TCP when the reply is truncated, a timeout per
-//! attempt, and failover across servers.
+//! ID, replies checked for ID and question (and letter case with 0x20), a
+//! retry over TCP when the reply is truncated (hickory-net's TCP client), a
+//! timeout per attempt, and failover across servers. Messages are encoded and
+//! decoded by hickory-proto.
 //!
 //! hickory-resolver's `NameServerPool` is not used because it turns NXDOMAIN,
 //! NODATA and SERVFAIL replies into errors and drops sections, while DNS64
