@@ -66,11 +66,14 @@ pub fn ipv4_from_reverse_name(name: &Name) -> Option<Ipv4Addr> {
         return None;
     }
     let octet = |label: &[u8]| -> Option<u8> {
-        let text = std::str::from_utf8(label).ok()?;
-        if text.len() > 1 && text.starts_with('0') {
+        // Decimal digits only: Rust's integer parsing would also take "+1".
+        if label.is_empty() || !label.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        text.parse().ok()
+        if label.len() > 1 && label[0] == b'0' {
+            return None;
+        }
+        std::str::from_utf8(label).ok()?.parse().ok()
     };
     Some(Ipv4Addr::new(octet(a)?, octet(b)?, octet(c)?, octet(d)?))
 }
@@ -191,6 +194,13 @@ mod tests {
             ipv4_from_reverse_name(&name("300.0.0.192.in-addr.arpa.")),
             None
         );
+        for not_decimal in ["+170.0.0.192.in-addr.arpa.", "01.0.0.192.in-addr.arpa."] {
+            assert_eq!(
+                ipv4_from_reverse_name(&name(not_decimal)),
+                None,
+                "{not_decimal}"
+            );
+        }
         assert_eq!(
             reverse_name_of(Ipv4Addr::new(93, 184, 216, 34)),
             name("34.216.184.93.in-addr.arpa.")
