@@ -40,15 +40,22 @@ impl Answer {
         }
     }
 
-    /// Takes the sections of an upstream response.
+    /// Takes the sections of an upstream response. Records with empty data
+    /// (valid only in UPDATE messages) are dropped: they cannot be relayed.
     pub fn from_message(message: Message) -> Self {
+        let relayable = |records: Vec<Record>| -> Vec<Record> {
+            records
+                .into_iter()
+                .filter(|record| !matches!(record.data, RData::Update0(_)))
+                .collect()
+        };
         Self {
             response_code: message.metadata.response_code,
             authentic_data: message.metadata.authentic_data,
             authoritative: false,
-            answers: message.answers,
-            authorities: message.authorities,
-            additionals: message.additionals,
+            answers: relayable(message.answers),
+            authorities: relayable(message.authorities),
+            additionals: relayable(message.additionals),
         }
     }
 
@@ -144,6 +151,25 @@ mod tests {
         ];
         assert_eq!(answer.chain_target(&name("A.TEST.")), Some(name("c.test.")));
         assert_eq!(answer.chain_target(&name("z.test.")), Some(name("z.test.")));
+    }
+
+    #[test]
+    fn empty_update_records_are_not_taken_in() {
+        // regressions/synthesis/update-opcode-empty-rdata.bin
+        let mut message = Message::response(1, hickory_proto::op::OpCode::Query);
+        message.answers.push(Record::from_rdata(
+            name("a.test."),
+            0,
+            RData::Update0(RecordType::AAAA),
+        ));
+        message.answers.push(Record::from_rdata(
+            name("a.test."),
+            60,
+            RData::A(A::new(1, 2, 3, 4)),
+        ));
+        let answer = Answer::from_message(message);
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].record_type(), RecordType::A);
     }
 
     #[test]

@@ -178,6 +178,10 @@ fn ttl_offsets(response: &[u8]) -> Option<(usize, Vec<u16>)> {
 /// Cuts a response down to its header and question, with TC=1 and no
 /// records (a rate-limit "slip": the client retries over TCP).
 pub fn truncate_to_question(response: &mut Vec<u8>) -> bool {
+    // Only a one-question message can be cut after its question.
+    if response.get(4..6) != Some(&[0, 1][..]) {
+        return false;
+    }
     let Some(question_end) = skip_name(response, 12).and_then(|end| end.checked_add(4)) else {
         return false;
     };
@@ -525,6 +529,14 @@ mod tests {
         assert!(message.metadata.truncation);
         assert_eq!(message.queries.len(), 1);
         assert!(message.answers.is_empty() && message.edns.is_none());
+    }
+
+    #[test]
+    fn slip_of_a_response_without_one_question_is_refused() {
+        let request = query("a.test.", false);
+        let mut response = response_to(&request, 60);
+        response[5] = 2; // QDCOUNT 2 (regressions/request_path/slip-qdcount-2.bin)
+        assert!(!truncate_to_question(&mut response));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
@@ -356,7 +356,10 @@ impl Upstream {
                     .all(|(got, sent)| {
                         got == sent && (!self.case_randomization || got.name().eq_case(sent.name()))
                     });
-            if !same_question || response.metadata.message_type != MessageType::Response {
+            if !same_question
+                || response.metadata.message_type != MessageType::Response
+                || response.metadata.op_code != OpCode::Query
+            {
                 tracing::debug!(%server, "ignoring a reply to another question");
                 continue;
             }

@@ -1,0 +1,8 @@
+#![no_main]
+//! See `dns64d_fuzz::synthesis` for the input format and the invariants checked.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    dns64d_fuzz::synthesis::check(data);
+});
