@@ -1,8 +1,10 @@
-//! Upstream faults over the wire: failover on silence, SERVFAIL and forged
-//! replies, the SERVFAIL (+ EDE 22) deadline when nobody answers, TCP retry
-//! after TC=1, RFC 6147 §5.1.2 synthesis after a failed AAAA lookup,
-//! coalescing of identical misses, and what dns64d sends upstream (random
-//! IDs, DO and CD only as the client asked).
+//! Upstream faults over the wire: failover on silence, SERVFAIL, REFUSED,
+//! garbage and forged replies, answers after the timeout, TCP closed in the
+//! middle of an answer, the SERVFAIL (+ EDE 22) deadline when nobody
+//! answers, TCP retry after TC=1, RFC 6147 §5.1.2 synthesis after a failed
+//! AAAA lookup, coalescing of identical misses, no query left in flight, and
+//! what dns64d sends upstream (random IDs and ports, DO and CD only as the
+//! client asked).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -437,4 +439,128 @@ async fn do_and_cd_are_forwarded_only_when_the_client_sets_them() {
             assert!(s.recursion_desired, "{name}: RD upstream");
         }
     }
+}
+
+/// Waits until no query is being answered any more (no task left behind).
+async fn assert_no_query_in_flight(d: &Dns64d) {
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    while d.server.in_flight() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} queries still in flight",
+            d.server.in_flight()
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_answer_after_the_timeout_is_too_late() {
+    let late = start_fake_upstream(LO, |req, _| {
+        let owner = req.queries[0].name().to_string();
+        FakeAction::Delayed(
+            Duration::from_millis(1500),
+            reply_with(
+                req,
+                vec![rr_a(&owner, 300, Ipv4Addr::new(93, 184, 216, 34))],
+            ),
+        )
+    })
+    .await;
+    let d = start_dns64d(&[late.addr()], "", "").await; // 1000 ms per attempt, 2 attempts
+    let started = Instant::now();
+    let m = query_udp(d.addr, &Q::new("late.example", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < TIMEOUT * ATTEMPTS + Duration::from_millis(500));
+    assert_no_query_in_flight(&d).await;
+}
+
+#[tokio::test]
+async fn tcp_closed_mid_answer_fails_over() {
+    let cutting = start_fake_upstream(LO, |req, transport| match transport {
+        Transport::Udp => {
+            let mut m = reply_to(req);
+            m.metadata.truncation = true;
+            FakeAction::Reply(m)
+        }
+        Transport::Tcp => FakeAction::CloseTcp,
+    })
+    .await;
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[cutting.addr(), auth.addr()], "", "").await;
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 300 A 93.184.216.34"]
+    );
+    assert!(
+        cutting.seen().iter().any(|q| q.protocol == Transport::Tcp),
+        "the TCP retry was made"
+    );
+    // With only the cutting upstream: SERVFAIL, in time.
+    let d = start_dns64d(&[cutting.addr()], "", "").await;
+    let started = Instant::now();
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < TIMEOUT * ATTEMPTS + Duration::from_millis(500));
+    assert_no_query_in_flight(&d).await;
+}
+
+#[tokio::test]
+async fn garbage_with_the_right_id_is_ignored() {
+    let garbage = start_fake_upstream(LO, |req, _| {
+        let mut bytes = req.metadata.id.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[
+            0x81, 0x80, 0xff, 0xff, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x07,
+        ]);
+        FakeAction::Raw(bytes)
+    })
+    .await;
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[garbage.addr(), auth.addr()], "", "").await;
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert_no_query_in_flight(&d).await;
+}
+
+#[tokio::test]
+async fn refused_fails_over_and_alone_becomes_servfail_with_ede() {
+    let refusing = start_fake_upstream(LO, |req, _| {
+        FakeAction::Reply(reply_rcode(req, ResponseCode::Refused))
+    })
+    .await;
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[refusing.addr(), auth.addr()], "", "").await;
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 300 A 93.184.216.34"]
+    );
+    let d = start_dns64d(&[refusing.addr()], "", "").await;
+    let m = query_udp(
+        d.addr,
+        &Q::new("v4only.dns64.test", RecordType::A).edns(1232),
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "the upstream refused us, not the client"
+    );
+    let codes: Vec<u16> = ede(&m).into_iter().map(|(code, _)| code).collect();
+    assert_eq!(codes, [23]);
+}
+
+#[tokio::test]
+async fn upstream_queries_come_from_random_ports() {
+    let fake = start_a_fake().await;
+    let d = start_dns64d(&[fake.addr()], "", "").await;
+    for index in 0..20 {
+        query_udp(d.addr, &Q::new(format!("p{index}.example"), RecordType::A)).await;
+    }
+    let ports: HashSet<u16> = fake.seen().iter().map(|q| q.src.port()).collect();
+    assert!(ports.len() >= 18, "source ports repeat: {ports:?}");
 }
