@@ -19,7 +19,7 @@ use hickory_proto::rr::Name;
 
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
-use crate::recursive::{RecursiveForwarder, RecursiveSettings};
+use crate::recursive::{RecursiveSettings, read_root_hints};
 use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -868,8 +868,7 @@ impl Config {
             edns_udp_size: raw.server.edns_udp_size,
         });
         if let Some(settings) = &recursive {
-            if let Err(error) = RecursiveForwarder::check_root_hints(settings.root_hints.as_deref())
-            {
+            if let Err(error) = read_root_hints(settings.root_hints.as_deref()) {
                 return Err(ConfigError::invalid(
                     "upstream.root_hints",
                     settings

@@ -101,6 +101,21 @@ pub fn root_addresses(text: &str, source_name: &str) -> Result<Vec<IpAddr>, Recu
     Ok(addresses)
 }
 
+/// The root server addresses from a hints file, or the built-in hints.
+pub fn read_root_hints(path: Option<&Path>) -> Result<Vec<IpAddr>, RecursiveError> {
+    match path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
+                    source_name: path.display().to_string(),
+                    reason: error.to_string(),
+                })?;
+            root_addresses(&text, &path.display().to_string())
+        }
+        None => root_addresses(BUILT_IN_ROOT_HINTS, "built in"),
+    }
+}
+
 /// Settings of recursive mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecursiveSettings {
@@ -129,17 +144,7 @@ pub struct RecursiveForwarder {
 impl RecursiveForwarder {
     /// Reads the root hints and builds the recursor.
     pub fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
-        let roots = match &settings.root_hints {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
-                        source_name: path.display().to_string(),
-                        reason: error.to_string(),
-                    })?;
-                root_addresses(&text, &path.display().to_string())?
-            }
-            None => root_addresses(BUILT_IN_ROOT_HINTS, "built in")?,
-        };
+        let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {
             response_cache_size: settings.cache_entries.max(1),
@@ -160,21 +165,6 @@ impl RecursiveForwarder {
             recursor,
             timeout: settings.timeout,
         })
-    }
-
-    /// The root hint source as it would be read, for `--check-config`.
-    pub fn check_root_hints(path: Option<&Path>) -> Result<usize, RecursiveError> {
-        match path {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
-                        source_name: path.display().to_string(),
-                        reason: error.to_string(),
-                    })?;
-                root_addresses(&text, &path.display().to_string()).map(|roots| roots.len())
-            }
-            None => root_addresses(BUILT_IN_ROOT_HINTS, "built in").map(|roots| roots.len()),
-        }
     }
 }
 

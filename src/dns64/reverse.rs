@@ -84,6 +84,17 @@ pub fn reverse_name_of(ipv4: Ipv4Addr) -> Name {
     Name::from_str(&format!("{d}.{c}.{b}.{a}.in-addr.arpa.")).expect("valid reverse name")
 }
 
+/// The ip6.arpa name of an IPv6 address (32 nibble labels, RFC 3596 §2.5).
+pub fn ip6_arpa_name_of(address: Ipv6Addr) -> Name {
+    let mut labels: Vec<String> = format!("{:032x}", u128::from(address))
+        .chars()
+        .rev()
+        .map(String::from)
+        .collect();
+    labels.push("ip6.arpa.".into());
+    Name::from_str(&labels.join(".")).expect("valid reverse name")
+}
+
 /// The embedded IPv4 address if `qname` is a full ip6.arpa name inside one of
 /// `prefixes` and the address may be synthesized under it.
 pub fn embedded_ipv4(qname: &Name, prefixes: &[SynthesisPrefix]) -> Option<Ipv4Addr> {
@@ -154,14 +165,16 @@ mod tests {
     }
 
     fn reverse_of(address: &str) -> Name {
-        let address: Ipv6Addr = address.parse().unwrap();
-        let mut labels: Vec<String> = format!("{:032x}", u128::from(address))
-            .chars()
-            .rev()
-            .map(String::from)
-            .collect();
-        labels.push("ip6.arpa.".into());
-        name(&labels.join("."))
+        ip6_arpa_name_of(address.parse().unwrap())
+    }
+
+    #[test]
+    fn ip6_arpa_names_round_trip() {
+        let address: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let name = ip6_arpa_name_of(address);
+        let expected = format!("1.{}8.b.d.0.1.0.0.2.ip6.arpa.", "0.".repeat(23));
+        assert_eq!(name.to_string(), expected);
+        assert_eq!(ipv6_from_reverse_name(&name), Some(address));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ignore_aaaa_domains, exclude_domains, per-prefix mapped/clients/suffix,
 //! ANY (RFC 8482) and RD=0.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::common::*;
 
@@ -11,14 +11,7 @@ const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The ip6.arpa name of an address.
 fn ip6_arpa(address: &str) -> String {
-    let address: Ipv6Addr = address.parse().unwrap();
-    let mut labels: Vec<String> = format!("{:032x}", u128::from(address))
-        .chars()
-        .rev()
-        .map(String::from)
-        .collect();
-    labels.push("ip6.arpa.".into());
-    labels.join(".")
+    dns64d::dns64::reverse::ip6_arpa_name_of(address.parse().unwrap()).to_string()
 }
 
 async fn setup(extra: &str) -> (AuthUpstream, Dns64d) {
