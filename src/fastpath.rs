@@ -92,7 +92,7 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
     let (edns_payload, dnssec_ok, end) = match additional_count {
         0 => (None, false, question_end),
         1 => {
-            // OPT: root name, TYPE 41, CLASS = payload, TTL = ext-rcode/version/flags, RDLEN 0.
+            // OPT: root name, TYPE 41, CLASS = payload, TTL = ext-rcode/version/flags, RDLEN, options.
             let opt = packet.get(question_end..question_end + 11)?;
             if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != TYPE_OPT {
                 return None;
@@ -100,11 +100,16 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
             let payload = u16::from_be_bytes([opt[3], opt[4]]);
             let (extended_rcode, version) = (opt[5], opt[6]);
             let dnssec_ok = opt[7] & 0x80 != 0;
-            let rdlength = u16::from_be_bytes([opt[9], opt[10]]);
-            if extended_rcode != 0 || version != 0 || rdlength != 0 {
+            let rdlength = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+            if extended_rcode != 0 || version != 0 {
                 return None;
             }
-            (Some(payload), dnssec_ok, question_end + 11)
+            let options_start = question_end + 11;
+            let options = packet.get(options_start..options_start + rdlength)?;
+            if !options_are_ignorable(options) {
+                return None;
+            }
+            (Some(payload), dnssec_ok, options_start + rdlength)
         }
         _ => return None,
     };
@@ -118,6 +123,26 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
         edns_payload,
         dnssec_ok,
     })
+}
+
+/// True if the EDNS options are well-formed and none changes the answer: the
+/// response does not depend on them (a client cookie, padding and the like
+/// are not echoed). Client subnet (code 8) goes to the slow path, which
+/// decodes it.
+fn options_are_ignorable(mut options: &[u8]) -> bool {
+    const CLIENT_SUBNET: u16 = 8;
+    while !options.is_empty() {
+        let Some((header, rest)) = options.split_first_chunk::<4>() else {
+            return false;
+        };
+        let code = u16::from_be_bytes([header[0], header[1]]);
+        let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if code == CLIENT_SUBNET || length > rest.len() {
+            return false;
+        }
+        options = &rest[length..];
+    }
+    true
 }
 
 /// The end of an uncompressed name starting at `start` (queries carry no pointers).
@@ -467,6 +492,26 @@ mod tests {
         two[5] = 2;
         assert!(parse_query(&two).is_none(), "QDCOUNT=2");
         assert!(parse_query(&[0; 11]).is_none());
+    }
+
+    #[test]
+    fn ignorable_edns_options_keep_the_fast_path() {
+        let mut with_cookie = query("a.test.", true);
+        let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        with_cookie.extend_from_slice(&cookie);
+        let rdlength_at = with_cookie.len() - cookie.len() - 2;
+        with_cookie[rdlength_at..rdlength_at + 2]
+            .copy_from_slice(&(cookie.len() as u16).to_be_bytes());
+        assert!(parse_query(&with_cookie).is_some(), "a client cookie");
+        let mut subnet = with_cookie.clone();
+        subnet[rdlength_at + 3] = 8;
+        assert!(
+            parse_query(&subnet).is_none(),
+            "client subnet goes to the slow path"
+        );
+        let mut short = with_cookie.clone();
+        short[rdlength_at + 5] = 9; // option length beyond the data
+        assert!(parse_query(&short).is_none(), "malformed options");
     }
 
     #[test]
