@@ -120,7 +120,7 @@ async fn serve(arguments: Arguments, config: Config) -> ExitCode {
         zones = config.zones.len(),
         "dns64d serving"
     );
-    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    notify_systemd(ServiceState::Ready);
 
     let signals = Signals::new();
     let mut signals = match signals {
@@ -138,15 +138,15 @@ async fn serve(arguments: Arguments, config: Config) -> ExitCode {
             }
             signal = signals.next() => match signal {
                 Signal::Reload => {
-                    notify_systemd(&[sd_notify::NotifyState::Reloading]);
+                    notify_systemd(ServiceState::Reloading);
                     reload(&arguments, &mut server).await;
-                    notify_systemd(&[sd_notify::NotifyState::Ready]);
+                    notify_systemd(ServiceState::Ready);
                 }
                 Signal::Stop => break,
             },
         }
     }
-    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    notify_systemd(ServiceState::Stopping);
     tracing::info!(
         in_flight = server.in_flight(),
         "shutting down: no new queries, finishing those in flight"
@@ -186,16 +186,38 @@ async fn reload(arguments: &Arguments, server: &mut dns64d::server::RunningServe
     }
 }
 
+/// The service states systemd is told about.
+#[derive(Debug, Clone, Copy)]
+enum ServiceState {
+    /// Listeners bound, serving.
+    Ready,
+    /// Reloading the configuration.
+    Reloading,
+    /// Shutting down.
+    Stopping,
+}
+
 /// Tells systemd about a state change when running under `Type=notify`.
-fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(states) {
+#[cfg(unix)]
+fn notify_systemd(state: ServiceState) {
+    let state = match state {
+        ServiceState::Ready => sd_notify::NotifyState::Ready,
+        ServiceState::Reloading => sd_notify::NotifyState::Reloading,
+        ServiceState::Stopping => sd_notify::NotifyState::Stopping,
+    };
+    if let Err(error) = sd_notify::notify(&[state]) {
         tracing::debug!(%error, "sd_notify failed");
     }
 }
 
+/// systemd exists only on Unix.
+#[cfg(not(unix))]
+fn notify_systemd(_state: ServiceState) {}
+
 /// The signals dns64d acts on.
 enum Signal {
-    /// SIGHUP.
+    /// SIGHUP (Unix only).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Reload,
     /// SIGTERM or SIGINT.
     Stop,
