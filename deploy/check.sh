@@ -207,7 +207,9 @@ clients = ["127.0.0.1/32"]
 [metrics]
 listen = "127.0.0.1:$metrics_port"
 EOF
-    dns64d --config "$WORK/live.toml" >"$WORK/live.log" 2>&1 &
+    # Not through the dns64d function: in the background that would be a subshell, and
+    # killing its PID would leave dns64d running. env execs the binary, keeping the PID.
+    "${CLEAN_ENV[@]}" "$DNS64D_BIN" --config "$WORK/live.toml" >"$WORK/live.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$metrics_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz")
