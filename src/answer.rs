@@ -114,6 +114,19 @@ impl Answer {
         }
     }
 
+    /// Removes RRSIG, NSEC and NSEC3 records from the answer and authority
+    /// sections: a rewritten answer cannot be validated (RFC 6147 §5.5).
+    pub fn strip_dnssec(&mut self) {
+        let is_dnssec = |record: &Record| {
+            matches!(
+                record.record_type(),
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+            )
+        };
+        self.answers.retain(|record| !is_dnssec(record));
+        self.authorities.retain(|record| !is_dnssec(record));
+    }
+
     /// Lowers every TTL by `elapsed` seconds, never below zero (for cached data).
     pub fn age_by(&mut self, elapsed: u32) {
         for record in self
@@ -124,6 +137,19 @@ impl Answer {
         {
             record.ttl = record.ttl.saturating_sub(elapsed);
         }
+    }
+}
+
+/// True if `record` is an RRSIG covering `covered`. Without hickory's DNSSEC
+/// feature an RRSIG arrives as opaque RDATA whose first two octets are the
+/// type covered (RFC 4034 §3.1).
+pub fn is_rrsig_covering(record: &Record, covered: RecordType) -> bool {
+    match &record.data {
+        RData::Unknown { code, rdata } if *code == RecordType::RRSIG => rdata
+            .anything
+            .first_chunk::<2>()
+            .is_some_and(|bytes| RecordType::from(u16::from_be_bytes(*bytes)) == covered),
+        _ => false,
     }
 }
 

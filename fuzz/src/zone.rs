@@ -247,7 +247,7 @@ impl Zone {
                 .filter(|r| {
                     record_type == RecordType::ANY
                         || r.record_type() == record_type
-                        || covers(r, record_type)
+                        || dns64d::answer::is_rrsig_covering(r, record_type)
                 })
                 .map(|r| (*r).clone())
                 .collect();
@@ -264,16 +264,6 @@ impl Zone {
             return Ok(answer);
         }
         Ok(answer)
-    }
-}
-
-fn covers(record: &Record, covered: RecordType) -> bool {
-    match &record.data {
-        RData::Unknown { code, rdata } if *code == RecordType::RRSIG => rdata
-            .anything
-            .first_chunk::<2>()
-            .is_some_and(|bytes| RecordType::from(u16::from_be_bytes(*bytes)) == covered),
-        _ => false,
     }
 }
 

@@ -124,8 +124,7 @@ pub fn ipv4only_ptr(qname: &Name, ipv4: Ipv4Addr) -> Option<Answer> {
 /// The CNAME form: `qname CNAME target` followed by the answer for `target`.
 pub fn cname_answer(qname: &Name, target: &Name, ttl: u32, target_answer: Answer) -> Answer {
     let mut answer = target_answer;
-    answer.answers.retain(|record| !is_dnssec(record));
-    answer.authorities.retain(|record| !is_dnssec(record));
+    answer.strip_dnssec();
     answer.authentic_data = false;
     answer.answers.insert(
         0,
@@ -143,16 +142,9 @@ pub fn ptr_answer(qname: &Name, target: &Name, target_answer: Answer) -> Answer 
     for record in &mut answer.answers {
         record.name = qname.clone();
     }
-    answer.authorities.retain(|record| !is_dnssec(record));
+    answer.strip_dnssec();
     answer.authentic_data = false;
     answer
-}
-
-fn is_dnssec(record: &Record) -> bool {
-    matches!(
-        record.record_type(),
-        RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-    )
 }
 
 #[cfg(test)]

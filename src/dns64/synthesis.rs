@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::AAAA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::policy::{ExcludedAaaa, SynthesisPrefix};
-use crate::answer::Answer;
+use crate::answer::{Answer, is_rrsig_covering};
 
 /// TTL cap for synthesized records when the AAAA answer carried no SOA (RFC 6147 §5.1.7).
 pub const TTL_CAP_WITHOUT_SOA: u32 = 600;
@@ -106,7 +106,7 @@ fn without_excluded_aaaa(mut answer: Answer, excluded: &ExcludedAaaa) -> (Answer
     if removed {
         answer
             .answers
-            .retain(|record| !signs(record, RecordType::AAAA));
+            .retain(|record| !is_rrsig_covering(record, RecordType::AAAA));
     }
     (answer, removed)
 }
@@ -114,22 +114,9 @@ fn without_excluded_aaaa(mut answer: Answer, excluded: &ExcludedAaaa) -> (Answer
 /// Removes every AAAA record and its signatures (for `ignore_aaaa` and the NODATA fallback).
 fn strip_aaaa(mut answer: Answer) -> Answer {
     answer.answers.retain(|record| {
-        record.record_type() != RecordType::AAAA && !signs(record, RecordType::AAAA)
+        record.record_type() != RecordType::AAAA && !is_rrsig_covering(record, RecordType::AAAA)
     });
     answer
-}
-
-/// True if `record` is an RRSIG covering `covered`. Without hickory's DNSSEC
-/// feature an RRSIG arrives as opaque RDATA whose first two octets are the
-/// type covered (RFC 4034 §3.1).
-fn signs(record: &Record, covered: RecordType) -> bool {
-    match &record.data {
-        RData::Unknown { code, rdata } if *code == RecordType::RRSIG => rdata
-            .anything
-            .first_chunk::<2>()
-            .is_some_and(|bytes| RecordType::from(u16::from_be_bytes(*bytes)) == covered),
-        _ => false,
-    }
 }
 
 /// The result of synthesis: the answer to return and whether it holds synthesized records.
@@ -251,15 +238,8 @@ fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
     answer
 }
 
-/// Removes RRSIG, NSEC and NSEC3 records: a rewritten answer cannot be validated.
+/// The answer without DNSSEC records (see [`Answer::strip_dnssec`]).
 fn without_dnssec(mut answer: Answer) -> Answer {
-    let is_dnssec = |record: &Record| {
-        matches!(
-            record.record_type(),
-            RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-        )
-    };
-    answer.answers.retain(|record| !is_dnssec(record));
-    answer.authorities.retain(|record| !is_dnssec(record));
+    answer.strip_dnssec();
     answer
 }
