@@ -274,23 +274,7 @@ fn expects_reply(packet: &[u8]) -> bool {
     packet.len() >= 12 && packet[2] & 0x80 == 0
 }
 
-fn decode(bytes: &[u8]) -> Message {
-    Message::from_vec(bytes).unwrap_or_else(|e| panic!("undecodable reply {bytes:02x?}: {e}"))
-}
-
 // ------------------------------------------------------------------ checks
-
-/// The normal query still gets exactly the normal answer, over UDP and TCP.
-async fn assert_still_answers(addr: SocketAddr) {
-    let q = Q::new("v4only.dns64.test", RecordType::AAAA);
-    for m in [query_udp(addr, &q).await, query_tcp(addr, &q).await] {
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(
-            answer_summary(&m),
-            ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
-        );
-    }
-}
 
 /// Receives one datagram from `server` on `socket` (panics after TEST_TIMEOUT).
 async fn recv_from_server(socket: &UdpSocket, server: SocketAddr) -> Vec<u8> {

@@ -186,16 +186,15 @@ fn wrong_question(req: &Message) -> FakeAction {
     FakeAction::Raw(m.to_vec().unwrap())
 }
 
-#[tokio::test]
-async fn reply_with_wrong_id_is_ignored() {
-    // Alone: no usable answer, so SERVFAIL.
-    let forger = start_forging_fake(wrong_id).await;
+/// A forged reply is ignored: alone it leaves SERVFAIL; first of two
+/// upstreams, the real one answers.
+async fn assert_forged_reply_ignored(corrupt: fn(&Message) -> FakeAction) {
+    let forger = start_forging_fake(corrupt).await;
     let d = start_dns64d(&[forger.addr()], "", "").await;
     let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert!(m.answers.is_empty());
 
-    // First of two: failover to the real server.
     let auth = start_auth_upstream(LO).await;
     let d = start_dns64d(&[forger.addr(), auth.addr()], "", "").await;
     let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
@@ -207,21 +206,13 @@ async fn reply_with_wrong_id_is_ignored() {
 }
 
 #[tokio::test]
-async fn reply_with_wrong_question_is_ignored() {
-    let forger = start_forging_fake(wrong_question).await;
-    let d = start_dns64d(&[forger.addr()], "", "").await;
-    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(m.answers.is_empty());
+async fn reply_with_wrong_id_is_ignored() {
+    assert_forged_reply_ignored(wrong_id).await;
+}
 
-    let auth = start_auth_upstream(LO).await;
-    let d = start_dns64d(&[forger.addr(), auth.addr()], "", "").await;
-    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(
-        answer_summary(&m),
-        ["v4only.dns64.test. 300 A 93.184.216.34"]
-    );
+#[tokio::test]
+async fn reply_with_wrong_question_is_ignored() {
+    assert_forged_reply_ignored(wrong_question).await;
 }
 
 #[tokio::test]

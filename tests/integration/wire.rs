@@ -32,22 +32,6 @@ fn header(id: u16, flags: u16, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
 /// Flags word with RD set (opcode QUERY, QR=0).
 const RD: u16 = 0x0100;
 
-fn decode(bytes: &[u8]) -> Message {
-    Message::from_vec(bytes).unwrap_or_else(|e| panic!("undecodable response {bytes:02x?}: {e}"))
-}
-
-/// The normal query used to prove the server still works.
-async fn assert_still_answers(addr: SocketAddr) {
-    let q = Q::new("v4only.dns64.test", RecordType::AAAA);
-    for m in [query_udp(addr, &q).await, query_tcp(addr, &q).await] {
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(
-            answer_summary(&m),
-            ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
-        );
-    }
-}
-
 /// Sends `bytes` over UDP and over TCP; both must be answered with `rcode` and `id`.
 async fn expect_rcode_both(
     addr: SocketAddr,

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -102,7 +102,7 @@ fn local_for(server: SocketAddr) -> SocketAddr {
     }
 }
 
-fn decode(bytes: &[u8], ctx: &str) -> Message {
+fn decode_from(bytes: &[u8], ctx: &str) -> Message {
     Message::from_vec(bytes).unwrap_or_else(|e| panic!("{ctx}: undecodable response: {e}"))
 }
 
@@ -123,7 +123,7 @@ pub async fn exchange_udp(server: SocketAddr, msg: &Message) -> Message {
     let resp = send_udp_raw(server, &bytes, TEST_TIMEOUT)
         .await
         .unwrap_or_else(|| panic!("{ctx}: no response within {TEST_TIMEOUT:?}"));
-    let resp = decode(&resp, &ctx);
+    let resp = decode_from(&resp, &ctx);
     assert_eq!(
         resp.metadata.id, msg.metadata.id,
         "{ctx}: response ID mismatch"
@@ -234,7 +234,7 @@ impl TcpConn {
         let server = self.server;
         self.recv_raw()
             .await
-            .map(|b| decode(&b, &format!("TCP response from {server}")))
+            .map(|b| decode_from(&b, &format!("TCP response from {server}")))
     }
 
     /// True if the server closed the connection (EOF/reset) within `TEST_TIMEOUT`;
@@ -326,4 +326,22 @@ pub fn ede(m: &Message) -> Vec<(u16, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// Decodes a reply, failing the test with its bytes if it does not decode.
+pub fn decode(bytes: &[u8]) -> Message {
+    decode_from(bytes, &format!("reply {bytes:02x?}"))
+}
+
+/// The normal query still gets exactly the normal answer, over UDP and TCP
+/// (after floods and malformed input).
+pub async fn assert_still_answers(addr: SocketAddr) {
+    let q = Q::new("v4only.dns64.test", RecordType::AAAA);
+    for m in [query_udp(addr, &q).await, query_tcp(addr, &q).await] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            answer_summary(&m),
+            ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+        );
+    }
 }
