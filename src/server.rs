@@ -581,9 +581,18 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
                 .handle_reply(&request, client, Transport::Udp, &policy)
                 .await
             {
-                let mut bytes = response.bytes.clone();
-                if context.rate_limit(client, &mut bytes) {
-                    if let Err(error) = socket.send_to(&bytes, client).await {
+                // A copy only when rate limiting may cut it: the original is stored below.
+                let mut limited;
+                let bytes = if context.limiter.is_some() {
+                    limited = response.bytes.clone();
+                    context
+                        .rate_limit(client, &mut limited)
+                        .then_some(&limited[..])
+                } else {
+                    Some(&response.bytes[..])
+                };
+                if let Some(bytes) = bytes {
+                    if let Err(error) = socket.send_to(bytes, client).await {
                         tracing::debug!(%client, %error, "UDP send failed");
                     }
                 }
