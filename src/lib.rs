@@ -3,6 +3,7 @@
 //! A tour of the modules, in the order a query meets them:
 //!
 //! - [`server`]: UDP and TCP listeners; bytes in, bytes out.
+//! - `udp_batch` (Linux): `recvmmsg`/`sendmmsg` for the UDP listener loop.
 //! - [`handler`]: one request: shape checks (FORMERR, NOTIMP, BADVERS),
 //!   access control (REFUSED), flags, EDNS and truncation.
 //! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
@@ -30,5 +31,7 @@ pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod sharded;
+#[cfg(target_os = "linux")]
+pub mod udp_batch;
 pub mod upstream;
 pub mod zones;

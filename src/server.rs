@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::recursive::{RecursiveError, RecursiveForwarder};
 use crate::resolver::Resolver;
+#[cfg(target_os = "linux")]
+use crate::udp_batch;
 use crate::upstream::{Forwarder, Upstream};
 use crate::zones::{LocalZones, ZoneError};
 
@@ -523,7 +525,125 @@ fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Receives datagrams and answers each in its own task.
+/// What the fast path did with one datagram.
+enum FastOutcome {
+    /// `reply` holds the answer to send.
+    Answer,
+    /// Answered, but rate limiting says to send nothing.
+    Silenced,
+    /// Not answerable from stored responses: hand it to the slow path.
+    Slow,
+}
+
+impl ServeContext {
+    /// Tries to answer `packet` from the response cache into `reply`.
+    fn answer_fast(&self, packet: &[u8], client: SocketAddr, reply: &mut Vec<u8>) -> FastOutcome {
+        let policy = self.policy.current();
+        let Some(query) = fastpath::parse_query(packet) else {
+            return FastOutcome::Slow;
+        };
+        if !policy.client_independent
+            || self.handler.logs_queries()
+            || !policy.is_allowed(client.ip())
+        {
+            return FastOutcome::Slow;
+        }
+        let limit = query.udp_limit(self.handler.edns_udp_size());
+        let Some(hit) =
+            self.responses
+                .answer(&query, self.listener_id, policy.generation(), limit, reply)
+        else {
+            return FastOutcome::Slow;
+        };
+        record_hit(self.handler.resolver().metrics(), &hit);
+        if self.rate_limit(client, reply) {
+            FastOutcome::Answer
+        } else {
+            FastOutcome::Silenced
+        }
+    }
+
+    /// Answers `packet` through the full request path in its own task, then
+    /// stores the response for the fast path when that is safe.
+    fn answer_slow(&self, socket: &Arc<UdpSocket>, packet: &[u8], client: SocketAddr) {
+        if self.in_flight.count() >= self.max_inflight_queries {
+            // Shed load rather than queue without bound; the client will retry.
+            self.handler.resolver().metrics().shed();
+            return;
+        }
+        let request = packet.to_vec();
+        let policy = self.policy.current();
+        // The generation the answer is computed under; a change meanwhile must not be papered over.
+        let generation = policy.generation();
+        let socket = Arc::clone(socket);
+        let context = self.clone();
+        let guard = context.in_flight.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let Some(response) = context
+                .handler
+                .handle_reply(&request, client, Transport::Udp, &policy)
+                .await
+            else {
+                return;
+            };
+            // A copy only when rate limiting may cut it: the original is stored below.
+            let mut limited;
+            let bytes = if context.limiter.is_some() {
+                limited = response.bytes.clone();
+                context
+                    .rate_limit(client, &mut limited)
+                    .then_some(&limited[..])
+            } else {
+                Some(&response.bytes[..])
+            };
+            if let Some(bytes) = bytes {
+                if let Err(error) = socket.send_to(bytes, client).await {
+                    tracing::debug!(%client, %error, "UDP send failed");
+                }
+            }
+            if policy.client_independent {
+                context.responses.store(
+                    &request,
+                    &response.bytes,
+                    context.listener_id,
+                    generation,
+                    response.note,
+                );
+            }
+        });
+    }
+}
+
+/// Receives datagrams in batches ([`udp_batch`]), answers what the fast path
+/// can in one batched send, and hands the rest to the slow path.
+#[cfg(target_os = "linux")]
+async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
+    let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM);
+    let mut answers = udp_batch::SendBatch::default();
+    let mut reply = Vec::with_capacity(1232);
+    loop {
+        if let Err(error) = received.receive(&socket).await {
+            // ICMP errors from earlier sends surface here on some systems; keep serving.
+            tracing::debug!(%error, "UDP receive error");
+            continue;
+        }
+        for (packet, client) in received.datagrams() {
+            match context.answer_fast(packet, client, &mut reply) {
+                FastOutcome::Answer => answers.push(&reply, client),
+                FastOutcome::Silenced => {}
+                FastOutcome::Slow => context.answer_slow(&socket, packet, client),
+            }
+        }
+        if !answers.is_empty() {
+            answers.flush(&socket).await;
+        }
+    }
+}
+
+/// Receives datagrams one at a time, answering hits at once and each other
+/// query in its own task.
+#[cfg(not(target_os = "linux"))]
 async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut reply = Vec::with_capacity(1232);
@@ -537,76 +657,15 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
             }
         };
         let packet = &buffer[..length];
-        let policy = context.policy.current();
-        if let Some(query) = fastpath::parse_query(packet) {
-            if policy.client_independent
-                && !context.handler.logs_queries()
-                && policy.is_allowed(client.ip())
-            {
-                let limit = query.udp_limit(context.handler.edns_udp_size());
-                let hit = context.responses.answer(
-                    &query,
-                    context.listener_id,
-                    policy.generation(),
-                    limit,
-                    &mut reply,
-                );
-                if let Some(hit) = hit {
-                    record_hit(context.handler.resolver().metrics(), &hit);
-                    if !context.rate_limit(client, &mut reply) {
-                        continue;
-                    }
-                    if let Err(error) = socket.send_to(&reply, client).await {
-                        tracing::debug!(%client, %error, "UDP send failed");
-                    }
-                    continue;
+        match context.answer_fast(packet, client, &mut reply) {
+            FastOutcome::Answer => {
+                if let Err(error) = socket.send_to(&reply, client).await {
+                    tracing::debug!(%client, %error, "UDP send failed");
                 }
             }
+            FastOutcome::Silenced => {}
+            FastOutcome::Slow => context.answer_slow(&socket, packet, client),
         }
-        if context.in_flight.count() >= context.max_inflight_queries {
-            // Shed load rather than queue without bound; the client will retry.
-            context.handler.resolver().metrics().shed();
-            continue;
-        }
-        let request = packet.to_vec();
-        // The generation the answer is computed under; a change meanwhile must not be papered over.
-        let generation = policy.generation();
-        let socket = Arc::clone(&socket);
-        let context = context.clone();
-        let guard = context.in_flight.enter();
-        tokio::spawn(async move {
-            let _guard = guard;
-            if let Some(response) = context
-                .handler
-                .handle_reply(&request, client, Transport::Udp, &policy)
-                .await
-            {
-                // A copy only when rate limiting may cut it: the original is stored below.
-                let mut limited;
-                let bytes = if context.limiter.is_some() {
-                    limited = response.bytes.clone();
-                    context
-                        .rate_limit(client, &mut limited)
-                        .then_some(&limited[..])
-                } else {
-                    Some(&response.bytes[..])
-                };
-                if let Some(bytes) = bytes {
-                    if let Err(error) = socket.send_to(bytes, client).await {
-                        tracing::debug!(%client, %error, "UDP send failed");
-                    }
-                }
-                if policy.client_independent {
-                    context.responses.store(
-                        &request,
-                        &response.bytes,
-                        context.listener_id,
-                        generation,
-                        response.note,
-                    );
-                }
-            }
-        });
     }
 }
 

@@ -14,7 +14,8 @@ const SHARDS: usize = 16;
 /// A sharded, bounded LRU map.
 pub struct ShardedLru<K: Hash + Eq, V> {
     shards: Vec<Mutex<LruCache<K, V>>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// The same fast, randomly seeded hasher the shards use inside (foldhash).
+    hasher: lru::DefaultHasher,
 }
 
 impl<K: Hash + Eq, V> ShardedLru<K, V> {
