@@ -4,6 +4,7 @@
 //! This is the unit that the cache stores and that DNS64 synthesis reads and
 //! writes, so both stay free of wire and socket details.
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -75,6 +76,32 @@ impl Answer {
         self.answers.iter().map(|record| record.ttl).min()
     }
 
+    /// Puts the answer section in chain order (RFC 1034 §4.3.2 step 3a): the
+    /// records at `name` (its CNAME), then those at the CNAME's target, and so
+    /// on; records off the chain keep their order at the end. Within one name
+    /// the order is kept, so an RRSIG stays beside its RRset.
+    pub fn order_chain(&mut self, name: &Name) {
+        let mut rest = std::mem::take(&mut self.answers);
+        let mut ordered = Vec::with_capacity(rest.len());
+        let mut current = name.clone();
+        for _ in 0..=MAX_CNAME_CHAIN {
+            let (here, others): (Vec<Record>, Vec<Record>) =
+                rest.into_iter().partition(|record| record.name == current);
+            rest = others;
+            let next = here.iter().find_map(|record| match &record.data {
+                RData::CNAME(cname) => Some(cname.0.clone()),
+                _ => None,
+            });
+            ordered.extend(here);
+            match next {
+                Some(target) => current = target,
+                None => break,
+            }
+        }
+        ordered.extend(rest);
+        self.answers = ordered;
+    }
+
     /// Follows the CNAME chain from `name` through the answer section and
     /// returns the final owner name, or `None` for a loop or an over-long chain.
     pub fn chain_target(&self, name: &Name) -> Option<Name> {
@@ -140,11 +167,12 @@ impl Answer {
     }
 }
 
-/// True if `record` is an RRSIG covering `covered`. Without hickory's DNSSEC
-/// feature an RRSIG arrives as opaque RDATA whose first two octets are the
-/// type covered (RFC 4034 §3.1).
+/// True if `record` is an RRSIG covering `covered`: a decoded RRSIG, or one
+/// kept as opaque RDATA, whose first two octets are the type covered
+/// (RFC 4034 §3.1).
 pub fn is_rrsig_covering(record: &Record, covered: RecordType) -> bool {
     match &record.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => rrsig.input().type_covered == covered,
         RData::Unknown { code, rdata } if *code == RecordType::RRSIG => rdata
             .anything
             .first_chunk::<2>()
@@ -158,6 +186,45 @@ mod tests {
     use super::*;
     use hickory_proto::rr::rdata::{A, CNAME, SOA};
     use std::str::FromStr;
+
+    #[test]
+    fn order_chain_puts_cnames_before_their_targets() {
+        let name = |text: &str| Name::from_str(text).unwrap();
+        let a = Record::from_rdata(name("c.test."), 60, RData::A(A::new(192, 0, 2, 1)));
+        let first = Record::from_rdata(name("a.test."), 60, RData::CNAME(CNAME(name("b.test."))));
+        let second = Record::from_rdata(name("b.test."), 60, RData::CNAME(CNAME(name("c.test."))));
+        let stray = Record::from_rdata(name("x.test."), 60, RData::A(A::new(192, 0, 2, 9)));
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers = vec![a.clone(), stray.clone(), second.clone(), first.clone()];
+        answer.order_chain(&name("A.test."));
+        assert_eq!(answer.answers, [first, second, a, stray]);
+    }
+
+    #[test]
+    fn rrsig_coverage_is_read_from_decoded_and_from_opaque_rrsigs() {
+        use hickory_proto::rr::rdata::NULL;
+        use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+        let mut rdata = vec![0, 28, 13, 2]; // covers AAAA, ECDSAP256SHA256, 2 labels
+        rdata.extend_from_slice(&300u32.to_be_bytes());
+        rdata.extend_from_slice(&2_000_000_000u32.to_be_bytes());
+        rdata.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        rdata.extend_from_slice(&[0x30, 0x39, 4, b't', b'e', b's', b't', 0]);
+        rdata.extend_from_slice(&[0xab; 64]);
+        let opaque = Record::from_rdata(
+            Name::from_str("a.test.").unwrap(),
+            300,
+            RData::Unknown {
+                code: RecordType::RRSIG,
+                rdata: NULL::with(rdata),
+            },
+        );
+        let decoded = Record::from_bytes(&opaque.to_bytes().unwrap()).unwrap();
+        assert!(matches!(decoded.data, RData::DNSSEC(DNSSECRData::RRSIG(_))));
+        for record in [&opaque, &decoded] {
+            assert!(is_rrsig_covering(record, RecordType::AAAA));
+            assert!(!is_rrsig_covering(record, RecordType::A));
+        }
+    }
 
     fn name(text: &str) -> Name {
         Name::from_str(text).unwrap()

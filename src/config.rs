@@ -19,7 +19,7 @@ use hickory_proto::rr::Name;
 
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
-use crate::recursive::{RecursiveSettings, read_root_hints};
+use crate::recursive::{RecursiveSettings, read_root_hints, read_trust_anchor};
 use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -281,6 +281,12 @@ pub struct RawUpstream {
     pub query_private_nameservers: bool,
     /// Recursive mode: most referrals and CNAME links followed for one question.
     pub recursion_limit: u8,
+    /// Recursive mode: validate answers with DNSSEC (bogus answers become SERVFAIL).
+    pub dnssec_validation: bool,
+    /// Recursive mode with validation: trust anchor file (DNSKEY records);
+    /// the IANA root keys are built in when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_anchor: Option<PathBuf>,
 }
 
 /// How cache misses are resolved.
@@ -429,6 +435,8 @@ impl Default for RawUpstream {
             root_hints: None,
             query_private_nameservers: false,
             recursion_limit: 12,
+            dnssec_validation: false,
+            trust_anchor: None,
         }
     }
 }
@@ -866,7 +874,32 @@ impl Config {
             recursion_limit: raw.upstream.recursion_limit,
             case_randomization: raw.upstream.case_randomization,
             edns_udp_size: raw.server.edns_udp_size,
+            dnssec_validation: raw.upstream.dnssec_validation,
+            trust_anchor: raw.upstream.trust_anchor.clone(),
         });
+        if recursive.is_none() && raw.upstream.dnssec_validation {
+            return Err(ConfigError::invalid(
+                "upstream.dnssec_validation",
+                true,
+                "needs upstream.mode = \"recursive\" (in forward mode the upstream validates and its AD bit is passed on)",
+            ));
+        }
+        if let Some(path) = &raw.upstream.trust_anchor {
+            if !raw.upstream.dnssec_validation || recursive.is_none() {
+                return Err(ConfigError::invalid(
+                    "upstream.trust_anchor",
+                    path.display(),
+                    "is used only with upstream.mode = \"recursive\" and upstream.dnssec_validation = true",
+                ));
+            }
+            if let Err(error) = read_trust_anchor(Some(path)) {
+                return Err(ConfigError::invalid(
+                    "upstream.trust_anchor",
+                    path.display(),
+                    error,
+                ));
+            }
+        }
         if let Some(settings) = &recursive {
             if let Err(error) = read_root_hints(settings.root_hints.as_deref()) {
                 return Err(ConfigError::invalid(

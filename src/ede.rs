@@ -11,6 +11,8 @@ pub const EDE_OPTION_CODE: u16 = 15;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum InfoCode {
+    /// 6: DNSSEC validation found the answer bogus.
+    DnssecBogus = 6,
     /// 20: not authoritative (RD=0 and nothing cached).
     NotAuthoritative = 20,
     /// 22: no upstream server could be reached.

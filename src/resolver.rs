@@ -113,6 +113,9 @@ impl Resolution {
             LookupError::Upstream(UpstreamError::NoServers) => {
                 (ResponseCode::ServFail, InfoCode::NoReachableAuthority)
             }
+            LookupError::Upstream(UpstreamError::Bogus(_)) => {
+                (ResponseCode::ServFail, InfoCode::DnssecBogus)
+            }
             LookupError::NotCached => (ResponseCode::Refused, InfoCode::NotAuthoritative),
         };
         Self {
@@ -340,8 +343,11 @@ impl Resolver {
             .await
         {
             Ok(answer) => answer,
-            Err(LookupError::Upstream(_))
-                if policy.synthesize_on == synthesis::SynthesizeOn::Rfc =>
+            // RFC 6147 §5.1.2: a failed AAAA lookup counts as "no AAAA" —
+            // but not a bogus one: validation failure is never papered over.
+            Err(LookupError::Upstream(error))
+                if policy.synthesize_on == synthesis::SynthesizeOn::Rfc
+                    && !matches!(error, UpstreamError::Bogus(_)) =>
             {
                 Answer::empty(ResponseCode::ServFail)
             }
@@ -388,7 +394,12 @@ impl Resolver {
         };
         let a = match a {
             Ok(answer) => answer,
-            Err(error) if aaaa_failed => return Resolution::failure(&error),
+            Err(error)
+                if aaaa_failed
+                    || matches!(error, LookupError::Upstream(UpstreamError::Bogus(_))) =>
+            {
+                return Resolution::failure(&error);
+            }
             Err(_) => Answer::empty(ResponseCode::ServFail),
         };
         let result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);

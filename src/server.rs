@@ -197,6 +197,11 @@ impl RunningServer {
         }
         if config.upstream.recursive.is_some() != self.config.upstream.recursive.is_some() {
             notes.push("upstream.mode changed: restart dns64d to apply it".into());
+        } else if config.upstream.recursive != self.config.upstream.recursive {
+            notes.push(
+                "recursive-mode settings changed (root hints, DNSSEC validation, trust anchor, limits): restart dns64d to apply them"
+                    .into(),
+            );
         }
         if config.cache != self.config.cache {
             notes.push("[cache] changed: restart dns64d to apply it".into());

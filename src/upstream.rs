@@ -44,6 +44,9 @@ pub enum UpstreamError {
     /// No upstream server is configured (yet).
     #[error("no usable upstream server is configured")]
     NoServers,
+    /// DNSSEC validation (recursive mode) found the answer bogus.
+    #[error("DNSSEC validation failed: {0}")]
+    Bogus(String),
 }
 
 /// The bits of the client's query that are passed upstream.

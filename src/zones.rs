@@ -255,6 +255,7 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
         &FileConfig {
             zone_path: config.file.clone(),
         },
+        None, // not signed here: no NSEC/NSEC3 chain
     )
     .map_err(|reason| error(with_line(&config.file, &config.name, reason)))?;
     let soa = apex_soa(&handler, &config.name).await;

@@ -97,3 +97,267 @@ fn recursive_mode_needs_no_servers() {
         "{error}"
     );
 }
+
+#[test]
+fn dnssec_settings_are_checked() {
+    let hints = hierarchy_zone("root.hints").display().to_string();
+    let recursive = format!("[upstream]\nmode = \"recursive\"\nroot_hints = {hints:?}\n");
+    let error = |toml: &str| dns64d::config::from_toml_str(toml).unwrap_err().to_string();
+
+    let forward = error("[upstream]\nservers = [\"192.0.2.1\"]\ndnssec_validation = true\n");
+    assert!(
+        forward.contains("upstream.dnssec_validation") && forward.contains("recursive"),
+        "{forward}"
+    );
+
+    let unused = error(&format!("{recursive}trust_anchor = \"/etc/hosts\"\n"));
+    assert!(
+        unused.contains("upstream.trust_anchor") && unused.contains("dnssec_validation"),
+        "{unused}"
+    );
+
+    let missing = error(&format!(
+        "{recursive}dnssec_validation = true\ntrust_anchor = \"/nonexistent/root.key\"\n"
+    ));
+    assert!(
+        missing.contains("upstream.trust_anchor") && missing.contains("/nonexistent/root.key"),
+        "{missing}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, "; no keys here\n").unwrap();
+    let no_key = error(&format!(
+        "{recursive}dnssec_validation = true\ntrust_anchor = {:?}\n",
+        empty.display().to_string()
+    ));
+    assert!(
+        no_key.contains("upstream.trust_anchor") && no_key.contains("no DNSKEY"),
+        "{no_key}"
+    );
+
+    // Validation with the built-in IANA root keys needs no file.
+    let config = dns64d::config::from_toml_str(&format!("{recursive}dnssec_validation = true\n"))
+        .expect("validation with the built-in trust anchor");
+    let settings = config.upstream.recursive.expect("recursive mode");
+    assert!(settings.dnssec_validation && settings.trust_anchor.is_none());
+}
+
+/// A zone of the hierarchy, signed with a fresh ECDSA P-256 key (with an NSEC
+/// chain for denials), and the DS record its parent publishes for that key.
+struct SignedZone {
+    origin: Name,
+    zone: hickory_server::store::file::FileZoneHandler,
+    public_key: hickory_proto::dnssec::PublicKeyBuf,
+}
+
+impl SignedZone {
+    fn load(origin: &str, file: &str) -> (SignedZone, Box<dyn hickory_proto::dnssec::SigningKey>) {
+        use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+        use hickory_proto::dnssec::{Algorithm, SigningKey};
+        let der = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).unwrap();
+        let key = EcdsaSigningKey::from_pkcs8(&der, Algorithm::ECDSAP256SHA256).unwrap();
+        let public_key = key.to_public_key().unwrap();
+        let origin = Name::from_ascii(origin).unwrap();
+        let zone = load_zone(
+            &origin,
+            &hierarchy_zone(file),
+            Some(hickory_server::dnssec::NxProofKind::Nsec),
+        );
+        (
+            SignedZone {
+                origin,
+                zone,
+                public_key,
+            },
+            Box::new(key),
+        )
+    }
+
+    /// The DS record for this zone's key, as its parent publishes it.
+    fn ds(&self) -> Record {
+        use hickory_proto::dnssec::DigestType;
+        use hickory_proto::dnssec::rdata::{DNSSECRData, DS};
+        let ds = DS::from_key(&self.public_key, &self.origin, DigestType::SHA256).unwrap();
+        Record::from_rdata(
+            self.origin.clone(),
+            3600,
+            RData::DNSSEC(DNSSECRData::DS(ds)),
+        )
+    }
+
+    /// Adds the DS records of signed children, then signs the zone with `key`.
+    fn sign(
+        mut self,
+        key: Box<dyn hickory_proto::dnssec::SigningKey>,
+        children: &[Record],
+    ) -> (
+        Name,
+        std::sync::Arc<dyn hickory_server::zone_handler::ZoneHandler>,
+    ) {
+        use hickory_proto::dnssec::DnssecSigner;
+        use hickory_proto::dnssec::rdata::DNSKEY;
+        for ds in children {
+            self.zone.upsert_mut(ds.clone(), 0);
+        }
+        let signer = DnssecSigner::new(
+            DNSKEY::from_key(&self.public_key),
+            key,
+            self.origin.clone(),
+            std::time::Duration::from_secs(86400),
+        );
+        self.zone.add_zone_signing_key_mut(signer).unwrap();
+        self.zone.secure_zone_mut().unwrap();
+        (self.origin, std::sync::Arc::new(self.zone))
+    }
+}
+
+fn has_type(records: &[Record], record_type: RecordType) -> bool {
+    records.iter().any(|r| r.record_type() == record_type)
+}
+
+#[test]
+fn dnssec_validation_on_a_signed_hierarchy() {
+    let Some(netns) = Netns::create() else {
+        eprintln!(
+            "SKIPPED DNSSEC recursion test: cannot create a network namespace (needs root and iproute2)"
+        );
+        return;
+    };
+    netns.run(|| async {
+        // Signed: the root, test. and rec.test. (a secure chain). far.test. is
+        // unsigned and test. has no DS for it (insecure). bad.test. is signed, but
+        // test. publishes the DS of another key (bogus).
+        let (rec, rec_key) = SignedZone::load("rec.test.", "rec.test.zone");
+        let (bad, bad_key) = SignedZone::load("bad.test.", "bad.test.zone");
+        let (other_key_for_bad, _) = SignedZone::load("bad.test.", "bad.test.zone");
+        let (tld, tld_key) = SignedZone::load("test.", "test.zone");
+        let (root, root_key) = SignedZone::load(".", "root.zone");
+        let children_of_tld = [rec.ds(), other_key_for_bad.ds()];
+        let children_of_root = [tld.ds()];
+        let dir = tempfile::tempdir().unwrap();
+        let anchor = dir.path().join("root.key");
+        std::fs::write(
+            &anchor,
+            format!(
+                "; the test root's key\n. 3600 IN DNSKEY {}\n",
+                hickory_proto::dnssec::rdata::DNSKEY::from_key(&root.public_key)
+            ),
+        )
+        .unwrap();
+
+        let far_origin = Name::from_ascii("far.test.").unwrap();
+        let far: std::sync::Arc<dyn hickory_server::zone_handler::ZoneHandler> =
+            std::sync::Arc::new(load_zone(&far_origin, &hierarchy_zone("far.test.zone"), None));
+        let zones = [
+            (1, root.sign(root_key, &children_of_root)),
+            (2, tld.sign(tld_key, &children_of_tld)),
+            (3, rec.sign(rec_key, &[])),
+            (4, (far_origin, far)),
+            (5, bad.sign(bad_key, &[])),
+        ];
+        let mut authorities = Vec::new();
+        for (host, handler) in zones {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+            authorities.push(start_auth_with_handlers(ip, 53, vec![handler]).await);
+        }
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\ndnssec_validation = true\ntrust_anchor = {:?}\n",
+            hierarchy_zone("root.hints").display().to_string(),
+            anchor.display().to_string(),
+        );
+        let d = start_dns64d_toml(&toml).await;
+
+        // A secure native AAAA: AD for a client that sets DO (with the RRSIG) ...
+        let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authentic_data, "secure answer with DO: AD");
+        assert_eq!(
+            m.answers
+                .iter()
+                .filter(|r| r.record_type() == RecordType::AAAA)
+                .map(record_line)
+                .collect::<Vec<_>>(),
+            ["dual.rec.test. 300 AAAA 2001:db8::40"]
+        );
+        assert!(has_type(&m.answers, RecordType::RRSIG), "DO: the signature comes along");
+        // ... or AD (RFC 6840 §5.7), without signatures; and none for a client that asks for neither.
+        let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA).ad()).await;
+        assert!(m.metadata.authentic_data);
+        assert_eq!(answer_summary(&m), ["dual.rec.test. 300 AAAA 2001:db8::40"]);
+        let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA)).await;
+        assert!(!m.metadata.authentic_data);
+
+        // A secure A record, and a secure AAAA NODATA: the synthesized AAAA is
+        // never AD (RFC 6147 §5.5), even though both inputs validated.
+        let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::A).do_bit()).await;
+        assert!(m.metadata.authentic_data, "the A record itself validates");
+        let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA).do_bit().ad()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
+        assert!(!m.metadata.authentic_data, "synthesized: no AD");
+        assert!(ede(&m).iter().any(|(code, _)| *code == 29), "{:?}", ede(&m));
+
+        // A secure NXDOMAIN: AD, with the NSEC proof for a DO client.
+        let m = query_udp(d.addr, &Q::new("nope.rec.test", RecordType::A).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(m.metadata.authentic_data, "secure denial: AD");
+        assert!(has_type(&m.authorities, RecordType::NSEC), "{:?}", authority_summary(&m));
+        assert_eq!(soa_ttl(&m), Some(60));
+        let m = query_udp(d.addr, &Q::new("nope.rec.test", RecordType::A).ad()).await;
+        assert!(m.metadata.authentic_data);
+        assert!(!has_type(&m.authorities, RecordType::NSEC), "no DO: no proof records");
+
+        // An insecure delegation (no DS for far.test.): answered, never AD.
+        let m = query_udp(d.addr, &Q::new("target.far.test", RecordType::AAAA).do_bit().ad()).await;
+        assert_eq!(answer_summary(&m), ["target.far.test. 45 AAAA 64:ff9b::5db8:d85a"]);
+        assert!(!m.metadata.authentic_data);
+        let m = query_udp(d.addr, &Q::new("target.far.test", RecordType::A).do_bit().ad()).await;
+        assert_eq!(answer_summary(&m), ["target.far.test. 300 A 93.184.216.90"]);
+        assert!(!m.metadata.authentic_data, "insecure: no AD");
+
+        // CNAME chains: inside the secure zone, and from it into the insecure one. The
+        // synthesized AAAA is never AD; the chain's own CNAME validates (AD on the A query).
+        let m = query_udp(d.addr, &Q::new("alias.rec.test", RecordType::AAAA).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            answer_summary(&m)
+                .into_iter()
+                .filter(|line| !line.contains("RRSIG"))
+                .collect::<Vec<_>>(),
+            ["alias.rec.test. 300 CNAME v4only.rec.test.", "v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]
+        );
+        assert!(!m.metadata.authentic_data);
+        let m = query_udp(d.addr, &Q::new("alias.rec.test", RecordType::A).ad()).await;
+        assert_eq!(
+            answer_summary(&m),
+            ["alias.rec.test. 300 CNAME v4only.rec.test.", "v4only.rec.test. 300 A 93.184.216.34"]
+        );
+        assert!(m.metadata.authentic_data, "a secure CNAME chain: AD");
+        let m = query_udp(d.addr, &Q::new("cname.rec.test", RecordType::AAAA).ad()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            answer_summary(&m),
+            ["cname.rec.test. 300 CNAME target.far.test.", "target.far.test. 45 AAAA 64:ff9b::5db8:d85a"]
+        );
+        assert!(!m.metadata.authentic_data);
+
+        // Bogus (the DS does not match the zone's key): SERVFAIL with EDE 6,
+        // for A and for AAAA (no synthesis from data that failed validation).
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            // Also when a secure CNAME leads there.
+            for name in ["host.bad.test", "tobad.rec.test"] {
+                let m = query_udp(d.addr, &Q::new(name, qtype).edns(1232)).await;
+                assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{name} {qtype}");
+                assert!(m.answers.is_empty());
+                assert!(ede(&m).iter().any(|(code, _)| *code == 6), "{name} {qtype}: {:?}", ede(&m));
+            }
+        }
+        // With CD the client validates itself: the data comes through, without AD.
+        let m = query_udp(d.addr, &Q::new("host.bad.test", RecordType::A).cd()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer_summary(&m), ["host.bad.test. 300 A 93.184.216.50"]);
+        assert!(!m.metadata.authentic_data);
+        drop(authorities);
+    });
+}

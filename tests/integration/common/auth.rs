@@ -1,7 +1,7 @@
 //! In-process authoritative upstream built on hickory-server.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use hickory_server::Server;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -158,27 +159,56 @@ pub async fn start_auth_upstream_with(ip: IpAddr, zones: &[(String, PathBuf)]) -
     serve_zones(zones, udp, tcp).await
 }
 
+/// Loads a zone file; `nx_proofs` gives it an NSEC chain when it is signed.
+pub fn load_zone(origin: &Name, path: &Path, nx_proofs: Option<NxProofKind>) -> FileZoneHandler {
+    FileZoneHandler::try_from_config(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+        None,
+        &FileConfig {
+            zone_path: path.to_path_buf(),
+        },
+        nx_proofs,
+    )
+    .unwrap_or_else(|e| panic!("loading zone {origin} from {}: {e}", path.display()))
+}
+
 async fn serve_zones(
     zones: &[(String, PathBuf)],
     udp: UdpSocket,
     tcp: TcpListener,
 ) -> AuthUpstream {
+    let handlers = zones
+        .iter()
+        .map(|(origin, path)| {
+            let origin = Name::from_str(origin).expect("zone origin");
+            let handler: Arc<dyn ZoneHandler> = Arc::new(load_zone(&origin, path, None));
+            (origin, handler)
+        })
+        .collect();
+    serve_handlers(handlers, udp, tcp)
+}
+
+/// An authoritative server for ready-made zone handlers (signed zones) on an address and port.
+pub async fn start_auth_with_handlers(
+    ip: IpAddr,
+    port: u16,
+    handlers: Vec<(Name, Arc<dyn ZoneHandler>)>,
+) -> AuthUpstream {
+    let udp = UdpSocket::bind((ip, port)).await.expect("bind UDP");
+    let bound = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(bound).await.expect("bind TCP");
+    serve_handlers(handlers, udp, tcp)
+}
+
+fn serve_handlers(
+    handlers: Vec<(Name, Arc<dyn ZoneHandler>)>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+) -> AuthUpstream {
     let mut catalog = Catalog::new();
-    for (origin, path) in zones {
-        let origin = Name::from_str(origin).expect("zone origin");
-        // NOTE: if hickory-server's dnssec features get enabled, this call takes one more
-        // argument (`nx_proof_kind: Option<NxProofKind>`, pass `None`).
-        let handler = FileZoneHandler::try_from_config(
-            origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            None,
-            &FileConfig {
-                zone_path: path.clone(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("loading zone {origin} from {}: {e}", path.display()));
-        let handler: Arc<dyn ZoneHandler> = Arc::new(handler);
+    for (origin, handler) in handlers {
         catalog.upsert(LowerName::new(&origin), vec![handler]);
     }
 
