@@ -107,19 +107,7 @@ impl Cache {
         if ttl == 0 {
             return false;
         }
-        let cap = if answer.answers.is_empty() {
-            self.config.negative_max_ttl
-        } else {
-            self.config.max_ttl
-        };
-        for record in answer
-            .answers
-            .iter_mut()
-            .chain(answer.authorities.iter_mut())
-            .chain(answer.additionals.iter_mut())
-        {
-            record.ttl = record.ttl.min(cap);
-        }
+        self.clamp_ttls(&mut answer);
         let now = Instant::now();
         let entry = Entry {
             answer,
@@ -129,6 +117,27 @@ impl Cache {
         let mut shard = self.entries.shard(&key);
         let replaced = shard.push(key.clone(), entry);
         replaced.is_some_and(|(old_key, _)| old_key != key)
+    }
+
+    /// Brings an upstream answer's TTLs within the configured bounds, so the
+    /// first client sees the TTLs later clients get from the cache:
+    /// positive answers within `min_ttl..=max_ttl`, negative ones at most
+    /// `negative_max_ttl`.
+    pub fn clamp_ttls(&self, answer: &mut Answer) {
+        let config = &self.config;
+        let (floor, cap) = if answer.answers.is_empty() {
+            (0, config.negative_max_ttl)
+        } else {
+            (config.min_ttl, config.max_ttl)
+        };
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = record.ttl.clamp(floor, cap.max(floor));
+        }
     }
 
     /// How long an answer may be kept, or `None` if it must not be cached.

@@ -586,6 +586,7 @@ impl Resolver {
                 self.metrics.cache_miss();
                 if let Ok(answer) = &mut result {
                     answer.normalize_negative_soa();
+                    self.cache.clamp_ttls(answer);
                     if self.cache.insert(key.clone(), answer.clone()) {
                         self.metrics.cache_eviction();
                     }

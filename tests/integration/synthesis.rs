@@ -346,3 +346,32 @@ async fn cached_answers_count_down() {
     assert_eq!(answer_summary(&first), answer_summary(&second));
     assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
 }
+
+#[tokio::test]
+async fn cache_ttl_bounds_apply_to_the_first_answer_and_to_cached_ones() {
+    let (_auth, d) = setup("[cache]\nmin_ttl = 40\nmax_ttl = 100\nnegative_max_ttl = 20\n").await;
+    // Every answer twice: from the upstream, then from the cache (same second: same TTL).
+    for _ in 0..2 {
+        let m = query_udp(d.addr, &Q::new("ttl-long.dns64.test", RecordType::A)).await;
+        assert_eq!(
+            answer_summary(&m),
+            ["ttl-long.dns64.test. 100 A 93.184.216.100"]
+        );
+        let m = query_udp(d.addr, &Q::new("ttl-short.dns64.test", RecordType::A)).await;
+        assert_eq!(
+            answer_summary(&m),
+            ["ttl-short.dns64.test. 40 A 93.184.216.101"]
+        );
+        let m = query_udp(d.addr, &Q::new("nope.dns64.test", RecordType::A)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            soa_ttl(&m),
+            Some(20),
+            "min(SOA TTL, MINIMUM 60) capped at 20"
+        );
+        // Synthesis: min(A TTL 100 after the cap, AAAA negative TTL 20 after the cap).
+        let m = query_udp(d.addr, &Q::new("ttl-long.dns64.test", RecordType::AAAA)).await;
+        assert_eq!(aaaa_answers(&m).len(), 1);
+        assert_eq!(aaaa_answers(&m)[0].1, 20);
+    }
+}
