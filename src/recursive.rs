@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::dnssec::{DnssecSummary, Proof, TrustAnchors};
-use hickory_proto::op::{Query, ResponseCode};
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -242,12 +242,12 @@ impl Forwarder for RecursiveForwarder {
         class: DNSClass,
         flags: UpstreamFlags,
     ) -> Result<Answer, UpstreamError> {
-        let mut query = Query::query(name.clone(), record_type);
-        query.set_query_class(class);
-        let resolution = self
-            .recursor
-            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
-        match tokio::time::timeout(self.timeout, resolution).await {
+        // One time limit for everything this question costs, the CNAME workaround included.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self
+            .resolve(name, record_type, class, flags, deadline)
+            .await
+        {
             Err(_) => Err(UpstreamError::Timeout {
                 attempts: 1,
                 timeout: self.timeout,
@@ -282,7 +282,7 @@ impl Forwarder for RecursiveForwarder {
                     && record_type != RecordType::CNAME
                     && is_bogus_denial(&error)
                 {
-                    if let Some(answer) = self.validated_cname(name, class, flags).await {
+                    if let Some(answer) = self.validated_cname(name, class, flags, deadline).await {
                         return Ok(answer);
                     }
                 }
@@ -304,6 +304,23 @@ fn is_bogus_denial(error: &RecursorError) -> bool {
 }
 
 impl RecursiveForwarder {
+    /// One question to the recursor, answered by `deadline`.
+    async fn resolve(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+        deadline: tokio::time::Instant,
+    ) -> Result<Result<Message, RecursorError>, tokio::time::error::Elapsed> {
+        let mut query = Query::query(name.clone(), record_type);
+        query.set_query_class(class);
+        let resolution = self
+            .recursor
+            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
+        tokio::time::timeout_at(deadline, resolution).await
+    }
+
     /// Works around a gap of hickory 0.26's validator: when a CNAME leads into
     /// another zone and the target does not exist (or lacks the type), the
     /// target zone's denial is checked against the original name and found
@@ -315,13 +332,10 @@ impl RecursiveForwarder {
         name: &Name,
         class: DNSClass,
         flags: UpstreamFlags,
+        deadline: tokio::time::Instant,
     ) -> Option<Answer> {
-        let mut query = Query::query(name.clone(), RecordType::CNAME);
-        query.set_query_class(class);
-        let resolution = self
-            .recursor
-            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
-        let message = tokio::time::timeout(self.timeout, resolution)
+        let message = self
+            .resolve(name, RecordType::CNAME, class, flags, deadline)
             .await
             .ok()?
             .ok()?;
