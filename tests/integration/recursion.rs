@@ -287,6 +287,10 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         assert_eq!(answer_summary(&m), ["dual.rec.test. 300 AAAA 2001:db8::40"]);
         let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA)).await;
         assert!(!m.metadata.authentic_data);
+        // CD does not hide that data is secure.
+        let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA).cd().ad()).await;
+        assert!(m.metadata.authentic_data && m.metadata.checking_disabled);
+        assert_eq!(answer_summary(&m), ["dual.rec.test. 300 AAAA 2001:db8::40"]);
 
         // A secure A record, and a secure AAAA NODATA: the synthesized AAAA is
         // never AD (RFC 6147 §5.5), even though both inputs validated.
