@@ -87,6 +87,7 @@ pub struct Metrics {
     refused: Counter,
     ratelimited: Counter,
     shed: Counter,
+    dnssec_bogus: Counter,
     healthy: AtomicBool,
 }
 
@@ -170,6 +171,12 @@ impl Metrics {
             "Responses dropped or truncated by response rate limiting",
             ratelimited.clone(),
         );
+        let dnssec_bogus = Counter::default();
+        registry.register(
+            "dnssec_bogus",
+            "Upstream answers that failed DNSSEC validation (recursive mode with upstream.dnssec_validation)",
+            dnssec_bogus.clone(),
+        );
         // Series an operator's dashboard divides by exist from the start.
         for kind in [
             AaaaKind::Native,
@@ -194,6 +201,7 @@ impl Metrics {
             refused,
             ratelimited,
             shed,
+            dnssec_bogus,
             healthy: AtomicBool::new(false),
         }
     }
@@ -279,6 +287,11 @@ impl Metrics {
     /// A query or connection shed under load.
     pub fn shed(&self) {
         self.shed.inc();
+    }
+
+    /// An upstream answer that failed DNSSEC validation.
+    pub fn dnssec_bogus(&self) {
+        self.dnssec_bogus.inc();
     }
 
     /// Marks the server as serving (listeners bound) or not.

@@ -584,6 +584,9 @@ impl Resolver {
             .get_or_init(|| async {
                 let mut result = self.upstream.query(name, record_type, class, flags).await;
                 self.metrics.cache_miss();
+                if matches!(result, Err(UpstreamError::Bogus(_))) {
+                    self.metrics.dnssec_bogus();
+                }
                 if let Ok(answer) = &mut result {
                     answer.normalize_negative_soa();
                     self.cache.clamp_ttls(answer);

@@ -346,6 +346,21 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         );
         assert!(!m.metadata.authentic_data);
 
+        // Each bogus upstream answer is counted. Checked first, while no other lookup of
+        // bogus data runs (an AAAA question also looks up A beside it), with a TXT question.
+        let bogus_count = || {
+            let metrics = d.server.handler().resolver().metrics().encode(0);
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("dns64d_dnssec_bogus_total "))
+                .and_then(|value| value.parse::<u64>().ok())
+                .expect("dns64d_dnssec_bogus_total is exported")
+        };
+        let before = bogus_count();
+        let m = query_udp(d.addr, &Q::new("text.bad.test", RecordType::TXT).edns(1232)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(ede(&m).iter().any(|(code, _)| *code == 6), "{:?}", ede(&m));
+        assert_eq!((before, bogus_count()), (0, 1));
         // Bogus (the DS does not match the zone's key): SERVFAIL with EDE 6,
         // for A and for AAAA (no synthesis from data that failed validation).
         for qtype in [RecordType::A, RecordType::AAAA] {
