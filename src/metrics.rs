@@ -5,8 +5,8 @@
 //! this module knows the metric names and the prometheus-client types.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -75,8 +75,14 @@ impl AaaaKind {
 pub struct Metrics {
     registry: Registry,
     queries: Family<QueryLabels, Counter>,
+    /// The series of `queries`, looked up once each: the answer path counts
+    /// every query, and a family lookup (hash the labels, take a lock) costs
+    /// more than the increment. Created on first use, so /metrics lists only
+    /// the combinations seen.
+    query_series: Box<[OnceLock<Counter>]>,
     synthesized: Counter,
-    aaaa: Family<AaaaLabels, Counter>,
+    /// The four series of `dns64d_aaaa_answers_total`, by [`AaaaKind`].
+    aaaa_series: [Counter; 4],
     cache_hits: Counter,
     cache_misses: Counter,
     cache_evictions: Counter,
@@ -178,19 +184,25 @@ impl Metrics {
             dnssec_bogus.clone(),
         );
         // Series an operator's dashboard divides by exist from the start.
-        for kind in [
+        let aaaa_series = [
             AaaaKind::Native,
             AaaaKind::Synthesized,
             AaaaKind::Excluded,
             AaaaKind::Nodata,
-        ] {
-            drop(aaaa.get_or_create(&AaaaLabels { kind: kind.label() })); // creating the series is the point
-        }
+        ]
+        .map(|kind| {
+            aaaa.get_or_create(&AaaaLabels { kind: kind.label() })
+                .clone()
+        });
+        let query_series = (0..QTYPE_LABELS.len() * 2 * RCODE_LABELS.len())
+            .map(|_| OnceLock::new())
+            .collect();
         Self {
             registry,
             queries,
+            query_series,
             synthesized,
-            aaaa,
+            aaaa_series,
             cache_hits,
             cache_misses,
             cache_evictions,
@@ -208,15 +220,22 @@ impl Metrics {
 
     /// One query answered.
     pub fn query(&self, qtype: RecordType, transport: Transport, rcode: ResponseCode) {
-        let labels = QueryLabels {
-            qtype: qtype_label(qtype),
-            protocol: match transport {
-                Transport::Udp => "udp",
-                Transport::Tcp => "tcp",
-            },
-            rcode: rcode_label(rcode),
+        let (qtype, rcode) = (qtype_index(qtype), rcode_index(rcode));
+        let transport = match transport {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
         };
-        self.queries.get_or_create(&labels).inc();
+        let series = &self.query_series[(qtype * 2 + transport) * RCODE_LABELS.len() + rcode];
+        series
+            .get_or_init(|| {
+                let labels = QueryLabels {
+                    qtype: QTYPE_LABELS[qtype],
+                    protocol: ["udp", "tcp"][transport],
+                    rcode: RCODE_LABELS[rcode],
+                };
+                self.queries.get_or_create(&labels).clone()
+            })
+            .inc();
     }
 
     /// An answer with synthesized records.
@@ -226,9 +245,13 @@ impl Metrics {
 
     /// How an AAAA question was answered.
     pub fn aaaa(&self, kind: AaaaKind) {
-        self.aaaa
-            .get_or_create(&AaaaLabels { kind: kind.label() })
-            .inc();
+        let index = match kind {
+            AaaaKind::Native => 0,
+            AaaaKind::Synthesized => 1,
+            AaaaKind::Excluded => 2,
+            AaaaKind::Nodata => 3,
+        };
+        self.aaaa_series[index].inc();
     }
 
     /// A cache hit.
@@ -316,38 +339,48 @@ impl Metrics {
     }
 }
 
-/// Record types with their own label value; others count as "other".
-fn qtype_label(qtype: RecordType) -> &'static str {
+/// Record types with their own label value; the last one, "other", counts the rest.
+const QTYPE_LABELS: [&str; 16] = [
+    "A", "AAAA", "ANY", "CAA", "CNAME", "DNSKEY", "DS", "HTTPS", "MX", "NS", "PTR", "SOA", "SRV",
+    "SVCB", "TXT", "other",
+];
+
+fn qtype_index(qtype: RecordType) -> usize {
     match qtype {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::ANY => "ANY",
-        RecordType::CAA => "CAA",
-        RecordType::CNAME => "CNAME",
-        RecordType::DNSKEY => "DNSKEY",
-        RecordType::DS => "DS",
-        RecordType::HTTPS => "HTTPS",
-        RecordType::MX => "MX",
-        RecordType::NS => "NS",
-        RecordType::PTR => "PTR",
-        RecordType::SOA => "SOA",
-        RecordType::SRV => "SRV",
-        RecordType::SVCB => "SVCB",
-        RecordType::TXT => "TXT",
-        _ => "other",
+        RecordType::A => 0,
+        RecordType::AAAA => 1,
+        RecordType::ANY => 2,
+        RecordType::CAA => 3,
+        RecordType::CNAME => 4,
+        RecordType::DNSKEY => 5,
+        RecordType::DS => 6,
+        RecordType::HTTPS => 7,
+        RecordType::MX => 8,
+        RecordType::NS => 9,
+        RecordType::PTR => 10,
+        RecordType::SOA => 11,
+        RecordType::SRV => 12,
+        RecordType::SVCB => 13,
+        RecordType::TXT => 14,
+        _ => 15,
     }
 }
 
-fn rcode_label(rcode: ResponseCode) -> &'static str {
+/// Response codes with their own label value; the last one, "other", counts the rest.
+const RCODE_LABELS: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+
+fn rcode_index(rcode: ResponseCode) -> usize {
     match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::BADVERS => "BADVERS",
-        _ => "other",
+        ResponseCode::NoError => 0,
+        ResponseCode::FormErr => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::NXDomain => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::Refused => 5,
+        ResponseCode::BADVERS => 6,
+        _ => 7,
     }
 }
 
@@ -393,5 +426,60 @@ pub async fn serve_http(
         );
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "metrics endpoint stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_series_carry_their_own_labels() {
+        let metrics = Metrics::new();
+        metrics.query(RecordType::TXT, Transport::Tcp, ResponseCode::NXDomain);
+        metrics.query(RecordType::TXT, Transport::Tcp, ResponseCode::NXDomain);
+        metrics.query(RecordType::AAAA, Transport::Udp, ResponseCode::NoError);
+        metrics.query(RecordType::NULL, Transport::Udp, ResponseCode::YXDomain);
+        metrics.aaaa(AaaaKind::Excluded);
+        let text = metrics.encode(0);
+        for expected in [
+            r#"dns64d_queries_total{qtype="TXT",protocol="tcp",rcode="NXDOMAIN"} 2"#,
+            r#"dns64d_queries_total{qtype="AAAA",protocol="udp",rcode="NOERROR"} 1"#,
+            r#"dns64d_queries_total{qtype="other",protocol="udp",rcode="other"} 1"#,
+            r#"dns64d_aaaa_answers_total{kind="excluded"} 1"#,
+            r#"dns64d_aaaa_answers_total{kind="native"} 0"#,
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "{expected}\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("dns64d_queries_total{").count(),
+            3,
+            "only the series seen"
+        );
+    }
+
+    #[test]
+    fn every_label_index_names_its_own_type() {
+        for (index, label) in QTYPE_LABELS.iter().enumerate().take(QTYPE_LABELS.len() - 1) {
+            let record_type: RecordType = label.parse().unwrap();
+            assert_eq!(qtype_index(record_type), index, "{label}");
+        }
+        for (index, code) in [
+            ResponseCode::NoError,
+            ResponseCode::FormErr,
+            ResponseCode::ServFail,
+            ResponseCode::NXDomain,
+            ResponseCode::NotImp,
+            ResponseCode::Refused,
+            ResponseCode::BADVERS,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(rcode_index(code), index, "{code}");
+        }
     }
 }
