@@ -885,7 +885,8 @@ impl Config {
             ));
         }
         if let Some(path) = &raw.upstream.trust_anchor {
-            if !raw.upstream.dnssec_validation || recursive.is_none() {
+            // (Validation outside recursive mode was rejected just above.)
+            if !raw.upstream.dnssec_validation {
                 return Err(ConfigError::invalid(
                     "upstream.trust_anchor",
                     path.display(),

@@ -253,26 +253,11 @@ impl Forwarder for RecursiveForwarder {
                 timeout: self.timeout,
             }),
             Ok(Ok(message)) => {
-                let mut answer = Answer::from_message(message);
-                // Validated messages are rebuilt from sets: restore the chain's order.
-                answer.order_chain(name);
-                // The recursor's cache may hand back signatures fetched for a DO query.
-                if !flags.dnssec_ok
-                    && !matches!(
-                        record_type,
-                        RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-                    )
-                {
-                    answer.strip_dnssec();
-                }
-                if self.validating {
-                    let summary = DnssecSummary::from_records(answer.answers.iter());
-                    if summary == DnssecSummary::Bogus && !flags.checking_disabled {
-                        return Err(UpstreamError::Bogus(format!(
-                            "{name} {record_type}: the answer's signatures do not validate"
-                        )));
-                    }
-                    answer.authentic_data = summary == DnssecSummary::Secure;
+                let (answer, summary) = self.positive_answer(name, record_type, message, flags);
+                if summary == DnssecSummary::Bogus && !flags.checking_disabled {
+                    return Err(UpstreamError::Bogus(format!(
+                        "{name} {record_type}: the answer's signatures do not validate"
+                    )));
                 }
                 Ok(answer)
             }
@@ -321,6 +306,35 @@ impl RecursiveForwarder {
         tokio::time::timeout_at(deadline, resolution).await
     }
 
+    /// The recursor's answer as dns64d passes it on: in CNAME-chain order,
+    /// without DNSSEC records unless the client set DO, and (when
+    /// validating) with AD from the validator's verdict, which is returned too.
+    fn positive_answer(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        message: Message,
+        flags: UpstreamFlags,
+    ) -> (Answer, DnssecSummary) {
+        let mut answer = Answer::from_message(message);
+        // Validated messages are rebuilt from sets: restore the chain's order.
+        answer.order_chain(name);
+        // The recursor's cache may hand back signatures fetched for a DO query.
+        if !flags.dnssec_ok
+            && !matches!(
+                record_type,
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+            )
+        {
+            answer.strip_dnssec();
+        }
+        let summary = DnssecSummary::from_records(answer.answers.iter());
+        if self.validating {
+            answer.authentic_data = summary == DnssecSummary::Secure;
+        }
+        (answer, summary)
+    }
+
     /// Works around a gap of hickory 0.26's validator: when a CNAME leads into
     /// another zone and the target does not exist (or lacks the type), the
     /// target zone's denial is checked against the original name and found
@@ -339,20 +353,15 @@ impl RecursiveForwarder {
             .await
             .ok()?
             .ok()?;
-        let mut answer = Answer::from_message(message);
-        if !flags.dnssec_ok {
-            answer.strip_dnssec();
-        }
+        let (mut answer, summary) = self.positive_answer(name, RecordType::CNAME, message, flags);
         let has_cname = answer
             .answers
             .iter()
             .any(|record| record.record_type() == RecordType::CNAME && record.name == *name);
-        let summary = DnssecSummary::from_records(answer.answers.iter());
         if !has_cname || summary == DnssecSummary::Bogus {
             return None;
         }
         answer.response_code = ResponseCode::NoError;
-        answer.authentic_data = summary == DnssecSummary::Secure;
         answer.authorities.clear();
         answer.additionals.clear();
         Some(answer)
@@ -368,12 +377,9 @@ impl RecursiveForwarder {
         error: RecursorError,
         flags: UpstreamFlags,
     ) -> Result<Answer, UpstreamError> {
-        if let RecursorError::Net(NetError::Dns(DnsError::Nsec {
-            response, proof, ..
-        })) = &error
-        {
+        if let RecursorError::Net(NetError::Dns(DnsError::Nsec { response, .. })) = &error {
             // The denial's proof did not validate as secure.
-            if *proof == Proof::Bogus && !flags.checking_disabled {
+            if is_bogus_denial(&error) && !flags.checking_disabled {
                 return Err(UpstreamError::Bogus(format!(
                     "{name} {record_type}: the denial of existence does not validate"
                 )));
