@@ -541,9 +541,14 @@ enum FastOutcome {
 }
 
 impl ServeContext {
-    /// Tries to answer `packet` from the response cache into `reply`.
-    fn answer_fast(&self, packet: &[u8], client: SocketAddr, reply: &mut Vec<u8>) -> FastOutcome {
-        let policy = self.policy.current();
+    /// Tries to answer `packet` under `policy` from the response cache into `reply`.
+    fn answer_fast(
+        &self,
+        policy: &ListenerPolicy,
+        packet: &[u8],
+        client: SocketAddr,
+        reply: &mut Vec<u8>,
+    ) -> FastOutcome {
         let Some(query) = fastpath::parse_query(packet) else {
             return FastOutcome::Slow;
         };
@@ -568,16 +573,21 @@ impl ServeContext {
         }
     }
 
-    /// Answers `packet` through the full request path in its own task, then
-    /// stores the response for the fast path when that is safe.
-    fn answer_slow(&self, socket: &Arc<UdpSocket>, packet: &[u8], client: SocketAddr) {
+    /// Answers `packet` under `policy` through the full request path in its
+    /// own task, then stores the response for the fast path when that is safe.
+    fn answer_slow(
+        &self,
+        socket: &Arc<UdpSocket>,
+        policy: Arc<ListenerPolicy>,
+        packet: &[u8],
+        client: SocketAddr,
+    ) {
         if self.in_flight.count() >= self.max_inflight_queries {
             // Shed load rather than queue without bound; the client will retry.
             self.handler.resolver().metrics().shed();
             return;
         }
         let request = packet.to_vec();
-        let policy = self.policy.current();
         // The generation the answer is computed under; a change meanwhile must not be papered over.
         let generation = policy.generation();
         let socket = Arc::clone(socket);
@@ -634,10 +644,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
             continue;
         }
         for (packet, client) in received.datagrams() {
-            match context.answer_fast(packet, client, &mut reply) {
+            let policy = context.policy.current();
+            match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => answers.push(&reply, client),
                 FastOutcome::Silenced => {}
-                FastOutcome::Slow => context.answer_slow(&socket, packet, client),
+                FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
             }
         }
         if !answers.is_empty() {
@@ -662,14 +673,15 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
             }
         };
         let packet = &buffer[..length];
-        match context.answer_fast(packet, client, &mut reply) {
+        let policy = context.policy.current();
+        match context.answer_fast(&policy, packet, client, &mut reply) {
             FastOutcome::Answer => {
                 if let Err(error) = socket.send_to(&reply, client).await {
                     tracing::debug!(%client, %error, "UDP send failed");
                 }
             }
             FastOutcome::Silenced => {}
-            FastOutcome::Slow => context.answer_slow(&socket, packet, client),
+            FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
         }
     }
 }
