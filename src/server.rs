@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+#[cfg(not(target_os = "linux"))]
+use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -308,7 +310,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         let address = listener.address;
         let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;
         let bound = match (udp.first(), &tcp) {
-            (Some(udp), _) => udp.local_addr(),
+            (Some(udp), _) => udp.local_addr().and_then(|bound| {
+                bound
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("not an IP socket"))
+            }),
             (None, Some(tcp)) => tcp.local_addr(),
             (None, None) => Ok(address),
         }
@@ -331,7 +337,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             max_tcp_connections: config.server.max_tcp_connections,
         };
         for socket in udp {
-            listener_tasks.spawn(serve_udp(Arc::new(socket), context.clone()));
+            let serving =
+                serve_udp(socket, context.clone()).map_err(|source| ServerError::Bind {
+                    address: bound,
+                    protocol: "UDP",
+                    source,
+                })?;
+            listener_tasks.spawn(serving);
         }
         if let Some(tcp) = tcp {
             listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
@@ -417,7 +429,7 @@ fn bind_listener(
     address: SocketAddr,
     udp: bool,
     tcp: bool,
-) -> Result<(Vec<UdpSocket>, Option<TcpListener>), ServerError> {
+) -> Result<(Vec<Socket>, Option<TcpListener>), ServerError> {
     let (sockets, tcp) = match (udp, tcp) {
         (true, true) => bind_pair(address).map(|(udp, tcp)| (vec![udp], Some(tcp)))?,
         (true, false) => bind_udp(address)
@@ -441,11 +453,11 @@ fn bind_listener(
 /// With SO_REUSEPORT, one UDP socket per worker thread on the same address,
 /// so the kernel spreads queries over them and each has its own receive loop.
 #[cfg(unix)]
-fn add_reuseport_sockets(mut sockets: Vec<UdpSocket>) -> Vec<UdpSocket> {
+fn add_reuseport_sockets(mut sockets: Vec<Socket>) -> Vec<Socket> {
     let Some(first) = sockets.first() else {
         return sockets;
     };
-    let Ok(bound) = first.local_addr() else {
+    let Some(bound) = first.local_addr().ok().and_then(|bound| bound.as_socket()) else {
         return sockets;
     };
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
@@ -462,12 +474,12 @@ fn add_reuseport_sockets(mut sockets: Vec<UdpSocket>) -> Vec<UdpSocket> {
 }
 
 #[cfg(not(unix))]
-fn add_reuseport_sockets(sockets: Vec<UdpSocket>) -> Vec<UdpSocket> {
+fn add_reuseport_sockets(sockets: Vec<Socket>) -> Vec<Socket> {
     sockets
 }
 
 /// Binds UDP and TCP on one address; with port 0, TCP takes the port UDP got.
-fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerError> {
+fn bind_pair(address: SocketAddr) -> Result<(Socket, TcpListener), ServerError> {
     const TRIES_FOR_EPHEMERAL_PORT: usize = 20;
     let tries = if address.port() == 0 {
         TRIES_FOR_EPHEMERAL_PORT
@@ -483,8 +495,9 @@ fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerErro
         })?;
         let port = udp
             .local_addr()
-            .map(|bound| bound.port())
-            .unwrap_or(address.port());
+            .ok()
+            .and_then(|bound| bound.as_socket())
+            .map_or(address.port(), |bound| bound.port());
         let tcp_address = SocketAddr::new(address.ip(), port);
         match bind_tcp(tcp_address) {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -511,7 +524,9 @@ fn new_socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result
 /// few thousand queries (the kernel caps it at net.core.rmem_max).
 const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
-fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
+/// A bound UDP listener socket (non-blocking; the Linux listener thread
+/// makes it blocking).
+fn bind_udp(address: SocketAddr) -> io::Result<Socket> {
     let socket = new_socket(address, Type::DGRAM, Protocol::UDP)?;
     if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
         tracing::debug!(%error, "cannot enlarge the UDP receive buffer");
@@ -519,7 +534,11 @@ fn bind_udp(address: SocketAddr) -> io::Result<UdpSocket> {
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     socket.bind(&address.into())?;
-    UdpSocket::from_std(socket.into())
+    #[cfg(target_os = "linux")]
+    if address.is_ipv4() {
+        udp_batch::set_dont_fragment(&socket)?;
+    }
+    Ok(socket)
 }
 
 fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
@@ -575,17 +594,33 @@ impl ServeContext {
 
     /// Answers `packet` under `policy` through the full request path in its
     /// own task, then stores the response for the fast path when that is safe.
+    #[cfg(not(target_os = "linux"))]
     fn answer_slow(
         &self,
-        socket: &Arc<UdpSocket>,
+        socket: &ListenerSocket,
         policy: Arc<ListenerPolicy>,
         packet: &[u8],
         client: SocketAddr,
     ) {
+        if let Some(task) = self.slow_task(socket, policy, packet, client) {
+            tokio::spawn(task);
+        }
+    }
+
+    /// The task that answers `packet` under `policy` through the full
+    /// request path, then stores the response for the fast path when that is
+    /// safe; `None` when too many queries are being answered already.
+    fn slow_task(
+        &self,
+        socket: &ListenerSocket,
+        policy: Arc<ListenerPolicy>,
+        packet: &[u8],
+        client: SocketAddr,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.in_flight.count() >= self.max_inflight_queries {
             // Shed load rather than queue without bound; the client will retry.
             self.handler.resolver().metrics().shed();
-            return;
+            return None;
         }
         let request = packet.to_vec();
         // The generation the answer is computed under; a change meanwhile must not be papered over.
@@ -593,7 +628,7 @@ impl ServeContext {
         let socket = Arc::clone(socket);
         let context = self.clone();
         let guard = context.in_flight.enter();
-        tokio::spawn(async move {
+        Some(async move {
             let _guard = guard;
             let Some(response) = context
                 .handler
@@ -613,9 +648,7 @@ impl ServeContext {
                 Some(&response.bytes[..])
             };
             if let Some(bytes) = bytes {
-                if let Err(error) = socket.send_to(bytes, client).await {
-                    tracing::debug!(%client, %error, "UDP send failed");
-                }
+                send_reply(&socket, bytes, client).await;
             }
             if policy.client_independent {
                 context.responses.store(
@@ -626,63 +659,294 @@ impl ServeContext {
                     response.note,
                 );
             }
-        });
+        })
     }
 }
 
-/// Receives datagrams in batches ([`udp_batch`]), answers what the fast path
-/// can in one batched send, and hands the rest to the slow path.
+/// The socket the slow path answers a UDP query on: the listener's own.
 #[cfg(target_os = "linux")]
-async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
+type ListenerSocket = Arc<Socket>;
+/// The socket the slow path answers a UDP query on: the listener's own.
+#[cfg(not(target_os = "linux"))]
+type ListenerSocket = Arc<UdpSocket>;
+
+/// Starts serving one UDP socket on a thread of its own (see
+/// [`serve_udp_thread`]); the returned task ends when the thread does, and
+/// dropping or aborting it stops the thread.
+#[cfg(target_os = "linux")]
+fn serve_udp(
+    socket: Socket,
+    context: ServeContext,
+) -> io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    socket.set_nonblocking(false)?;
+    let socket = Arc::new(socket);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread_socket = Arc::clone(&socket);
+    let thread_stop = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("dns64d-udp".into())
+        .spawn(move || {
+            serve_udp_thread(&runtime, &thread_socket, &context, &thread_stop);
+            drop(ended);
+        })?;
+    let stopper = StopUdpThread { socket, stop };
+    Ok(async move {
+        let _stopper = stopper;
+        let _ = on_end.await; // the thread only ends when stopped
+    })
+}
+
+/// Stops a listener thread when dropped: sets its flag and shuts its socket
+/// for reading, which wakes a `recvmmsg` that waits (Linux does this even for
+/// unconnected UDP sockets, though the call itself reports ENOTCONN).
+#[cfg(target_os = "linux")]
+struct StopUdpThread {
+    socket: Arc<Socket>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for StopUdpThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.socket.shutdown(std::net::Shutdown::Read);
+    }
+}
+
+/// A listener thread on Linux. It receives datagrams in batches
+/// ([`udp_batch`]), answers what the fast path can in one batched send, and
+/// runs the slow path in a single-threaded runtime of its own, so a miss is
+/// taken up without waking another thread. It waits in one of two ways:
+///
+/// - while its runtime has no task, blocked in `recvmmsg` on the socket,
+///   which is not registered with epoll (the point of the thread: see
+///   [`udp_batch`]);
+/// - while it has tasks (slow queries, or what they started), in the runtime,
+///   for the socket (now registered) and the tasks together, as any
+///   single-threaded event loop does; when the last slow query ends, it goes
+///   back to blocking.
+///
+/// When stopped, it lets its slow queries finish (each is bounded by the
+/// upstream timeouts) and ends.
+#[cfg(target_os = "linux")]
+fn serve_udp_thread(
+    runtime: &tokio::runtime::Runtime,
+    socket: &Arc<Socket>,
+    context: &ServeContext,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let _runtime = runtime.enter();
+    let slow_queries = Arc::new(SlowQueries::default());
     let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM);
     let mut answers = udp_batch::SendBatch::default();
     let mut reply = Vec::with_capacity(1232);
+    let mut registered = None;
     loop {
-        if let Err(error) = received.receive(&socket).await {
-            // ICMP errors from earlier sends surface here on some systems; keep serving.
-            tracing::debug!(%error, "UDP receive error");
-            continue;
+        received.clear();
+        let outcome = if runtime.metrics().num_alive_tasks() == 0 {
+            registered = None;
+            received.receive(&**socket, true)
+        } else if let Some(registration) = registration(&mut registered, socket) {
+            // Background tasks alone (say, a connection a query opened) are
+            // driven while waiting for the next query; slow queries also end the wait.
+            let slow_running = slow_queries.running() > 0;
+            runtime.block_on(async {
+                tokio::select! {
+                    outcome = registration.async_io(tokio::io::Interest::READABLE, |socket| {
+                        received.receive(&**socket, false)
+                    }) => outcome,
+                    () = slow_queries.all_done(), if slow_running => Ok(0),
+                }
+            })
+        } else {
+            // Not expected (epoll out of room): finish the slow queries, then block.
+            runtime.block_on(slow_queries.all_done());
+            received.receive(&**socket, true)
+        };
+        if stop.load(Ordering::Acquire) {
+            runtime.block_on(slow_queries.all_done());
+            return;
+        }
+        match outcome {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                tracing::debug!(%error, "UDP receive error");
+                continue;
+            }
         }
         for (packet, client) in received.datagrams() {
             let policy = context.policy.current();
             match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => answers.push(&reply, client),
                 FastOutcome::Silenced => {}
-                FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
+                FastOutcome::Slow => {
+                    if let Some(task) = context.slow_task(socket, policy, packet, client) {
+                        let running = slow_queries.enter();
+                        runtime.spawn(async move {
+                            task.await;
+                            drop(running);
+                        });
+                    }
+                }
             }
         }
         if !answers.is_empty() {
-            answers.flush(&socket).await;
+            answers.flush(&**socket, |bytes, client, error| {
+                send_refused(socket, bytes, client, &error);
+            });
         }
     }
 }
 
-/// Receives datagrams one at a time, answering hits at once and each other
-/// query in its own task.
-#[cfg(not(target_os = "linux"))]
-async fn serve_udp(socket: Arc<UdpSocket>, context: ServeContext) {
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
-    let mut reply = Vec::with_capacity(1232);
-    loop {
-        let (length, client) = match socket.recv_from(&mut buffer).await {
-            Ok(received) => received,
+/// The listener socket's registration with the thread's runtime, made when
+/// first needed; `None` (logged) when it cannot be made.
+#[cfg(target_os = "linux")]
+fn registration<'a>(
+    registered: &'a mut Option<tokio::io::unix::AsyncFd<Arc<Socket>>>,
+    socket: &Arc<Socket>,
+) -> Option<&'a tokio::io::unix::AsyncFd<Arc<Socket>>> {
+    if registered.is_none() {
+        match udp_batch::register(socket) {
+            Ok(registration) => *registered = Some(registration),
             Err(error) => {
-                // ICMP errors from earlier sends surface here on some systems; keep serving.
-                tracing::debug!(%error, "UDP receive error");
-                continue;
+                tracing::warn!(%error, "cannot register a UDP listener with its runtime");
+                return None;
             }
-        };
-        let packet = &buffer[..length];
-        let policy = context.policy.current();
-        match context.answer_fast(&policy, packet, client, &mut reply) {
-            FastOutcome::Answer => {
-                if let Err(error) = socket.send_to(&reply, client).await {
-                    tracing::debug!(%client, %error, "UDP send failed");
+        }
+    }
+    registered.as_ref()
+}
+
+/// Counts the slow queries a listener thread runs, so it can tell when the
+/// last one has ended.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct SlowQueries {
+    running: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+/// Held while one slow query runs.
+#[cfg(target_os = "linux")]
+struct SlowQuery(Arc<SlowQueries>);
+
+#[cfg(target_os = "linux")]
+impl SlowQueries {
+    fn enter(self: &Arc<Self>) -> SlowQuery {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        SlowQuery(Arc::clone(self))
+    }
+
+    fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Returns once no slow query runs.
+    async fn all_done(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SlowQuery {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+/// Sends one slow-path answer without blocking the runtime: at once when the
+/// send buffer has room, else from a blocking-pool thread.
+#[cfg(target_os = "linux")]
+async fn send_reply(socket: &Arc<Socket>, bytes: &[u8], client: SocketAddr) {
+    let destination = socket2::SockAddr::from(client);
+    match socket.send_to_with_flags(bytes, &destination, libc::MSG_DONTWAIT) {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            let socket = Arc::clone(socket);
+            let bytes = bytes.to_vec();
+            let sent = tokio::task::spawn_blocking(move || {
+                if let Err(error) = socket.send_to(&bytes, &destination) {
+                    send_refused(&socket, &bytes, client, &error);
+                }
+            });
+            let _ = sent.await; // a panic there is already reported by the runtime
+        }
+        Err(error) => send_refused(socket, bytes, client, &error),
+    }
+}
+
+/// Deals with an answer the kernel would not send. One larger than the
+/// outgoing interface's MTU (IPv4 listeners set DF, RFC 9715) goes out
+/// truncated instead, so the client retries over TCP; anything else is
+/// logged and dropped, as UDP would lose it.
+#[cfg(target_os = "linux")]
+fn send_refused(socket: &Socket, bytes: &[u8], client: SocketAddr, error: &io::Error) {
+    if error.raw_os_error() == Some(libc::EMSGSIZE) {
+        let mut truncated = bytes.to_vec();
+        if fastpath::truncate_to_question(&mut truncated) {
+            let destination = socket2::SockAddr::from(client);
+            match socket.send_to_with_flags(&truncated, &destination, libc::MSG_DONTWAIT) {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::debug!(%client, %error, "UDP send of a truncated answer failed");
+                    return;
                 }
             }
-            FastOutcome::Silenced => {}
-            FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
         }
+    }
+    tracing::debug!(%client, %error, "UDP send failed");
+}
+
+/// Starts serving one UDP socket: receives datagrams one at a time,
+/// answering hits at once and each other query in its own task.
+#[cfg(not(target_os = "linux"))]
+fn serve_udp(
+    socket: Socket,
+    context: ServeContext,
+) -> io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let socket = Arc::new(UdpSocket::from_std(socket.into())?);
+    Ok(async move {
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut reply = Vec::with_capacity(1232);
+        loop {
+            let (length, client) = match socket.recv_from(&mut buffer).await {
+                Ok(received) => received,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here on some systems; keep serving.
+                    tracing::debug!(%error, "UDP receive error");
+                    continue;
+                }
+            };
+            let packet = &buffer[..length];
+            let policy = context.policy.current();
+            match context.answer_fast(&policy, packet, client, &mut reply) {
+                FastOutcome::Answer => send_reply(&socket, &reply, client).await,
+                FastOutcome::Silenced => {}
+                FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
+            }
+        }
+    })
+}
+
+/// Sends one answer.
+#[cfg(not(target_os = "linux"))]
+async fn send_reply(socket: &Arc<UdpSocket>, bytes: &[u8], client: SocketAddr) {
+    if let Err(error) = socket.send_to(bytes, client).await {
+        tracing::debug!(%client, %error, "UDP send failed");
     }
 }
 

@@ -1,28 +1,70 @@
-//! Batched UDP I/O for the listener loop on Linux: one `recvmmsg` takes up
-//! to [`BATCH`] waiting queries, and one `sendmmsg` sends the fast path's
-//! answers to them.
+//! Batched, blocking UDP I/O for the listener threads on Linux: one
+//! `recvmmsg` waits for a query and takes up to [`BATCH`] waiting ones, and
+//! one `sendmmsg` sends the fast path's answers to them.
 //!
 //! Why it exists: on a warm cache the work per query is a few hundred
 //! nanoseconds of user space; the rest is system calls. Measured with the
 //! benchmark in bench/, one receive and one send per batch instead of per
 //! packet is the difference between about 1.25x and 1.6x Unbound's queries
-//! per CPU-second. Other systems use the one-packet loop in `server`.
+//! per CPU-second. The socket is blocking and never registered with epoll:
+//! a registered socket makes the kernel run the epoll callback for every
+//! datagram sent (the send buffer's "writable" wake-up), and the event loop
+//! adds a wait and an empty receive per batch. Other systems use the
+//! one-packet tokio loop in `server`.
 //!
-//! This module is the only `unsafe` code in dns64d: it fills the kernel's
+//! This module holds the only `unsafe` code in dns64d: it fills the kernel's
 //! `mmsghdr` arrays with pointers into buffers it owns and rebuilds those
-//! pointers before every call, so nothing self-referential outlives a call.
+//! pointers before every call, so nothing self-referential outlives a call,
+//! and it sets one socket option that socket2 does not offer.
 
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
-use socket2::{SockAddr, SockAddrStorage, socklen_t};
+use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 
 /// Queries taken per receive call, and answers sent per send call.
 pub const BATCH: usize = 32;
+
+/// Sets the Don't Fragment bit on the socket's IPv4 datagrams, with the
+/// interface MTU as the limit (`IP_PMTUDISC_PROBE`): RFC 9715 §3.1 asks DNS
+/// responders for DF on IPv4, and forged ICMP "fragmentation needed" can
+/// then not shrink what dns64d sends. A datagram over the interface MTU
+/// fails with `EMSGSIZE`; the listener then sends it truncated (TC=1).
+/// It also spares the kernel a hashed IP ID per datagram (DF datagrams of
+/// unconnected sockets carry ID 0, RFC 6864 §4.1).
+pub fn set_dont_fragment(socket: &impl AsRawFd) -> io::Result<()> {
+    let value: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: the option value is a live c_int of the stated size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Registers a (blocking) listener socket with the current runtime, to wait
+/// for it to be readable; dropping the result unregisters it. Reads through
+/// it must not block: use [`ReceiveBatch::receive`] without `wait`.
+pub fn register(socket: &Arc<Socket>) -> io::Result<AsyncFd<Arc<Socket>>> {
+    // SAFETY: the `AsyncFd` owns a clone of the `Arc`, so the descriptor
+    // stays open, and refers to the same socket, for the whole registration.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(Arc::clone(socket), Interest::READABLE) }?;
+    Ok(registered)
+}
 
 /// Buffers for one `recvmmsg` call and the datagrams it received.
 pub struct ReceiveBatch {
@@ -51,18 +93,12 @@ impl ReceiveBatch {
         }
     }
 
-    /// Waits until the socket has datagrams and takes as many as fit.
-    pub async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.received = 0;
-        let count = socket
-            .async_io(Interest::READABLE, || self.receive_now(socket))
-            .await?;
-        self.received = count;
-        Ok(count)
-    }
-
-    /// One non-blocking `recvmmsg`.
-    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// Takes as many waiting datagrams as fit. With `wait`, first waits
+    /// until the socket (a blocking one) has one: an interrupted wait returns
+    /// `ErrorKind::Interrupted`, and a socket shut down for reading returns
+    /// at once. Without, returns `ErrorKind::WouldBlock` when none waits.
+    pub fn receive(&mut self, socket: &impl AsRawFd, wait: bool) -> io::Result<usize> {
+        self.clear();
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (index, (iovec, header)) in iovecs.iter_mut().zip(headers.iter_mut()).enumerate() {
@@ -82,7 +118,11 @@ impl ReceiveBatch {
                 socket.as_raw_fd(),
                 headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT as _,
+                if wait {
+                    libc::MSG_WAITFORONE
+                } else {
+                    libc::MSG_DONTWAIT
+                } as _,
                 std::ptr::null_mut(),
             )
         };
@@ -94,7 +134,13 @@ impl ReceiveBatch {
             self.lengths[index] = header.msg_len as usize;
             self.source_lengths[index] = header.msg_hdr.msg_namelen;
         }
+        self.received = count;
         Ok(count)
+    }
+
+    /// Forgets the datagrams of the last call.
+    pub fn clear(&mut self) {
+        self.received = 0;
     }
 
     /// The received datagrams with their senders (datagrams from senders
@@ -134,20 +180,30 @@ impl SendBatch {
         self.answers.is_empty()
     }
 
-    /// Sends every queued answer, waiting while the socket's send buffer is
-    /// full. An answer the kernel refuses (say, an unreachable destination)
-    /// is logged and dropped, as a failed `send_to` would be.
-    pub async fn flush(&mut self, socket: &UdpSocket) {
+    /// Sends every queued answer on a blocking socket (waiting while its
+    /// send buffer is full). An answer the kernel refuses (say, an
+    /// unreachable destination) is handed to `refused` with the error, then
+    /// dropped, as a failed `send_to` would be; the ones after it are sent.
+    pub fn flush(
+        &mut self,
+        socket: &impl AsRawFd,
+        mut refused: impl FnMut(&[u8], SocketAddr, io::Error),
+    ) {
         let mut next = 0;
         while next < self.answers.len() {
-            match socket
-                .async_io(Interest::WRITABLE, || self.send_now(socket, next))
-                .await
-            {
+            match self.send_now(socket, next) {
                 Ok(sent) => next += sent.max(1),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    let destination = self.answers[next].1.as_socket();
-                    tracing::debug!(?destination, %error, "UDP send failed");
+                    let start = if next == 0 {
+                        0
+                    } else {
+                        self.answers[next - 1].0
+                    };
+                    let (end, destination) = &self.answers[next];
+                    if let Some(destination) = destination.as_socket() {
+                        refused(&self.bytes[start..*end], destination, error);
+                    }
                     next += 1;
                 }
             }
@@ -156,8 +212,8 @@ impl SendBatch {
         self.answers.clear();
     }
 
-    /// One non-blocking `sendmmsg` of the answers from `first` on.
-    fn send_now(&self, socket: &UdpSocket, first: usize) -> io::Result<usize> {
+    /// One `sendmmsg` of the answers from `first` on.
+    fn send_now(&self, socket: &impl AsRawFd, first: usize) -> io::Result<usize> {
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         let pending = &self.answers[first..];
@@ -185,7 +241,7 @@ impl SendBatch {
                 socket.as_raw_fd(),
                 headers.as_mut_ptr(),
                 count as libc::c_uint,
-                libc::MSG_DONTWAIT as _,
+                0,
             )
         };
         if sent < 0 {
@@ -198,26 +254,27 @@ impl SendBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
-    async fn bound() -> UdpSocket {
-        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").unwrap()
     }
 
-    #[tokio::test]
-    async fn a_batch_is_received_and_each_answer_reaches_its_sender() {
-        let server = bound().await;
+    #[test]
+    fn a_batch_is_received_and_each_answer_reaches_its_sender() {
+        let server = bound();
         let address = server.local_addr().unwrap();
         let mut clients = Vec::new();
         for index in 0..5u8 {
-            let client = bound().await;
-            client.send_to(&[index; 3], address).await.unwrap();
+            let client = bound();
+            client.send_to(&[index; 3], address).unwrap();
             clients.push(client);
         }
         let mut received = ReceiveBatch::new(512);
         let mut answers = SendBatch::default();
         let mut seen = Vec::new();
         while seen.len() < clients.len() {
-            received.receive(&server).await.unwrap();
+            received.receive(&server, true).unwrap();
             for (packet, source) in received.datagrams() {
                 seen.push((packet.to_vec(), source));
                 // Answer with the packet doubled, so each sender can check its own.
@@ -225,13 +282,18 @@ mod tests {
             }
         }
         // An answer the kernel refuses (an IPv6 destination on an IPv4
-        // socket) is dropped without losing the ones queued after it.
+        // socket) is reported and dropped without losing the ones queued after it.
         answers.push(b"lost", "[::1]:9".parse().unwrap());
         answers.push(b"lost", "[::1]:9".parse().unwrap());
-        let extra = bound().await;
+        let extra = bound();
         answers.push(b"after", extra.local_addr().unwrap());
-        answers.flush(&server).await;
+        let mut refused = Vec::new();
+        answers.flush(&server, |bytes, destination, _| {
+            refused.push((bytes.to_vec(), destination))
+        });
         assert!(answers.is_empty());
+        let lost = (b"lost".to_vec(), "[::1]:9".parse().unwrap());
+        assert_eq!(refused, [lost.clone(), lost]);
 
         for (index, client) in clients.iter().enumerate() {
             let expected = (client.local_addr().unwrap(), vec![index as u8; 3]);
@@ -240,43 +302,48 @@ mod tests {
                     .any(|(packet, source)| (*source, packet.clone()) == expected)
             );
             let mut buffer = [0u8; 16];
-            let (length, from) = client.recv_from(&mut buffer).await.unwrap();
+            let (length, from) = client.recv_from(&mut buffer).unwrap();
             assert_eq!(from, address);
             assert_eq!(&buffer[..length], &[index as u8; 6]);
         }
         let mut buffer = [0u8; 16];
-        let (length, _) = extra.recv_from(&mut buffer).await.unwrap();
+        let (length, _) = extra.recv_from(&mut buffer).unwrap();
         assert_eq!(&buffer[..length], b"after");
     }
 
-    #[tokio::test]
-    async fn more_answers_than_one_call_takes_are_all_sent() {
-        let server = bound().await;
-        let client = bound().await;
+    #[test]
+    fn more_answers_than_one_call_takes_are_all_sent() {
+        let server = bound();
+        let client = bound();
         let mut answers = SendBatch::default();
         for index in 0..(BATCH * 2 + 3) {
             answers.push(&(index as u16).to_be_bytes(), client.local_addr().unwrap());
         }
-        answers.flush(&server).await;
+        answers.flush(&server, |_, destination, error| {
+            panic!("{destination}: {error}")
+        });
         for index in 0..(BATCH * 2 + 3) {
             let mut buffer = [0u8; 4];
-            let (length, _) = client.recv_from(&mut buffer).await.unwrap();
+            let (length, _) = client.recv_from(&mut buffer).unwrap();
             assert_eq!(&buffer[..length], &(index as u16).to_be_bytes());
         }
     }
 
-    #[tokio::test]
-    async fn a_datagram_longer_than_a_slot_is_cut_to_the_slot() {
-        let server = bound().await;
-        let client = bound().await;
+    #[test]
+    fn a_datagram_longer_than_a_slot_is_cut_to_the_slot() {
+        let server = bound();
+        let client = bound();
         client
             .send_to(&[7u8; 100], server.local_addr().unwrap())
-            .await
             .unwrap();
         let mut received = ReceiveBatch::new(16);
-        assert_eq!(received.receive(&server).await.unwrap(), 1);
+        assert_eq!(received.receive(&server, true).unwrap(), 1);
         let (packet, source) = received.datagrams().next().unwrap();
         assert_eq!(packet, &[7u8; 16]);
         assert_eq!(source, client.local_addr().unwrap());
+        assert_eq!(
+            received.receive(&server, false).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }
