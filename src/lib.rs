@@ -3,7 +3,8 @@
 //! A tour of the modules, in the order a query meets them:
 //!
 //! - [`server`]: UDP and TCP listeners; bytes in, bytes out.
-//! - `udp_batch` (Linux): `recvmmsg`/`sendmmsg` for the UDP listener loop.
+//! - `udp_batch` (Linux): blocking `recvmmsg`/`sendmmsg` for the UDP
+//!   listener threads.
 //! - [`handler`]: one request: shape checks (FORMERR, NOTIMP, BADVERS),
 //!   access control (REFUSED), flags, EDNS and truncation.
 //! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,

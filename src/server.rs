@@ -1,5 +1,12 @@
-//! The listeners: one UDP socket and one TCP listener per `listen` address,
+//! The listeners: UDP sockets and one TCP listener per `listen` address,
 //! each handing request bytes to the shared [`RequestHandler`].
+//!
+//! UDP: cache hits are answered from stored responses ([`fastpath`]); the
+//! rest take the slow path through the handler. On Linux there is one
+//! SO_REUSEPORT socket per core, each served by a thread of its own that
+//! batches its I/O and runs its misses in a single-threaded runtime (see
+//! `serve_udp_thread`); elsewhere one tokio task per socket. TCP runs in
+//! the main runtime.
 //!
 //! IPv6 sockets are bound IPv6-only, so `[::]:53` and `0.0.0.0:53` can both
 //! be listed. A port of 0 binds UDP first and then TCP on the same port, so
@@ -780,12 +787,14 @@ fn serve_udp_thread(
                 continue;
             }
         }
+        // One read of the policy per batch: the batch is answered as of its arrival.
+        let policy = context.policy.current();
         for (packet, client) in received.datagrams() {
-            let policy = context.policy.current();
             match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => answers.push(&reply, client),
                 FastOutcome::Silenced => {}
                 FastOutcome::Slow => {
+                    let policy = Arc::clone(&policy);
                     if let Some(task) = context.slow_task(socket, policy, packet, client) {
                         let running = slow_queries.enter();
                         runtime.spawn(async move {

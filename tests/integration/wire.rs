@@ -403,6 +403,42 @@ async fn large_answer_with_edns_4096_fits_1232_or_is_truncated() {
     assert!(m.metadata.truncation);
 }
 
+/// IPv4 answers carry DF (RFC 9715 §3.1): one too big for the outgoing
+/// interface is not fragmented but sent truncated, so the client asks again
+/// over TCP. In a namespace whose loopback MTU is 1000, an answer of about
+/// 1 200 octets, which the client's and dns64d's EDNS sizes allow, must
+/// arrive with TC, from the slow path (first query) and from the fast path
+/// (second).
+#[test]
+fn an_answer_over_the_interface_mtu_is_truncated_not_fragmented() {
+    let Some(netns) = Netns::create() else {
+        eprintln!("SKIPPED DF test: cannot create a network namespace (needs root and iproute2)");
+        return;
+    };
+    netns.ip(&["link", "set", "lo", "mtu", "1000"]);
+    netns.run(|| async {
+        let (_auth, d) = setup("[server]\nedns_udp_size = 4096\n").await;
+        let big = Q::new("many-a.dns64.test", RecordType::AAAA).edns(4096);
+        for path in ["slow path", "fast path"] {
+            let m = query_udp(d.addr, &big).await;
+            assert!(m.metadata.truncation, "{path}: TC");
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{path}");
+            assert_eq!(m.queries.len(), 1, "{path}: question echoed");
+            assert!(m.answers.is_empty(), "{path}: no records");
+        }
+        let tcp = query_tcp(d.addr, &big).await;
+        assert!(!tcp.metadata.truncation);
+        assert_eq!(sorted(answer_summary(&tcp)), sorted(many_a_expected()));
+        // An answer that fits the MTU is sent whole.
+        let small = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+        assert!(!small.metadata.truncation);
+        assert_eq!(
+            answer_summary(&small),
+            ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+        );
+    });
+}
+
 // ------------------------------------------------------------------ access control
 
 #[tokio::test]
