@@ -2,7 +2,8 @@
 //! garbage and forged replies, answers after the timeout, TCP closed in the
 //! middle of an answer, the SERVFAIL (+ EDE 22) deadline when nobody
 //! answers, TCP retry after TC=1, RFC 6147 §5.1.2 synthesis after a failed
-//! AAAA lookup, coalescing of identical misses, no query left in flight, and
+//! AAAA lookup, coalescing of identical misses, cached answers while a miss
+//! is pending, no query left in flight, and
 //! what dns64d sends upstream (random IDs and ports, DO and CD only as the
 //! client asked).
 
@@ -36,6 +37,64 @@ async fn start_a_fake() -> FakeUpstream {
         }
     })
     .await
+}
+
+/// A UDP listener keeps answering while one of its misses waits on a silent
+/// upstream (on Linux its thread then waits in its runtime for the socket and
+/// the miss together), and still answers once that miss has failed (the
+/// thread is back to waiting in the kernel).
+#[tokio::test]
+async fn cached_answers_are_not_held_up_by_a_pending_miss() {
+    let fake = start_fake_upstream(LO, |req, _| {
+        let q = &req.queries[0];
+        if q.name().to_string().starts_with("silent.") {
+            FakeAction::Drop
+        } else {
+            let owner = q.name().to_string();
+            FakeAction::Reply(reply_with(
+                req,
+                vec![rr_a(&owner, 300, Ipv4Addr::new(93, 184, 216, 34))],
+            ))
+        }
+    })
+    .await;
+    let d = start_dns64d(&[fake.addr()], "", "").await;
+    let cached = Q::new("fast.example", RecordType::A);
+    let address = Ipv4Addr::new(93, 184, 216, 34);
+    // Name and address: the TTL counts down while the test runs.
+    let fast_answer = |m: &Message| -> Vec<(String, Ipv4Addr)> {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        a_answers(m)
+            .into_iter()
+            .map(|(name, _, ip)| (name, ip))
+            .collect()
+    };
+    let expected = vec![("fast.example.".to_string(), address)];
+    assert_eq!(fast_answer(&query_udp(d.addr, &cached).await), expected);
+
+    let silent = Q::new("silent.example", RecordType::A);
+    let pending = query_udp(d.addr, &silent);
+    tokio::pin!(pending);
+    for round in 0..3 {
+        tokio::select! {
+            biased;
+            m = query_udp(d.addr, &cached) => assert_eq!(fast_answer(&m), expected, "round {round}"),
+            _ = &mut pending => panic!("the miss ended before the cached answer of round {round}"),
+        }
+    }
+    let failed = pending.await;
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(
+        fake.count("fast.example", RecordType::A),
+        1,
+        "answered from the cache"
+    );
+    assert_eq!(fast_answer(&query_udp(d.addr, &cached).await), expected);
+    let other = query_udp(d.addr, &Q::new("other.example", RecordType::A)).await;
+    assert_eq!(
+        a_answers(&other),
+        [("other.example.".to_string(), 300, address)]
+    );
 }
 
 #[tokio::test]
