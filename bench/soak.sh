@@ -10,6 +10,8 @@
 # upstream and sends nothing beyond 127.0.0.1. The query mix: 60 % AAAA for 1000 A-only
 # names (synthesized), 10 % AAAA for dual-stack names, 10 % A, 5 % NODATA, 5 % NXDOMAIN,
 # 10 % AAAA for names under a wildcard that never repeat (every one a response-cache miss).
+# The caches are bounded at cache.max_entries = 50000 and filled with 100000 other unique
+# names before the soak, so RSS after the first 10 s is already that of full caches.
 # Pass: zero lost answers and RSS at the end within 10 % (+2 MB) of RSS after the first 10 s.
 set -euo pipefail
 
@@ -56,12 +58,18 @@ with open(f"{work}/queries.txt", "w") as queries:
         elif roll < 0.85: queries.write(f"text-{i}.soak.test AAAA\n")
         elif roll < 0.90: queries.write(f"nope-{i}.soak.test AAAA\n")
         else: queries.write(f"u{n}.wild.soak.test AAAA\n")
+# Twice cache.max_entries unique names, sent once before the soak to fill the caches.
+with open(f"{work}/fill.txt", "w") as fill:
+    for n in range(100000):
+        fill.write(f"fill{n}.wild.soak.test AAAA\n")
 PY
 
 cat > "$WORK/dns64d.toml" <<TOML
 listen = ["127.0.0.1:$PORT"]
 [upstream]
 servers = ["127.0.0.1:9"]    # never used: every name is in the local zone
+[cache]
+max_entries = 50000          # small enough for the fill below to fill it
 [[zones]]
 name = "soak.test"
 file = "$WORK/soak.test.zone"
@@ -77,6 +85,9 @@ max=$(taskset -c 0 dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" -l 5 -
       | awk '/Queries per second/ {printf "%d", $4}')
 rate=$(( max * SOAK_LOAD / 100 ))
 echo "maximum ${max} qps; soak at ${SOAK_LOAD} % = ${rate} qps for ${SOAK_SECONDS} s"
+echo "== filling the caches (100000 unique names, full load)"
+taskset -c 0 dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/fill.txt" -n 1 -c 4 -q 256 -T 1 2>&1 \
+    | grep -E "Queries (completed|lost)"
 
 taskset -c 0 dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" -l "$SOAK_SECONDS" -c 4 -q 512 -T 1 -Q "$rate" \
     >"$WORK/dnsperf.txt" 2>&1 &

@@ -762,6 +762,9 @@ fn serve_udp_thread(
             // driven while waiting for the next query; slow queries also end the wait.
             let slow_running = slow_queries.running() > 0;
             runtime.block_on(async {
+                // The tasks that are ready run first: a socket that always has
+                // queries waiting must not keep them from running.
+                tokio::task::yield_now().await;
                 tokio::select! {
                     outcome = registration.async_io(tokio::io::Interest::READABLE, |socket| {
                         received.receive(&**socket, false)
