@@ -269,9 +269,17 @@ impl ResponseCache {
         }
     }
 
+    /// The cache's generation now. Take it before reading the configuration a
+    /// response is computed under, add the listener policy's generation, and
+    /// hand the sum to [`ResponseCache::store`]: a response computed under
+    /// the configuration before a reload is then never kept for after it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Forgets every stored response (a reload changed what answers look like).
     pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Entries held now.
@@ -286,10 +294,9 @@ impl ResponseCache {
 
     /// Builds the cache key into `buffer`; `None` for a name too long.
     fn key<'b>(
-        &self,
         query: &QueryShape<'_>,
         listener: u32,
-        extra_generation: u64,
+        generation: u64,
         buffer: &'b mut [u8; MAX_KEY],
     ) -> Option<&'b [u8]> {
         let question = query.question;
@@ -314,10 +321,6 @@ impl ResponseCache {
         }
         buffer[length] = flags;
         buffer[length + 1..length + 5].copy_from_slice(&listener.to_be_bytes());
-        let generation = self
-            .generation
-            .load(Ordering::Relaxed)
-            .wrapping_add(extra_generation);
         buffer[length + 5..length + 13].copy_from_slice(&generation.to_be_bytes());
         Some(&buffer[..length + 13])
     }
@@ -335,7 +338,8 @@ impl ResponseCache {
             return None;
         }
         let mut buffer = [0u8; MAX_KEY];
-        let key = self.key(query, listener, extra_generation, &mut buffer)?;
+        let generation = self.generation().wrapping_add(extra_generation);
+        let key = Self::key(query, listener, generation, &mut buffer)?;
         let now = Instant::now();
         let mut shard = self.stored.shard(key);
         let stored = shard.get(key)?;
@@ -368,13 +372,14 @@ impl ResponseCache {
         })
     }
 
-    /// Keeps the slow path's `response` to `request` if it is safe to replay.
+    /// Keeps the slow path's `response` to `request` if it is safe to replay,
+    /// under `generation` (see [`ResponseCache::generation`]).
     pub fn store(
         &self,
         request: &[u8],
         response: &[u8],
         listener: u32,
-        extra_generation: u64,
+        generation: u64,
         note: StoredNote,
     ) {
         if !self.enabled {
@@ -418,7 +423,7 @@ impl ResponseCache {
             return;
         }
         let mut buffer = [0u8; MAX_KEY];
-        let Some(key) = self.key(&query, listener, extra_generation, &mut buffer) else {
+        let Some(key) = Self::key(&query, listener, generation, &mut buffer) else {
             return;
         };
         let now = Instant::now();
@@ -537,6 +542,35 @@ mod tests {
         assert!(cache.answer(&shape, 8, 0, 512, &mut out).is_none());
         cache.invalidate();
         assert!(cache.answer(&shape, 7, 0, 512, &mut out).is_none());
+    }
+
+    #[test]
+    fn a_response_computed_before_an_invalidation_is_not_kept_for_after_it() {
+        let cache = ResponseCache::new(100);
+        let request = query("a.test.", false);
+        let shape = parse_query(&request).unwrap();
+        let mut out = Vec::new();
+        // Taken when the slow path starts; a reload invalidates before it stores.
+        let before = cache.generation();
+        cache.invalidate();
+        cache.store(
+            &request,
+            &response_to(&request, 60),
+            0,
+            before,
+            StoredNote::default(),
+        );
+        assert!(cache.answer(&shape, 0, 0, 512, &mut out).is_none());
+        // One computed after the reload is kept.
+        let after = cache.generation();
+        cache.store(
+            &request,
+            &response_to(&request, 60),
+            0,
+            after,
+            StoredNote::default(),
+        );
+        assert!(cache.answer(&shape, 0, 0, 512, &mut out).is_some());
     }
 
     #[test]

@@ -164,8 +164,6 @@ impl RunningServer {
         let mut notes = Vec::new();
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
-        // Stored responses reflect the old policy and zones.
-        self.responses.invalidate();
         self.handler.set_log_queries(config.log.queries);
         if config.metrics_listen != self.config.metrics_listen {
             notes.push("metrics.listen changed: restart dns64d to apply it".into());
@@ -204,6 +202,10 @@ impl RunningServer {
                 slot.set(listener_policy(new, &config, self.discovered.as_ref()));
             }
         }
+        // Stored responses reflect the old policy and zones. Last, so a
+        // response stamped with the new generation was computed under the new
+        // configuration (see `ResponseCache::generation`).
+        self.responses.invalidate();
         if config.upstream.recursive.is_some() != self.config.upstream.recursive.is_some() {
             notes.push("upstream.mode changed: restart dns64d to apply it".into());
         } else if config.upstream.recursive != self.config.upstream.recursive {
@@ -606,10 +608,11 @@ impl ServeContext {
         &self,
         socket: &ListenerSocket,
         policy: Arc<ListenerPolicy>,
+        cache_generation: u64,
         packet: &[u8],
         client: SocketAddr,
     ) {
-        if let Some(task) = self.slow_task(socket, policy, packet, client) {
+        if let Some(task) = self.slow_task(socket, policy, cache_generation, packet, client) {
             tokio::spawn(task);
         }
     }
@@ -617,10 +620,13 @@ impl ServeContext {
     /// The task that answers `packet` under `policy` through the full
     /// request path, then stores the response for the fast path when that is
     /// safe; `None` when too many queries are being answered already.
+    /// `cache_generation` is the response cache's generation taken before
+    /// `policy` was read.
     fn slow_task(
         &self,
         socket: &ListenerSocket,
         policy: Arc<ListenerPolicy>,
+        cache_generation: u64,
         packet: &[u8],
         client: SocketAddr,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
@@ -630,8 +636,9 @@ impl ServeContext {
             return None;
         }
         let request = packet.to_vec();
-        // The generation the answer is computed under; a change meanwhile must not be papered over.
-        let generation = policy.generation();
+        // The generation the answer is computed under (configuration and
+        // discovered prefixes); a change meanwhile must not be papered over.
+        let generation = cache_generation.wrapping_add(policy.generation());
         let socket = Arc::clone(socket);
         let context = self.clone();
         let guard = context.in_flight.enter();
@@ -790,7 +797,9 @@ fn serve_udp_thread(
                 continue;
             }
         }
-        // One read of the policy per batch: the batch is answered as of its arrival.
+        // One read of the policy per batch: the batch is answered as of its
+        // arrival. The cache generation is taken first (see `slow_task`).
+        let cache_generation = context.responses.generation();
         let policy = context.policy.current();
         for (packet, client) in received.datagrams() {
             match context.answer_fast(&policy, packet, client, &mut reply) {
@@ -798,7 +807,8 @@ fn serve_udp_thread(
                 FastOutcome::Silenced => {}
                 FastOutcome::Slow => {
                     let policy = Arc::clone(&policy);
-                    if let Some(task) = context.slow_task(socket, policy, packet, client) {
+                    let task = context.slow_task(socket, policy, cache_generation, packet, client);
+                    if let Some(task) = task {
                         let running = slow_queries.enter();
                         runtime.spawn(async move {
                             task.await;
@@ -944,11 +954,14 @@ fn serve_udp(
                 }
             };
             let packet = &buffer[..length];
+            let cache_generation = context.responses.generation();
             let policy = context.policy.current();
             match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => send_reply(&socket, &reply, client).await,
                 FastOutcome::Silenced => {}
-                FastOutcome::Slow => context.answer_slow(&socket, policy, packet, client),
+                FastOutcome::Slow => {
+                    context.answer_slow(&socket, policy, cache_generation, packet, client)
+                }
             }
         }
     })
