@@ -84,7 +84,8 @@ pub struct RunningServer {
     in_flight: Arc<InFlight>,
 }
 
-/// Counts queries being answered, so a shutdown can wait for them.
+/// Counts queries being answered, so a shutdown can wait for them (and a
+/// listener thread for its own slow queries).
 #[derive(Debug, Default)]
 pub struct InFlight {
     count: std::sync::atomic::AtomicUsize,
@@ -754,7 +755,7 @@ fn serve_udp_thread(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let _runtime = runtime.enter();
-    let slow_queries = Arc::new(SlowQueries::default());
+    let slow_queries = Arc::new(InFlight::default());
     let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM);
     let mut answers = udp_batch::SendBatch::default();
     let mut reply = Vec::with_capacity(1232);
@@ -767,7 +768,7 @@ fn serve_udp_thread(
         } else if let Some(registration) = registration(&mut registered, socket) {
             // Background tasks alone (say, a connection a query opened) are
             // driven while waiting for the next query; slow queries also end the wait.
-            let slow_running = slow_queries.running() > 0;
+            let slow_running = slow_queries.count() > 0;
             runtime.block_on(async {
                 // The tasks that are ready run first: a socket that always has
                 // queries waiting must not keep them from running.
@@ -776,16 +777,16 @@ fn serve_udp_thread(
                     outcome = registration.async_io(tokio::io::Interest::READABLE, |socket| {
                         received.receive(&**socket, false)
                     }) => outcome,
-                    () = slow_queries.all_done(), if slow_running => Ok(0),
+                    () = slow_queries.wait_idle(), if slow_running => Ok(0),
                 }
             })
         } else {
             // Not expected (epoll out of room): finish the slow queries, then block.
-            runtime.block_on(slow_queries.all_done());
+            runtime.block_on(slow_queries.wait_idle());
             received.receive(&**socket, true)
         };
         if stop.load(Ordering::Acquire) {
-            runtime.block_on(slow_queries.all_done());
+            runtime.block_on(slow_queries.wait_idle());
             return;
         }
         match outcome {
@@ -843,51 +844,6 @@ fn registration<'a>(
         }
     }
     registered.as_ref()
-}
-
-/// Counts the slow queries a listener thread runs, so it can tell when the
-/// last one has ended.
-#[cfg(target_os = "linux")]
-#[derive(Default)]
-struct SlowQueries {
-    running: std::sync::atomic::AtomicUsize,
-    none_left: tokio::sync::Notify,
-}
-
-/// Held while one slow query runs.
-#[cfg(target_os = "linux")]
-struct SlowQuery(Arc<SlowQueries>);
-
-#[cfg(target_os = "linux")]
-impl SlowQueries {
-    fn enter(self: &Arc<Self>) -> SlowQuery {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        SlowQuery(Arc::clone(self))
-    }
-
-    fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
-    }
-
-    /// Returns once no slow query runs.
-    async fn all_done(&self) {
-        loop {
-            let notified = self.none_left.notified();
-            if self.running() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for SlowQuery {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_left.notify_waiters();
-        }
-    }
 }
 
 /// Sends one slow-path answer without blocking the runtime: at once when the
