@@ -117,17 +117,8 @@ impl ZoneIndex {
             return false;
         }
         // hickory then tries `*.` under every ancestor, nearest first.
-        let mut wildcard = name.clone().into_wildcard();
-        loop {
-            if self.holds(&wildcard, record_type) || self.cuts.contains(&wildcard) {
-                return true;
-            }
-            let parent = wildcard.base_name();
-            if parent.is_root() {
-                return false;
-            }
-            wildcard = parent.into_wildcard();
-        }
+        wildcards_above(name)
+            .any(|wildcard| self.holds(&wildcard, record_type) || self.cuts.contains(&wildcard))
     }
 
     /// Whether `name` owns records of `record_type`, or a CNAME (or an ANAME
@@ -156,25 +147,20 @@ impl ZoneIndex {
 
     /// True if a wildcard owner `*.<ancestor>` in the zone matches `name`.
     fn covered_by_wildcard(&self, origin: &LowerName, name: &LowerName) -> bool {
-        if name == origin || name.is_root() {
-            return false;
-        }
-        let mut ancestor = name.base_name();
-        loop {
-            let wildcard = LowerName::new(
-                &Name::from_ascii("*")
-                    .and_then(|star| star.append_domain(&Name::from(&ancestor)))
-                    .unwrap_or_else(|_| Name::root()),
-            );
-            if self.existing.contains(&wildcard) {
-                return true;
-            }
-            if ancestor == *origin || ancestor.is_root() {
-                return false;
-            }
-            ancestor = ancestor.base_name();
-        }
+        wildcards_above(name)
+            .take_while(|wildcard| origin.zone_of(&wildcard.base_name()))
+            .any(|wildcard| self.existing.contains(&wildcard))
     }
+}
+
+/// `*.<ancestor>` for every ancestor of `name`, nearest first, up to the
+/// top-level domain, in the order hickory tries them.
+fn wildcards_above(name: &LowerName) -> impl Iterator<Item = LowerName> {
+    let first = (!name.is_root()).then(|| name.clone().into_wildcard());
+    std::iter::successors(first, |wildcard| {
+        let parent = wildcard.base_name();
+        (!parent.is_root()).then(|| parent.into_wildcard())
+    })
 }
 
 /// What the local zones say about a name.
@@ -567,6 +553,7 @@ sub          3600 IN DS  1 13 2 000000000000000000000000000000000000000000000000
             "y.x.wild.example.",
             "wild.example.",
             "*.wild.example.",
+            "*.x.wild.example.",
             "named.wild.example.",
             "sub.example.",
             "ns.sub.example.",
