@@ -877,13 +877,12 @@ fn send_refused(socket: &Socket, bytes: &[u8], client: SocketAddr, error: &io::E
         let mut truncated = bytes.to_vec();
         if fastpath::truncate_to_question(&mut truncated) {
             let destination = socket2::SockAddr::from(client);
-            match socket.send_to_with_flags(&truncated, &destination, libc::MSG_DONTWAIT) {
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::debug!(%client, %error, "UDP send of a truncated answer failed");
-                    return;
-                }
+            if let Err(error) =
+                socket.send_to_with_flags(&truncated, &destination, libc::MSG_DONTWAIT)
+            {
+                tracing::debug!(%client, %error, "UDP send of a truncated answer failed");
             }
+            return;
         }
     }
     tracing::debug!(%client, %error, "UDP send failed");
