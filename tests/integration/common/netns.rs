@@ -4,6 +4,11 @@
 
 use std::process::Command;
 
+/// What a test that needs its own namespace says when it cannot make one:
+/// such tests are `#[ignore = "needs root: …"]`, and CI runs them as root
+/// with `--include-ignored`.
+pub const NETNS_NEEDS_ROOT: &str = "cannot create a network namespace: run as root with iproute2 (cargo test -- --include-ignored)";
+
 /// A network namespace of the test's own.
 pub struct Netns(pub String);
 
