@@ -20,13 +20,20 @@ pub struct ShardedLru<K: Hash + Eq, V> {
 
 impl<K: Hash + Eq, V> ShardedLru<K, V> {
     /// A map holding at most `capacity` entries, rounded up to a multiple of the shard count.
+    ///
+    /// Nothing is allocated for the capacity up front: each shard starts empty
+    /// and grows as entries arrive (`LruCache::new` would reserve the whole
+    /// capacity at once, so a large cap would cost its memory at idle).
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let per_shard = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
+        let empty_shard = || {
+            let mut shard = LruCache::unbounded();
+            shard.resize(per_shard); // bounded from here on; no reservation
+            Mutex::new(shard)
+        };
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(per_shard)))
-                .collect(),
+            shards: (0..SHARDS).map(|_| empty_shard()).collect(),
             hasher: Default::default(),
         }
     }
@@ -71,6 +78,13 @@ mod tests {
             map.shard(&key[..]).put(key, index);
         }
         assert!(map.len() <= 32, "{}", map.len());
+        assert!(map.len() >= 16, "each shard keeps up to its share");
+        assert!(
+            map.shards
+                .iter()
+                .all(|shard| shard.lock().unwrap().cap().get() == 2),
+            "32 entries over 16 shards"
+        );
         let key = 999u32.to_be_bytes();
         assert_eq!(map.shard(&key[..]).get(&key[..]), Some(&999));
     }
