@@ -91,3 +91,130 @@ fn soa_record() -> Record {
     );
     Record::from_rdata(IPV4ONLY.clone(), TTL_CAP_WITHOUT_SOA, RData::SOA(soa))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns64::prefix::Nat64Prefix;
+
+    fn prefixes(networks: &[&str]) -> Vec<SynthesisPrefix> {
+        networks
+            .iter()
+            .map(|network| {
+                let prefix = Nat64Prefix::new(network.parse().unwrap()).unwrap();
+                SynthesisPrefix::new(prefix, None)
+            })
+            .collect()
+    }
+
+    /// `rcode answers authorities synthesized` of one local answer, as text.
+    fn summary(qname: &str, qtype: RecordType, networks: &[&str]) -> String {
+        let qname = Name::from_str(qname).unwrap();
+        let Synthesized {
+            answer,
+            synthesized,
+        } = answer(&qname, qtype, &prefixes(networks));
+        let records = |records: &[Record]| {
+            records
+                .iter()
+                .map(|record| format!("{} {} {}", record.ttl, record.record_type(), record.data))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{:?} [{}] [{}] {synthesized}",
+            answer.response_code,
+            records(&answer.answers),
+            records(&answer.authorities)
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+
+    #[test]
+    fn every_question_at_and_below_ipv4only_arpa() {
+        let wkp = ["64:ff9b::/96"];
+        let cases: &[(&str, &str, RecordType, &[&str], &str)] = &[
+            (
+                "A: the two well-known addresses, TTL of the real zone",
+                "ipv4only.arpa.",
+                RecordType::A,
+                &wkp,
+                "NoError [86400 A 192.0.0.170, 86400 A 192.0.0.171] [] false",
+            ),
+            (
+                "AAAA under the well-known prefix: not excluded although 192.0.0.0/24 is special",
+                "ipv4only.arpa.",
+                RecordType::AAAA,
+                &wkp,
+                "NoError [600 AAAA 64:ff9b::c000:aa, 600 AAAA 64:ff9b::c000:ab] [] true",
+            ),
+            (
+                "AAAA under every prefix, in configuration order",
+                "ipv4only.arpa.",
+                RecordType::AAAA,
+                &["2001:db8:64::/96", "2001:db8::/32"],
+                "NoError [600 AAAA 2001:db8:64::c000:aa, 600 AAAA 2001:db8:64::c000:ab, \
+                 600 AAAA 2001:db8:c000:aa::, 600 AAAA 2001:db8:c000:ab::] [] true",
+            ),
+            (
+                "AAAA with the /40 layout: bits 64-71 (the u octet) skipped",
+                "ipv4only.arpa.",
+                RecordType::AAAA,
+                &["2001:db8:100::/40"],
+                "NoError [600 AAAA 2001:db8:1c0:0:aa::, 600 AAAA 2001:db8:1c0:0:ab::] [] true",
+            ),
+            (
+                "AAAA with no prefix (a plain forwarder): NODATA with the SOA",
+                "ipv4only.arpa.",
+                RecordType::AAAA,
+                &[],
+                "NoError [] [600 SOA] false",
+            ),
+            (
+                "another type: NODATA with the SOA",
+                "ipv4only.arpa.",
+                RecordType::TXT,
+                &wkp,
+                "NoError [] [600 SOA] false",
+            ),
+            (
+                "a name below: NXDOMAIN with the SOA",
+                "www.ipv4only.arpa.",
+                RecordType::AAAA,
+                &wkp,
+                "NXDomain [] [600 SOA] false",
+            ),
+            (
+                "case does not matter",
+                "IPv4Only.ARPA.",
+                RecordType::A,
+                &wkp,
+                "NoError [86400 A 192.0.0.170, 86400 A 192.0.0.171] [] false",
+            ),
+        ];
+        for (case, qname, qtype, networks, expected) in cases {
+            assert_eq!(summary(qname, *qtype, networks), *expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn which_names_are_answered_locally() {
+        for (name, expected) in [
+            ("ipv4only.arpa.", true),
+            ("a.b.ipv4only.arpa.", true),
+            ("IPV4ONLY.ARPA.", true),
+            ("arpa.", false),
+            ("xipv4only.arpa.", false),
+            ("ipv4only.arpa.example.", false),
+        ] {
+            assert_eq!(
+                is_ipv4only_name(&Name::from_str(name).unwrap()),
+                expected,
+                "{name}"
+            );
+        }
+    }
+}
