@@ -251,31 +251,59 @@ class Dnsperf:
             ["taskset", "-c", args.client_cpu] if args.client_cpu else []) + [
             "dnsperf", "-s", "127.0.0.1", "-T", "1", "-t", str(args.timeout)]
 
-    def full_load(self, port, qfile, once):
+    def full_load(self, port, qfile, once, extra=()):
         a = self.args
+        clients = [] if "-c" in extra else ["-c", str(a.clients)]
         argv = self.prefix + ["-p", str(port), "-d", qfile, "-l", str(a.duration),
-                              "-c", str(a.clients), "-q", str(a.outstanding)]
+                              "-q", str(a.outstanding)] + clients + list(extra)
         return argv + (["-n", "1"] if once else [])
 
-    def fixed_rate(self, port, qfile, once):
+    def fixed_rate(self, port, qfile, once, extra=()):
         a = self.args
         argv = self.prefix + ["-p", str(port), "-d", qfile, "-v", "-l", str(a.lat_duration),
-                              "-c", "1", "-q", "100", "-Q", str(a.lat_rate)]
+                              "-c", "1", "-q", "100", "-Q", str(a.lat_rate)] + list(extra)
         return argv + (["-n", "1"] if once else [])
+
+    def cpu_at_rate(self, port, qfile, rate):
+        """A fixed rate below saturation, for CPU per answered query (no -v: printing
+        every latency would load dnsperf's CPU, not the server's)."""
+        a = self.args
+        return self.prefix + ["-p", str(port), "-d", qfile, "-l", str(a.duration),
+                              "-c", "1", "-q", "500", "-Q", str(rate)]
 
     def warm_up(self, port, qfile):
         return self.prefix + ["-p", str(port), "-d", qfile, "-n", "1", "-c", "1", "-q", "64"]
 
 
 # ------------------------------------------------------------------ workloads
+def workload_kind(workload):
+    """What a workload name asks for: (kind, query file stem, extra dnsperf arguments).
+
+    warm, mixed, miss: UDP at full load (then latency at LAT_RATE);
+    tcp: the warm set over persistent TCP connections; tcpN: a new TCP connection
+    every N queries (dnsperf -O num-queries-per-conn=N);
+    rateN: the warm set over UDP at a fixed N qps, below saturation, for the CPU
+    each answered query costs when the server is not busy (no latency run)."""
+    if workload.startswith("rate") and workload[4:].isdigit():
+        return "rate", "warm", []
+    if workload == "tcp":
+        return "full", "warm", ["-m", "tcp"]
+    if workload.startswith("tcp") and workload[3:].isdigit():
+        # dnsperf stalls about 100 ms on each reconnect: 64 connections keep the server busy
+        return "full", "warm", ["-m", "tcp", "-O", "num-queries-per-conn=%s" % workload[3:],
+                                "-c", "64"]
+    return "full", workload, []
+
+
 def measure(args, perf, server, workload, rep, qdir):
     port = server["port"]
     miss = workload == "miss"
+    kind, stem, extra = workload_kind(workload)
     row = {"rep": rep, "server": server["name"], "workload": workload}
     if miss:
         qfile = write_miss_file(os.path.join(qdir, "miss-run.txt"), args.miss_lines)
     else:
-        qfile = os.path.join(args.zone_dir, workload + ".txt")
+        qfile = os.path.join(args.zone_dir, stem + ".txt")
         rc, out, _ = run_dnsperf(perf.warm_up(port, qfile), 120)
         row["warmup"] = parse_dnsperf(out)
 
@@ -284,7 +312,11 @@ def measure(args, perf, server, workload, rep, qdir):
     once = miss and server["name"] not in args.static
     tree = process_tree(server["pid"])
     cpu0, udp0, sys0, wall0 = cpu_seconds(tree), udp_counters(), cpu_times(), time.time()
-    rc, out, gen_cpu = run_dnsperf(perf.full_load(port, qfile, once), args.duration + 60)
+    if kind == "rate":
+        argv = perf.cpu_at_rate(port, qfile, int(workload[4:]))
+    else:
+        argv = perf.full_load(port, qfile, once, extra)
+    rc, out, gen_cpu = run_dnsperf(argv, args.duration + 60)
     wall = time.time() - wall0
     srv_cpu = cpu_seconds(tree) - cpu0
     udp1, sys1 = udp_counters(), cpu_times()
@@ -320,10 +352,14 @@ def measure(args, perf, server, workload, rep, qdir):
         row["warning"] = "ran out of the %d unique names; raise MISS_LINES" % args.miss_lines
         print("WARNING: %s: %s" % (server["name"], row["warning"]), file=sys.stderr)
 
+    if kind == "rate":
+        row.update({k: v for k, v in memory_kb(process_tree(server["pid"])).items()})
+        return row
+
     # 2. latency at a fixed moderate rate (-v prints every answer's latency)
     if miss:
         qfile = write_miss_file(qfile, args.lat_rate * args.lat_duration + 1000)
-    rc, out, _ = run_dnsperf(perf.fixed_rate(port, qfile, once=miss), args.lat_duration + 60)
+    rc, out, _ = run_dnsperf(perf.fixed_rate(port, qfile, miss, extra), args.lat_duration + 60)
     lat = sorted(1000 * float(m.group(1))
                  for m in re.finditer(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.M))
     lst = parse_dnsperf(out)
@@ -358,7 +394,7 @@ def cmd_workloads(args):
                           row["lost_pct"], row["cpu_us_per_query"] or 0, row["srv_cpu_pct"],
                           row.get("server_cpu_sirq_pct", 0), row.get("server_cpu_foreign_pct", 0),
                           row["gen_cpu_pct"],
-                          args.lat_rate, row["p50_ms"] or 0, row["p99_ms"] or 0), flush=True)
+                          args.lat_rate, row.get("p50_ms") or 0, row.get("p99_ms") or 0), flush=True)
     final = {s["name"]: memory_kb(process_tree(s["pid"])) for s in servers}
     procs = {s["name"]: process_tree(s["pid"]) for s in servers}
     load_avg.append(os.getloadavg())
@@ -446,7 +482,20 @@ WORKLOAD_TITLES = {
     "mixed": "mixed: 50% AAAA A-only, 15% AAAA dual-stack, 20% A, 7.5% NODATA, 7.5% NXDOMAIN "
              "(all cached)",
     "miss": "miss: AAAA for unique names under *.miss (each costs an upstream AAAA + A)",
+    "tcp": "tcp: the warm set over persistent TCP connections (dnsperf -m tcp)",
 }
+
+
+def workload_title(workload, warm_names):
+    if workload.startswith("rate") and workload[4:].isdigit():
+        return ("%s: the warm set at a fixed %s qps over UDP, below saturation: CPU per "
+                "answered query when the server is not busy" % (workload, workload[4:]))
+    if workload.startswith("tcp") and workload[3:].isdigit():
+        return ("%s: the warm set over TCP, a new connection every %s queries "
+                "(dnsperf -m tcp -O num-queries-per-conn=%s)" % (workload, workload[3:],
+                                                                  workload[3:]))
+    title = WORKLOAD_TITLES.get(workload, workload)
+    return title % warm_names if "%s" in title else title
 
 
 def version(cmd):
@@ -544,15 +593,16 @@ def cmd_report(args):
              st["repeats"], cand, ref))
     emit("")
     for wl in workloads:
-        title = WORKLOAD_TITLES.get(wl, wl)
-        emit("== " + (title % args.warm_names if "%s" in title else title))
+        emit("== " + workload_title(wl, args.warm_names))
         head = "%-18s" % "server" + "".join("%11s" % t for _, t, _, _ in FIGURES)
-        head += "   qps per repeat"
+        head += "   qps per repeat; q/CPU-s min-max"
         emit(head)
         for s in servers:
             e = summary[wl][s]
+            spread = [v for v in e["queries_per_cpu_s_runs"] if v is not None]
             emit("%-18s" % s + "".join(fmt(e[k], d, 11) for k, _, d, _ in FIGURES)
-                 + "   " + "/".join(fmt(v) for v in e["qps_runs"]))
+                 + "   " + "/".join(fmt(v) for v in e["qps_runs"])
+                 + ("; %s-%s" % (fmt(min(spread)), fmt(max(spread))) if spread else ""))
         base = summary[wl].get(ref)
         for s in servers:
             if s == ref or not base:
@@ -630,6 +680,17 @@ def cmd_report(args):
         target("miss qps >= 1.2x %s" % ref, r, r is not None and r >= 1.2)
         r = ratio(get("miss", cand, "p99_ms"), get("miss", ref, "p99_ms"))
         target("miss p99 <= 1.0x %s" % ref, r, r is not None and r <= 1.0)
+    for wl in workloads:
+        kind, _, _ = workload_kind(wl)
+        if kind == "rate" or wl == "tcp" or wl.startswith("tcp"):
+            goal = 1.5 if kind == "rate" else 1.3
+            r = ratio(get(wl, cand, "queries_per_cpu_s"), get(wl, ref, "queries_per_cpu_s"))
+            target("%s q/CPU-s >= %.1fx %s" % (wl, goal, ref), r, r is not None and r >= goal)
+            ceiling = args.ceiling
+            if kind == "rate" and ceiling in servers:
+                r = ratio(get(wl, cand, "queries_per_cpu_s"),
+                          get(wl, ceiling, "queries_per_cpu_s"))
+                target("%s q/CPU-s >= 0.9x %s" % (wl, ceiling), r, r is not None and r >= 0.9)
     if cand in mem and ref in mem:
         r = ratio(mem[cand]["VmHWM"], mem[ref]["VmHWM"])
         target("peak RSS after the benchmark <= 1.0x %s" % ref, r, r is not None and r <= 1.0)
@@ -643,7 +704,7 @@ def cmd_report(args):
         target("RSS growth %dk -> %dk names, fraction <= 0.10" % (
             mid["names"] // 1000, last["names"] // 1000), growth,
             growth is not None and growth <= 0.10)
-    emit("== issue 5 targets (%s/%s, from the medians above)" % (cand, ref))
+    emit("== targets (%s/%s, from the medians above)" % (cand, ref))
     for t in targets:
         verdict = "met" if t["met"] else "NOT met"
         emit("  %-50s %6s   %s" % (t["target"], fmt(t["value"], 2), verdict))
@@ -724,6 +785,7 @@ def main():
     p.add_argument("--stamp", required=True)
     p.add_argument("--ref", default="unbound")
     p.add_argument("--candidate", default="dns64d")
+    p.add_argument("--ceiling", default="nsd-static", help="the practical ceiling's name")
     p.add_argument("--repo", required=True)
     p.add_argument("--dns64d", required=True, help="the dns64d binary (for --version)")
     p.add_argument("--warm-names", default="1000")

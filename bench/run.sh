@@ -2,7 +2,7 @@
 # bench/run.sh - dns64d side by side with Unbound (and NSD as the ceiling), on loopback.
 #
 # As root on a Debian/Ubuntu machine with a Rust toolchain, from anywhere:
-#   bench/run.sh                       # full run: 3 repeats x 10 s, ~15 minutes + build
+#   bench/run.sh                       # full run: 5 repeats x 10 s, ~45 minutes + build
 #   DURATION=3 REPEATS=1 MEM_NAMES=100000 bench/run.sh     # quick trial, ~2 minutes
 #
 # What it does, in order (bench/README.md explains every number it reports):
@@ -20,7 +20,9 @@
 #   Every process it started is stopped by PID on exit, also on failure or Ctrl-C.
 #
 # Settings (environment):
-#   DURATION=10 REPEATS=3 WORKLOADS=warm,mixed,miss   seconds per full-load run, repeats
+#   DURATION=10 REPEATS=5 WORKLOADS=warm,mixed,miss,rate10000,rate30000,rate50000,tcp,tcp10,tcp1
+#                                                      seconds per run, repeats, workloads
+#                                                      (bench/README.md: what each one is)
 #   CLIENTS=4 OUTSTANDING=256 TIMEOUT=2                dnsperf -c / -q / -t at full load
 #   LAT_RATE=1000 LAT_DURATION=5                       the fixed-rate latency run
 #   MISS_LINES=DURATION*100000                         unique names per miss run
@@ -40,8 +42,8 @@ SCRIPT="$BENCH_DIR/run.sh"
 
 # ------------------------------------------------------------------ settings
 DURATION="${DURATION:-10}"
-REPEATS="${REPEATS:-3}"
-WORKLOADS="${WORKLOADS:-warm,mixed,miss}"
+REPEATS="${REPEATS:-5}"
+WORKLOADS="${WORKLOADS:-warm,mixed,miss,rate10000,rate30000,rate50000,tcp,tcp10,tcp1}"
 CLIENTS="${CLIENTS:-4}"
 OUTSTANDING="${OUTSTANDING:-256}"
 TIMEOUT="${TIMEOUT:-2}"
@@ -319,6 +321,8 @@ server:
     rrset-cache-size: $UNBOUND_RRSET_CACHE
     prefetch: no
     qname-minimisation: no
+    # TCP workloads: room for every dnsperf connection (the default is 10 per thread)
+    incoming-num-tcp: 256
 forward-zone:
     name: "."
     forward-addr: 127.0.0.1@$PORT_AUTH
