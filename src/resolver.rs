@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
+use crate::dns64::dnssec::AnswerOrigin;
 use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
 use crate::dns64::{SynthesisPrefix, ipv4only};
@@ -64,8 +65,10 @@ impl Default for ClientFlags {
 pub struct Resolution {
     /// RCODE and sections.
     pub answer: Answer,
-    /// True if the answer holds synthesized records (never AD, RFC 6147 §5.5).
+    /// True if the answer holds synthesized records.
     pub synthesized: bool,
+    /// Whether DNS64 composed the answer (RFC 6147 §5.5's AD rule applies).
+    pub origin: AnswerOrigin,
     /// An Extended DNS Error for the response, if any.
     pub extended_error: Option<ExtendedError>,
     /// Native AAAA existed but all were excluded (RFC 6147 §5.1.4).
@@ -77,6 +80,7 @@ impl Resolution {
         Self {
             answer,
             synthesized: false,
+            origin: AnswerOrigin::Unmodified,
             extended_error: None,
             excluded_aaaa: false,
         }
@@ -93,6 +97,7 @@ impl Resolution {
             code => Self {
                 answer: Answer::empty(ResponseCode::ServFail),
                 synthesized: false,
+                origin: AnswerOrigin::Unmodified,
                 extended_error: Some(ExtendedError::new(
                     InfoCode::NetworkError,
                     format!("every upstream attempt was answered {code}"),
@@ -121,6 +126,7 @@ impl Resolution {
         Self {
             answer: Answer::empty(code),
             synthesized: false,
+            origin: AnswerOrigin::Unmodified,
             extended_error: Some(ExtendedError::new(info, error.to_string())),
             excluded_aaaa: false,
         }
@@ -293,7 +299,7 @@ impl Resolver {
         }
     }
 
-    /// A resolution that may hold synthesized data (EDE 29 when it does).
+    /// A resolution DNS64 composed, which may hold synthesized data (EDE 29 when it does).
     fn synthesized(
         &self,
         answer: Answer,
@@ -304,6 +310,7 @@ impl Resolver {
             extended_error: synthesized.then(|| synthesized_note(prefixes)),
             answer,
             synthesized,
+            origin: AnswerOrigin::Dns64,
             excluded_aaaa: false,
         }
     }

@@ -735,13 +735,19 @@ async fn ad_is_kept_on_native_answers_only_for_clients_that_ask() {
 }
 
 #[tokio::test]
-async fn synthesized_answer_never_has_ad() {
+async fn synthesized_answer_has_ad_only_for_do_without_cd() {
     let fake = start_signed_fake().await;
     let d = start_dns64d(&[fake.addr()], "", "").await;
-    for q in [
-        Q::new("v4signed.example", RecordType::AAAA).ad(),
-        Q::new("v4signed.example", RecordType::AAAA).do_bit(),
-        Q::new("v4signed.example", RecordType::AAAA).do_bit().ad(),
+    // (query, AD expected): RFC 6147 §5.5 item 2 (DO=1, CD=0: the AAAA denial and
+    // the A answer validated, so AD) and item 1 (DO=0: never AD, whatever AD asked).
+    for (q, ad) in [
+        (Q::new("v4signed.example", RecordType::AAAA).ad(), false),
+        (Q::new("v4signed.example", RecordType::AAAA), false),
+        (Q::new("v4signed.example", RecordType::AAAA).do_bit(), true),
+        (
+            Q::new("v4signed.example", RecordType::AAAA).do_bit().ad(),
+            true,
+        ),
     ] {
         for m in [query_udp(d.addr, &q).await, query_tcp(d.addr, &q).await] {
             // The AAAA NODATA carried SOA MINIMUM 60: TTL = min(300, 60).
@@ -750,8 +756,8 @@ async fn synthesized_answer_never_has_ad() {
                 ["v4signed.example. 60 AAAA 64:ff9b::5db8:d822"],
                 "{q:?}"
             );
-            assert!(
-                !m.metadata.authentic_data,
+            assert_eq!(
+                m.metadata.authentic_data, ad,
                 "AD on a synthesized answer: {q:?}"
             );
             assert!(
