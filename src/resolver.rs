@@ -22,7 +22,7 @@ use crate::config::{Config, Dns64Config};
 use crate::dns64::dnssec::AnswerOrigin;
 use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
-use crate::dns64::{SynthesisPrefix, ipv4only};
+use crate::dns64::{SynthesisPrefix, ipv4only, policy};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::metrics::Metrics;
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
@@ -263,6 +263,16 @@ impl Resolver {
             let local = ipv4only::answer(&question.name, question.record_type, prefixes);
             return self.synthesized(local.answer, local.synthesized, prefixes);
         }
+        if dns64_active && policy.reverse != ReverseMode::Off {
+            if let Some(prefix) = reverse::empty_non_terminal_of(&question.name, prefixes) {
+                let answer = reverse::empty_non_terminal_answer(
+                    &question.name,
+                    question.record_type,
+                    prefix,
+                );
+                return Resolution::plain(answer);
+            }
+        }
         if dns64_active && question.record_type == RecordType::PTR {
             if let Some(resolution) = self
                 .resolve_reverse(question, options, prefixes, &policy)
@@ -360,10 +370,11 @@ impl Resolver {
             }
             Err(error) => return Resolution::failure(&error),
         };
+        let excluded_aaaa = policy::excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
         let decision = synthesis::decide_on_aaaa(
             name,
             aaaa,
-            &policy.exclude_aaaa,
+            &excluded_aaaa,
             policy.ignores_native_aaaa(name),
             policy.synthesize_on,
         );
