@@ -242,6 +242,9 @@ pub struct RawPrefixTable {
     /// IPv4 ranges never synthesized under this prefix (replaces `dns64.exclude_ipv4`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_ipv4: Option<Vec<String>>,
+    /// AAAA ranges treated as absent for this prefix's clients (replaces `dns64.exclude_aaaa`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_aaaa: Option<Vec<String>>,
 }
 
 /// `upstream.servers`: a list of addresses, or `"system"` for the host's resolvers.
@@ -795,6 +798,7 @@ impl Config {
             "dns64.prefixes",
             &prefix_entries,
             global_exclude_ipv4.as_deref(),
+            &mut warnings,
         )?;
 
         let mut listeners = Vec::new();
@@ -817,6 +821,7 @@ impl Config {
                         &format!("{key}.prefixes"),
                         list,
                         global_exclude_ipv4.as_deref(),
+                        &mut warnings,
                     )?;
                     (Some(fixed), Some(discover))
                 }
@@ -947,29 +952,8 @@ impl Config {
             ));
         }
 
-        let mut exclude_aaaa = Vec::new();
-        for text in &raw.dns64.exclude_aaaa {
-            let network: Ipv6Net = text.trim().parse().map_err(|_| {
-                ConfigError::invalid(
-                    "dns64.exclude_aaaa",
-                    text,
-                    "not an IPv6 network like ::ffff:0:0/96",
-                )
-            })?;
-            if network != network.trunc() {
-                let hint = if network.trunc() == "::/96".parse::<Ipv6Net>().expect("valid") {
-                    " (\"::ffff/96\" is a typo copied from RFC 6147; the IPv4-mapped range is ::ffff:0:0/96)"
-                } else {
-                    ""
-                };
-                warnings.push(format!(
-                    "dns64.exclude_aaaa: \"{text}\" has bits set after /{}, so it means {}{hint}",
-                    network.prefix_len(),
-                    network.trunc()
-                ));
-            }
-            exclude_aaaa.push(network.trunc());
-        }
+        let exclude_aaaa =
+            parse_exclude_aaaa("dns64.exclude_aaaa", &raw.dns64.exclude_aaaa, &mut warnings)?;
         warn_about_prefixes(&prefixes, &exclude_aaaa, &mut warnings);
 
         let access_clients = parse_ip_networks("access.clients", &raw.access.clients)?;
@@ -1190,6 +1174,7 @@ fn parse_prefix_list(
     key: &str,
     entries: &[RawPrefix],
     global_exclude_ipv4: Option<&[Ipv4Net]>,
+    warnings: &mut Vec<String>,
 ) -> Result<(Vec<SynthesisPrefix>, bool), ConfigError> {
     let mut prefixes: Vec<SynthesisPrefix> = Vec::new();
     let mut discover = false;
@@ -1208,7 +1193,12 @@ fn parse_prefix_list(
         let mut exclude_ipv4 = global_exclude_ipv4.map(<[Ipv4Net]>::to_vec);
         let mut mapped_ipv4 = None;
         let mut clients = None;
+        let mut excluded_aaaa = None;
         if let Some(table) = table {
+            if let Some(list) = &table.exclude_aaaa {
+                let networks = parse_exclude_aaaa(&format!("{key}.exclude_aaaa"), list, warnings)?;
+                excluded_aaaa = Some(ExcludedAaaa::new(&networks));
+            }
             if let Some(suffix) = &table.suffix {
                 let address: std::net::Ipv6Addr = suffix.trim().parse().map_err(|_| {
                     ConfigError::invalid(
@@ -1241,9 +1231,39 @@ fn parse_prefix_list(
         let mut synthesis_prefix = SynthesisPrefix::new(prefix, exclude_ipv4.as_deref());
         synthesis_prefix.mapped_ipv4 = mapped_ipv4;
         synthesis_prefix.clients = clients;
+        synthesis_prefix.excluded_aaaa = excluded_aaaa;
         prefixes.push(synthesis_prefix);
     }
     Ok((prefixes, discover))
+}
+
+/// An `exclude_aaaa` list (`key` names it in errors): IPv6 networks; one
+/// with host bits set is taken as its network, with a warning.
+fn parse_exclude_aaaa(
+    key: &str,
+    list: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Ipv6Net>, ConfigError> {
+    let mut networks = Vec::new();
+    for text in list {
+        let network: Ipv6Net = text.trim().parse().map_err(|_| {
+            ConfigError::invalid(key, text, "not an IPv6 network like ::ffff:0:0/96")
+        })?;
+        if network != network.trunc() {
+            let hint = if network.trunc() == "::/96".parse::<Ipv6Net>().expect("valid") {
+                " (\"::ffff/96\" is a typo copied from RFC 6147; the IPv4-mapped range is ::ffff:0:0/96)"
+            } else {
+                ""
+            };
+            warnings.push(format!(
+                "{key}: \"{text}\" has bits set after /{}, so it means {}{hint}",
+                network.prefix_len(),
+                network.trunc()
+            ));
+        }
+        networks.push(network.trunc());
+    }
+    Ok(networks)
 }
 
 /// Warnings for prefixes that overlap each other or that the exclusions hide.

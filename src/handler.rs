@@ -15,6 +15,7 @@ use ipnet::IpNet;
 
 use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
+use crate::dns64::dnssec::{self, ClientDnssec};
 use crate::fastpath::StoredNote;
 use crate::metrics::AaaaKind;
 use crate::resolver::{ClientFlags, Question, Resolver};
@@ -332,11 +333,15 @@ impl RequestHandler {
         outcome.excluded_aaaa = resolution.excluded_aaaa;
         response.metadata.response_code = answer.response_code;
         response.metadata.authoritative = answer.authoritative;
-        // RFC 6147 §5.5 and RFC 6840 §5.8: AD only for unmodified data, and
-        // only to clients that showed they understand it (DO or AD).
-        response.metadata.authentic_data = !resolution.synthesized
-            && answer.authentic_data
-            && (dnssec_ok || request.metadata.authentic_data);
+        response.metadata.authentic_data = dnssec::response_authentic_data(
+            answer.authentic_data,
+            resolution.origin,
+            ClientDnssec {
+                dnssec_ok,
+                checking_disabled: request.metadata.checking_disabled,
+                authentic_data: request.metadata.authentic_data,
+            },
+        );
         response.answers = answer.answers;
         response.authorities = answer.authorities;
         response.additionals = answer.additionals;

@@ -13,8 +13,8 @@
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
 //! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
 //! (SERVFAIL with Extended DNS Error 6) unless the client set CD, which gets
-//! the data unvalidated (RFC 4035 §3.2.2). Synthesized answers never carry
-//! AD (RFC 6147 §5.5); that rule lives in the handler.
+//! the data unvalidated (RFC 4035 §3.2.2). Whether a synthesized answer
+//! carries AD is RFC 6147 §5.5's rule, in [`crate::dns64::dnssec`].
 
 use std::net::IpAddr;
 use std::path::Path;

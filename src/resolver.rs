@@ -19,9 +19,10 @@ use tokio::sync::OnceCell;
 use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
+use crate::dns64::dnssec::AnswerOrigin;
 use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
-use crate::dns64::{SynthesisPrefix, ipv4only};
+use crate::dns64::{SynthesisPrefix, ipv4only, policy};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::metrics::Metrics;
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
@@ -64,8 +65,10 @@ impl Default for ClientFlags {
 pub struct Resolution {
     /// RCODE and sections.
     pub answer: Answer,
-    /// True if the answer holds synthesized records (never AD, RFC 6147 §5.5).
+    /// True if the answer holds synthesized records.
     pub synthesized: bool,
+    /// Whether DNS64 composed the answer (RFC 6147 §5.5's AD rule applies).
+    pub origin: AnswerOrigin,
     /// An Extended DNS Error for the response, if any.
     pub extended_error: Option<ExtendedError>,
     /// Native AAAA existed but all were excluded (RFC 6147 §5.1.4).
@@ -77,6 +80,7 @@ impl Resolution {
         Self {
             answer,
             synthesized: false,
+            origin: AnswerOrigin::Unmodified,
             extended_error: None,
             excluded_aaaa: false,
         }
@@ -93,6 +97,7 @@ impl Resolution {
             code => Self {
                 answer: Answer::empty(ResponseCode::ServFail),
                 synthesized: false,
+                origin: AnswerOrigin::Unmodified,
                 extended_error: Some(ExtendedError::new(
                     InfoCode::NetworkError,
                     format!("every upstream attempt was answered {code}"),
@@ -121,6 +126,7 @@ impl Resolution {
         Self {
             answer: Answer::empty(code),
             synthesized: false,
+            origin: AnswerOrigin::Unmodified,
             extended_error: Some(ExtendedError::new(info, error.to_string())),
             excluded_aaaa: false,
         }
@@ -257,6 +263,16 @@ impl Resolver {
             let local = ipv4only::answer(&question.name, question.record_type, prefixes);
             return self.synthesized(local.answer, local.synthesized, prefixes);
         }
+        if dns64_active && policy.reverse != ReverseMode::Off {
+            if let Some(prefix) = reverse::empty_non_terminal_of(&question.name, prefixes) {
+                let answer = reverse::empty_non_terminal_answer(
+                    &question.name,
+                    question.record_type,
+                    prefix,
+                );
+                return Resolution::plain(answer);
+            }
+        }
         if dns64_active && question.record_type == RecordType::PTR {
             if let Some(resolution) = self
                 .resolve_reverse(question, options, prefixes, &policy)
@@ -293,7 +309,7 @@ impl Resolver {
         }
     }
 
-    /// A resolution that may hold synthesized data (EDE 29 when it does).
+    /// A resolution DNS64 composed, which may hold synthesized data (EDE 29 when it does).
     fn synthesized(
         &self,
         answer: Answer,
@@ -304,6 +320,7 @@ impl Resolver {
             extended_error: synthesized.then(|| synthesized_note(prefixes)),
             answer,
             synthesized,
+            origin: AnswerOrigin::Dns64,
             excluded_aaaa: false,
         }
     }
@@ -353,10 +370,11 @@ impl Resolver {
             }
             Err(error) => return Resolution::failure(&error),
         };
+        let excluded_aaaa = policy::excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
         let decision = synthesis::decide_on_aaaa(
             name,
             aaaa,
-            &policy.exclude_aaaa,
+            &excluded_aaaa,
             policy.ignores_native_aaaa(name),
             policy.synthesize_on,
         );

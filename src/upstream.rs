@@ -25,6 +25,8 @@ use tokio::time::Instant;
 
 use crate::answer::Answer;
 use crate::config::{UpstreamConfig, UpstreamSelection};
+use crate::dns64;
+use crate::ede::ExtendedError;
 use crate::metrics::Metrics;
 
 /// Why no answer came back from any upstream.
@@ -44,7 +46,8 @@ pub enum UpstreamError {
     /// No upstream server is configured (yet).
     #[error("no usable upstream server is configured")]
     NoServers,
-    /// DNSSEC validation (recursive mode) found the answer bogus.
+    /// DNSSEC validation found the answer bogus: dns64d's own (recursive
+    /// mode), or the upstream's (a SERVFAIL with a DNSSEC Extended DNS Error).
     #[error("DNSSEC validation failed: {0}")]
     Bogus(String),
 }
@@ -240,7 +243,23 @@ impl Upstream {
                 Ok(Ok(response)) => {
                     self.metrics
                         .upstream_latency(server.address, sent.elapsed());
-                    let answer = Answer::from_message(response.into_message());
+                    let message = response.into_message();
+                    if let Some((code, text)) = validation_failure(&message) {
+                        // RFC 6147 §5.5: the upstream validated and found the
+                        // data bogus; no other server's answer, and no
+                        // synthesis, may stand in for it.
+                        self.metrics.upstream_error(server.address, "servfail");
+                        return Err(UpstreamError::Bogus(format!(
+                            "{name} {record_type}: upstream {} answered SERVFAIL with Extended DNS Error {code}{}",
+                            server.address,
+                            if text.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({text})")
+                            }
+                        )));
+                    }
+                    let answer = Answer::from_message(message);
                     if is_server_failure(answer.response_code) {
                         let kind = match answer.response_code {
                             ResponseCode::ServFail => "servfail",
@@ -394,6 +413,20 @@ fn restore_case(response: &mut Message, original: &Query) {
 
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The Extended DNS Error of an upstream SERVFAIL that reports a DNSSEC
+/// validation failure (INFO-CODE 5–12), if the reply is one.
+fn validation_failure(message: &Message) -> Option<(u16, String)> {
+    if message.metadata.response_code != ResponseCode::ServFail {
+        return None;
+    }
+    let edns = message.edns.as_ref()?;
+    edns.options()
+        .get_all(crate::ede::ede_code())
+        .into_iter()
+        .filter_map(ExtendedError::parse)
+        .find(|(code, _)| dns64::dnssec::is_validation_failure_code(*code))
 }
 
 /// RCODEs after which another server may do better.

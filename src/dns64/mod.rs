@@ -1,7 +1,9 @@
 //! DNS64 itself, without I/O: RFC 6052 address embedding ([`prefix`]), the
 //! exclusion policy ([`policy`]), the RFC 6147 decisions for AAAA queries
-//! ([`synthesis`]) and the local `ipv4only.arpa` answers ([`ipv4only`]).
+//! ([`synthesis`]), the DNSSEC rules of §5.5 ([`dnssec`]) and the local
+//! `ipv4only.arpa` answers ([`ipv4only`]).
 
+pub mod dnssec;
 pub mod ipv4only;
 pub mod policy;
 pub mod prefix;

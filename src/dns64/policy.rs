@@ -66,6 +66,9 @@ pub struct SynthesisPrefix {
     pub mapped_ipv4: Option<Arc<[Ipv4Net]>>,
     /// If set, only these clients get this prefix.
     pub clients: Option<Arc<[IpNet]>>,
+    /// The AAAA ranges treated as absent for clients of this prefix; `None`:
+    /// the global `dns64.exclude_aaaa`.
+    pub excluded_aaaa: Option<ExcludedAaaa>,
 }
 
 impl SynthesisPrefix {
@@ -80,6 +83,7 @@ impl SynthesisPrefix {
             excluded_ipv4,
             mapped_ipv4: None,
             clients: None,
+            excluded_aaaa: None,
         }
     }
 
@@ -120,6 +124,31 @@ impl ExcludedAaaa {
     pub fn networks(&self) -> &[Ipv6Net] {
         &self.0
     }
+}
+
+/// The AAAA exclusions for a query answered with `prefixes` (RFC 6147
+/// §5.1.4): each prefix's own list, or `global` for a prefix without one.
+/// With several prefixes, an AAAA is treated as absent when any of their
+/// lists covers it: it is unusable through at least one of the NAT64s the
+/// client may take, and the synthesized addresses reach the name through
+/// every one of them.
+pub fn excluded_aaaa_for<'a>(
+    prefixes: &'a [SynthesisPrefix],
+    global: &'a ExcludedAaaa,
+) -> std::borrow::Cow<'a, ExcludedAaaa> {
+    if prefixes.iter().all(|prefix| prefix.excluded_aaaa.is_none()) {
+        return std::borrow::Cow::Borrowed(global);
+    }
+    let mut networks: Vec<Ipv6Net> = Vec::new();
+    for prefix in prefixes {
+        let list = prefix.excluded_aaaa.as_ref().unwrap_or(global);
+        for network in list.networks() {
+            if !networks.contains(network) {
+                networks.push(*network);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(ExcludedAaaa::new(&networks))
 }
 
 impl Default for ExcludedAaaa {
@@ -195,6 +224,29 @@ mod tests {
         assert!(prefix.serves("192.168.1.7".parse().unwrap()));
         assert!(prefix.serves("::ffff:192.168.1.7".parse().unwrap()));
         assert!(!prefix.serves("192.168.2.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn exclusions_per_prefix_default_to_the_global_list() {
+        let global = ExcludedAaaa::default();
+        let own = ExcludedAaaa::new(&["2001:db8:bad::/48".parse().unwrap()]);
+        let plain = SynthesisPrefix::new(Nat64Prefix::well_known(), None);
+        let mut listed = SynthesisPrefix::new("2001:db8:64::/96".parse().unwrap(), None);
+        listed.excluded_aaaa = Some(own.clone());
+        let mapped: Ipv6Addr = "::ffff:1.2.3.4".parse().unwrap();
+        let bad: Ipv6Addr = "2001:db8:bad::1".parse().unwrap();
+        // (case, prefixes, mapped excluded, bad excluded)
+        let cases = [
+            ("no prefix", vec![], true, false),
+            ("global only", vec![plain.clone()], true, false),
+            ("own list only", vec![listed.clone()], false, true),
+            ("both: any list excludes", vec![plain, listed], true, true),
+        ];
+        for (case, prefixes, mapped_excluded, bad_excluded) in cases {
+            let excluded = excluded_aaaa_for(&prefixes, &global);
+            assert_eq!(excluded.is_excluded(&mapped), mapped_excluded, "{case}");
+            assert_eq!(excluded.is_excluded(&bad), bad_excluded, "{case}");
+        }
     }
 
     #[test]

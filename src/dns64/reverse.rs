@@ -10,11 +10,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{CNAME, PTR};
+use hickory_proto::rr::rdata::{CNAME, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::ipv4only::IPV4ONLY_ADDRESSES;
 use super::policy::SynthesisPrefix;
+use super::prefix::Nat64Prefix;
 use crate::answer::Answer;
 
 /// How PTR queries under a NAT64 prefix are answered (`dns64.reverse`).
@@ -95,6 +96,84 @@ pub fn ip6_arpa_name_of(address: Ipv6Addr) -> Name {
     Name::from_str(&labels.join(".")).expect("valid reverse name")
 }
 
+/// The ip6.arpa zone of a prefix: one nibble label per 4 bits of its length.
+pub fn prefix_zone_name(prefix: &Nat64Prefix) -> Name {
+    let nibbles = usize::from(prefix.length() / 4);
+    let mut labels: Vec<String> = format!("{:032x}", u128::from(prefix.network().network()))
+        .chars()
+        .take(nibbles)
+        .map(String::from)
+        .collect();
+    labels.reverse();
+    labels.push("ip6.arpa.".into());
+    Name::from_str(&labels.join(".")).expect("valid reverse zone name")
+}
+
+/// The prefix whose reverse zone holds `qname` as an empty non-terminal: a
+/// name of fewer than 32 nibbles at or below the prefix's ip6.arpa zone, an
+/// ancestor of the full names answered by [`embedded_ipv4`]. Such names
+/// exist (RFC 8020: an NXDOMAIN for them would deny everything below), but
+/// own no records.
+pub fn empty_non_terminal_of<'a>(
+    qname: &Name,
+    prefixes: &'a [SynthesisPrefix],
+) -> Option<&'a SynthesisPrefix> {
+    let labels: Vec<&[u8]> = qname.iter().collect();
+    let [nibbles @ .., ip6, arpa] = labels.as_slice() else {
+        return None;
+    };
+    if nibbles.len() >= 32
+        || !ip6.eq_ignore_ascii_case(b"ip6")
+        || !arpa.eq_ignore_ascii_case(b"arpa")
+    {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for label in nibbles.iter().rev() {
+        let [digit] = label else {
+            return None;
+        };
+        value = (value << 4) | u128::from(char::from(*digit).to_digit(16)?);
+    }
+    // Fewer than 32 nibbles: shift the known ones to the top of the address.
+    let shift = 4 * (32 - nibbles.len() as u32);
+    let address = Ipv6Addr::from(value.checked_shl(shift).unwrap_or(0));
+    prefixes.iter().find(|prefix| {
+        nibbles.len() >= usize::from(prefix.prefix.length() / 4) && prefix.prefix.contains(&address)
+    })
+}
+
+/// The answer for an empty non-terminal of `prefix`'s reverse zone: NOERROR
+/// without records and the zone's SOA in the authority section; an SOA
+/// question at the zone's apex gets the SOA as its answer.
+pub fn empty_non_terminal_answer(
+    qname: &Name,
+    record_type: RecordType,
+    prefix: &SynthesisPrefix,
+) -> Answer {
+    let zone = prefix_zone_name(&prefix.prefix);
+    let soa = SOA::new(
+        zone.clone(),
+        Name::from_str("nobody.invalid.").expect("valid name"),
+        1,
+        3600,
+        1200,
+        604800,
+        PREFIX_ZONE_NEGATIVE_TTL,
+    );
+    let record = Record::from_rdata(zone.clone(), PREFIX_ZONE_NEGATIVE_TTL, RData::SOA(soa));
+    let mut answer = Answer::empty(ResponseCode::NoError);
+    if record_type == RecordType::SOA && *qname == zone {
+        answer.answers.push(record);
+    } else {
+        answer.authorities.push(record);
+    }
+    answer
+}
+
+/// The TTL and negative TTL of the local SOA of a prefix's reverse zone.
+pub const PREFIX_ZONE_NEGATIVE_TTL: u32 = 600;
+
 /// The embedded IPv4 address if `qname` is a full ip6.arpa name inside one of
 /// `prefixes` and the address may be synthesized under it.
 pub fn embedded_ipv4(qname: &Name, prefixes: &[SynthesisPrefix]) -> Option<Ipv4Addr> {
@@ -150,7 +229,6 @@ pub fn ptr_answer(qname: &Name, target: &Name, target_answer: Answer) -> Answer 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns64::Nat64Prefix;
 
     fn name(text: &str) -> Name {
         Name::from_str(text).unwrap()
@@ -208,6 +286,60 @@ mod tests {
             reverse_name_of(Ipv4Addr::new(93, 184, 216, 34)),
             name("34.216.184.93.in-addr.arpa.")
         );
+    }
+
+    #[test]
+    fn empty_non_terminals_lie_between_the_prefix_zone_and_full_names() {
+        let prefixes = [
+            SynthesisPrefix::new(Nat64Prefix::well_known(), None),
+            SynthesisPrefix::new("2001:db8:100::/40".parse().unwrap(), None),
+        ];
+        let wkp_zone = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.";
+        assert_eq!(prefix_zone_name(&prefixes[0].prefix), name(wkp_zone));
+        assert_eq!(
+            prefix_zone_name(&prefixes[1].prefix),
+            name("1.0.8.b.d.0.1.0.0.2.ip6.arpa.")
+        );
+        // (case, name, index of the prefix or None)
+        let full = reverse_of("64:ff9b::5db8:d822").to_string();
+        let cases = [
+            ("apex of the /96 zone", wkp_zone.to_string(), Some(0)),
+            ("one nibble below", format!("d.{wkp_zone}"), Some(0)),
+            ("31 nibbles", full[2..].to_string(), Some(0)),
+            ("a full name is not one", full.clone(), None),
+            ("above the zone", "4.6.0.0.ip6.arpa.".to_string(), None),
+            (
+                "outside every prefix",
+                "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.".to_string(),
+                None,
+            ),
+            (
+                "inside the /40",
+                "2.1.0.8.b.d.0.1.0.0.2.ip6.arpa.".to_string(),
+                Some(1),
+            ),
+            ("not a nibble", format!("x.{wkp_zone}"), None),
+            ("two characters", format!("dd.{wkp_zone}"), None),
+            ("ip6.arpa itself", "ip6.arpa.".to_string(), None),
+        ];
+        for (case, text, expected) in cases {
+            let found = empty_non_terminal_of(&name(&text), &prefixes);
+            assert_eq!(
+                found.map(|prefix| prefix.prefix),
+                expected.map(|index: usize| prefixes[index].prefix),
+                "{case}: {text}"
+            );
+        }
+        let answer = empty_non_terminal_answer(
+            &name(&format!("d.{wkp_zone}")),
+            RecordType::PTR,
+            &prefixes[0],
+        );
+        assert_eq!(answer.response_code, ResponseCode::NoError);
+        assert!(answer.answers.is_empty());
+        assert_eq!(answer.authorities.len(), 1);
+        assert_eq!(answer.authorities[0].name, name(wkp_zone));
+        assert_eq!(answer.negative_ttl(), Some(PREFIX_ZONE_NEGATIVE_TTL));
     }
 
     #[test]

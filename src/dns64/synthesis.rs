@@ -50,6 +50,23 @@ pub struct AaaaFallback {
     pub nodata: Answer,
     /// Native AAAA records were present and all excluded.
     pub had_excluded: bool,
+    /// The native answer set aside because `ignore_aaaa` applies to the
+    /// name: returned when nothing can be synthesized, so the option only
+    /// ever prefers the synthesized address and never makes a name
+    /// unreachable (as Unbound 1.19 and later do).
+    pub native: Option<Answer>,
+}
+
+impl AaaaFallback {
+    /// True if the AAAA answer is a validated denial (RFC 6147 §5.5 item 2:
+    /// "the negative response validates"): NOERROR without AAAA, with AD.
+    /// Native AAAA records that were excluded or ignored are no denial.
+    fn is_validated_denial(&self) -> bool {
+        self.name_exists
+            && self.nodata.authentic_data
+            && !self.had_excluded
+            && self.native.is_none()
+    }
 }
 
 /// Decides on the AAAA answer for `qname` (RFC 6147 §5.1.1, §5.1.2, §5.1.4).
@@ -71,6 +88,7 @@ pub fn decide_on_aaaa(
             if has_usable && !ignore_native {
                 return AaaaDecision::Native(kept);
             }
+            let native = has_usable.then(|| kept.clone());
             let mut nodata = kept;
             if had_excluded || has_usable {
                 nodata = strip_aaaa(nodata);
@@ -80,6 +98,7 @@ pub fn decide_on_aaaa(
                 name_exists: true,
                 nodata,
                 had_excluded,
+                native,
             })
         }
         _ => match synthesize_on {
@@ -88,6 +107,7 @@ pub fn decide_on_aaaa(
                 name_exists: false,
                 nodata: Answer::empty(ResponseCode::ServFail),
                 had_excluded: false,
+                native: None,
             }),
             SynthesizeOn::NodataOnly => AaaaDecision::Fail,
         },
@@ -130,13 +150,17 @@ pub struct Synthesized {
 
 /// Builds the AAAA answer from the A answer for `qname` (RFC 6147 §5.1.6–§5.1.7).
 ///
-/// The CNAME chain of the A answer is kept, and one AAAA per embeddable A
-/// record of the chain's final name is added per prefix (prefix order first).
-/// The TTL of each synthesized AAAA is min(A TTL, negative TTL of the AAAA
-/// answer), or min(A TTL, 600) without an SOA. Synthesized answers carry no
-/// RRSIGs, no authority and no additional data, and never the AD bit (§5.5).
+/// The CNAME chain of the A answer is kept with its RRSIGs, and one AAAA
+/// per embeddable A record of the chain's final name is added per prefix
+/// (prefix order first). The TTL of each synthesized AAAA is min(A TTL,
+/// negative TTL of the AAAA answer), or min(A TTL, 600) without an SOA.
+/// The synthesized AAAA set has no RRSIG; the authority section keeps the A
+/// answer's NSEC/NSEC3 records and their RRSIGs (a wildcard's proof stays
+/// true), and nothing else. The answer counts as validated (see
+/// [`super::dnssec::response_authentic_data`]) when the AAAA answer was a
+/// validated denial and the A answer (chain included) validated.
 /// With nothing to synthesize, the result is NODATA (or the A answer's
-/// NXDOMAIN when the AAAA lookup failed).
+/// NXDOMAIN when the AAAA lookup failed), see [`nothing_to_synthesize`].
 pub fn synthesize_from_a(
     qname: &Name,
     a: &Answer,
@@ -175,17 +199,26 @@ pub fn synthesize_from_a(
         let mut answers: Vec<Record> = a
             .answers
             .iter()
-            .filter(|record| record.record_type() == RecordType::CNAME)
+            .filter(|record| is_type_or_its_rrsig(record, RecordType::CNAME))
             .cloned()
             .collect();
         answers.extend(synthesized);
+        let authorities = a
+            .authorities
+            .iter()
+            .filter(|record| {
+                is_type_or_its_rrsig(record, RecordType::NSEC)
+                    || is_type_or_its_rrsig(record, RecordType::NSEC3)
+            })
+            .cloned()
+            .collect();
         return Synthesized {
             answer: Answer {
                 response_code: ResponseCode::NoError,
-                authentic_data: false,
+                authentic_data: fallback.is_validated_denial() && a.authentic_data,
                 authoritative: a.authoritative && fallback.nodata.authoritative,
                 answers,
-                authorities: Vec::new(),
+                authorities,
                 additionals: Vec::new(),
             },
             synthesized: true,
@@ -198,48 +231,56 @@ pub fn synthesize_from_a(
     }
 }
 
-/// The answer when no AAAA could be synthesized: NODATA with the chain and the
-/// SOA (from the A answer, else the AAAA answer), or the A answer's NXDOMAIN
-/// or failure when the AAAA lookup had failed.
+/// The answer when no AAAA could be synthesized.
+///
+/// Every record kept is one the upstream sent that is still true, with its
+/// RRSIGs, in the section it came from (RFC 4035 §3.1), so a validating
+/// client can check what it gets:
+/// - `ignore_aaaa` set the native AAAA answer aside: that answer, whole.
+/// - The AAAA answer was NODATA: that answer as it came (the CNAME chain,
+///   the SOA and the NSEC/NSEC3 proof, all with their RRSIGs, and its AD).
+/// - Its AAAA records were all excluded: its chain, and the SOA with its
+///   RRSIG from the A answer when that was NODATA too. No proof of absence
+///   exists for AAAA records that exist, so this answer is never validated.
+/// - The AAAA lookup failed (§5.1.2): the A answer without its A records,
+///   which keeps an NXDOMAIN with its proof, or the failure.
 fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
-    let a_is_negative = matches!(
+    if let Some(native) = fallback.native {
+        return native;
+    }
+    if fallback.name_exists {
+        let mut answer = fallback.nodata;
+        if fallback.had_excluded {
+            answer.authentic_data = false;
+            if answer.negative_ttl().is_none() && a.response_code == ResponseCode::NoError {
+                answer.authorities.extend(
+                    a.authorities
+                        .iter()
+                        .filter(|record| is_type_or_its_rrsig(record, RecordType::SOA))
+                        .cloned(),
+                );
+            }
+        }
+        answer.additionals.clear();
+        return answer;
+    }
+    if !matches!(
         a.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
-    );
-    if !fallback.name_exists {
-        // The AAAA lookup failed: the A answer is all we know.
-        if !a_is_negative {
-            return Answer::empty(ResponseCode::ServFail);
-        }
-        let mut answer = without_dnssec(a.clone());
-        answer
-            .answers
-            .retain(|record| record.record_type() == RecordType::CNAME);
-        answer.additionals.clear();
-        answer.authentic_data = false;
-        return answer;
+    ) {
+        return Answer::empty(ResponseCode::ServFail);
     }
-    if a.response_code == ResponseCode::NoError {
-        let mut answer = without_dnssec(a.clone());
-        answer
-            .answers
-            .retain(|record| record.record_type() == RecordType::CNAME);
-        answer.additionals.clear();
-        if answer.negative_ttl().is_none() {
-            answer.authorities = fallback.nodata.authorities.clone();
-            answer = without_dnssec(answer);
-        }
-        answer.authentic_data = false;
-        return answer;
-    }
-    let mut answer = without_dnssec(fallback.nodata);
+    let mut answer = a.clone();
+    answer
+        .answers
+        .retain(|record| !is_type_or_its_rrsig(record, RecordType::A));
     answer.additionals.clear();
-    answer.authentic_data = false;
+    // The A answer's proofs deny A, not AAAA: only an NXDOMAIN denies both.
+    answer.authentic_data &= answer.response_code == ResponseCode::NXDomain;
     answer
 }
 
-/// The answer without DNSSEC records (see [`Answer::strip_dnssec`]).
-fn without_dnssec(mut answer: Answer) -> Answer {
-    answer.strip_dnssec();
-    answer
+/// True if `record` is of `record_type` or an RRSIG covering that type.
+fn is_type_or_its_rrsig(record: &Record, record_type: RecordType) -> bool {
+    record.record_type() == record_type || is_rrsig_covering(record, record_type)
 }

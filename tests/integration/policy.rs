@@ -85,16 +85,73 @@ async fn reverse_off_short_names_and_excluded_ipv4_are_forwarded() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert!(auth.count(&name, RecordType::PTR) >= 1);
 
-    let (auth, d) = setup("").await;
     let prefix_only = "b.9.f.f.4.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.";
     let m = query_udp(d.addr, &Q::new(prefix_only, RecordType::PTR)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert!(auth.count(prefix_only, RecordType::PTR) >= 1);
+
+    let (auth, d) = setup("").await;
     // 10.1.2.3 may not be embedded in the well-known prefix: no CNAME, forwarded.
     let excluded = ip6_arpa("64:ff9b::a01:203");
     let m = query_udp(d.addr, &Q::new(&excluded, RecordType::PTR)).await;
     assert!(m.answers.is_empty());
     assert!(auth.count(&excluded, RecordType::PTR) >= 1);
+}
+
+#[tokio::test]
+async fn reverse_zone_empty_non_terminals_are_nodata_with_the_prefix_soa() {
+    let (auth, d) = setup("[dns64]\nprefixes = [\"64:ff9b::/96\", \"2001:db8:100::/40\"]\n").await;
+    let wkp_zone = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.";
+    let full = ip6_arpa("64:ff9b::5db8:d822");
+    // (name asked, qtype, the prefix zone in the SOA)
+    let cases = [
+        (wkp_zone.to_string(), RecordType::PTR, wkp_zone),
+        (full[2..].to_string(), RecordType::PTR, wkp_zone), // 31 nibbles
+        (full[16..].to_string(), RecordType::NS, wkp_zone),
+        (format!("d.{wkp_zone}"), RecordType::A, wkp_zone),
+        (
+            "2.1.0.8.b.d.0.1.0.0.2.ip6.arpa.".to_string(),
+            RecordType::PTR,
+            "1.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+        ),
+    ];
+    for (name, qtype, zone) in cases {
+        for m in [
+            query_udp(d.addr, &Q::new(&name, qtype)).await,
+            query_tcp(d.addr, &Q::new(&name, qtype)).await,
+        ] {
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NoError,
+                "{name} {qtype}"
+            );
+            assert!(m.answers.is_empty() && m.additionals.is_empty(), "{name}");
+            assert_eq!(
+                authority_summary(&m),
+                [format!(
+                    "{zone} 600 SOA {zone} nobody.invalid. 1 3600 1200 604800 600"
+                )],
+                "{name} {qtype}"
+            );
+        }
+        assert_eq!(auth.count(&name, qtype), 0, "{name} was forwarded");
+    }
+    // The SOA of the zone itself, at its apex.
+    let m = query_udp(d.addr, &Q::new(wkp_zone, RecordType::SOA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        [format!(
+            "{wkp_zone} 600 SOA {wkp_zone} nobody.invalid. 1 3600 1200 604800 600"
+        )]
+    );
+    // Above the prefix zone, and outside every prefix: forwarded.
+    for name in ["4.6.0.0.ip6.arpa.", "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."] {
+        query_udp(d.addr, &Q::new(name, RecordType::PTR)).await;
+        assert!(
+            auth.count(name, RecordType::PTR) >= 1,
+            "{name} was not forwarded"
+        );
+    }
 }
 
 #[tokio::test]
@@ -314,5 +371,56 @@ async fn rd_zero_answers_from_cache_only() {
     assert_eq!(
         answer_summary(&m),
         ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+}
+
+#[tokio::test]
+async fn exclude_aaaa_per_prefix_defaults_to_the_global_list() {
+    // Inline table: this prefix treats 2001:db8::/32 as unusable, and only that.
+    let (_auth, d) = setup(
+        "[dns64]\nprefixes = [{ prefix = \"64:ff9b::/96\", exclude_aaaa = [\"2001:db8::/32\"] }]\n",
+    )
+    .await;
+    let m = query_udp(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["dual.dns64.test. 300 AAAA 64:ff9b::5db8:d828"]
+    );
+    // Its own list replaces the global one: an IPv4-mapped AAAA is usable here.
+    let m = query_udp(d.addr, &Q::new("mapped.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["mapped.dns64.test. 300 AAAA ::ffff:93.184.216.70"]
+    );
+
+    // [[dns64.prefix]]: the list applies to the clients of its prefix only; the
+    // prefix without a list uses the global one (the IPv4-mapped range).
+    let (_auth, d) = setup(
+        "[dns64]\nprefixes = []\n\n[[dns64.prefix]]\nprefix = \"64:ff9b::/96\"\nclients = [\"127.0.0.0/8\"]\n\n\
+         [[dns64.prefix]]\nprefix = \"2001:db8:64::/96\"\nclients = [\"10.0.0.0/8\"]\nexclude_aaaa = [\"2001:db8::/32\"]\n",
+    )
+    .await;
+    let m = query_udp(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["dual.dns64.test. 300 AAAA 2001:db8::40"]
+    );
+    let m = query_udp(d.addr, &Q::new("mapped.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["mapped.dns64.test. 300 AAAA 64:ff9b::5db8:d846"]
+    );
+
+    // Config errors name the key, the value and what is allowed.
+    let error = dns64d::config::from_toml_str(
+        "[upstream]\nservers = [\"127.0.0.1\"]\n[dns64]\nprefixes = [{ prefix = \"64:ff9b::/96\", exclude_aaaa = [\"2001:db8::/300\"] }]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("dns64.prefixes.exclude_aaaa")
+            && error.contains("2001:db8::/300")
+            && error.contains("IPv6 network"),
+        "{error}"
     );
 }

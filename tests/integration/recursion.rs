@@ -208,6 +208,19 @@ impl SignedZone {
     }
 }
 
+/// "owner TYPE" for the type each RRSIG among `records` covers.
+fn covered(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(sig)) => {
+                Some(format!("{} {}", r.name, sig.input().type_covered))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn has_type(records: &[Record], record_type: RecordType) -> bool {
     records.iter().any(|r| r.record_type() == record_type)
 }
@@ -285,14 +298,17 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         assert_eq!(answer_summary(&m), ["dual.rec.test. 300 AAAA 2001:db8::40"]);
 
         // A secure A record, and a secure AAAA NODATA: the synthesized AAAA is
-        // never AD (RFC 6147 §5.5), even though both inputs validated.
+        // AD for a DO client (RFC 6147 §5.5 item 2), never without DO (item 1).
         let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::A).do_bit()).await;
         assert!(m.metadata.authentic_data, "the A record itself validates");
         let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA).do_bit().ad()).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
-        assert!(!m.metadata.authentic_data, "synthesized: no AD");
+        assert!(m.metadata.authentic_data, "validated synthesis with DO: AD");
         assert!(ede(&m).iter().any(|(code, _)| *code == 29), "{:?}", ede(&m));
+        let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA).ad()).await;
+        assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
+        assert!(!m.metadata.authentic_data, "DO=0: never AD");
 
         // A secure NXDOMAIN: AD, with the NSEC proof for a DO client.
         let m = query_udp(d.addr, &Q::new("nope.rec.test", RecordType::A).do_bit()).await;
@@ -313,7 +329,7 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         assert!(!m.metadata.authentic_data, "insecure: no AD");
 
         // CNAME chains: inside the secure zone, and from it into the insecure one. The
-        // synthesized AAAA is never AD; the chain's own CNAME validates (AD on the A query).
+        // secure chain's synthesis is AD for a DO client and keeps the CNAME's RRSIG.
         let m = query_udp(d.addr, &Q::new("alias.rec.test", RecordType::AAAA).do_bit()).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(
@@ -323,7 +339,29 @@ fn dnssec_validation_on_a_signed_hierarchy() {
                 .collect::<Vec<_>>(),
             ["alias.rec.test. 300 CNAME v4only.rec.test.", "v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]
         );
+        assert_eq!(covered(&m.answers), ["alias.rec.test. CNAME"], "{:?}", answer_summary(&m));
+        assert!(m.metadata.authentic_data, "secure chain, validated denial and A: AD");
+        // Into the insecure zone: synthesized, never AD.
+        let m = query_udp(d.addr, &Q::new("cname.rec.test", RecordType::AAAA).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert!(!m.metadata.authentic_data);
+
+        // A secure NODATA for a DO client: the SOA and the NSEC proof, each with its RRSIG, and AD.
+        let m = query_udp(d.addr, &Q::new("text.rec.test", RecordType::AAAA).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty(), "{:?}", answer_summary(&m));
+        let mut kinds: Vec<String> = m.authorities.iter().map(|r| format!("{} {}", r.name, r.record_type())).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            ["rec.test. RRSIG", "rec.test. SOA", "text.rec.test. NSEC", "text.rec.test. RRSIG"],
+            "{:?}",
+            authority_summary(&m)
+        );
+        let mut signed = covered(&m.authorities);
+        signed.sort();
+        assert_eq!(signed, ["rec.test. SOA", "text.rec.test. NSEC"]);
+        assert!(m.metadata.authentic_data, "secure denial: AD");
         let m = query_udp(d.addr, &Q::new("alias.rec.test", RecordType::A).ad()).await;
         assert_eq!(
             answer_summary(&m),

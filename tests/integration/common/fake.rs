@@ -289,3 +289,31 @@ pub fn rr_soa(zone: &str, ttl: u32, minimum: u32) -> Record {
     );
     Record::from_rdata(z, ttl, RData::SOA(soa))
 }
+
+/// An RRSIG over `covered` at `owner`, signed (in appearance only: the bytes are not a
+/// signature) by `signer`'s key 4711 with ECDSAP256SHA256. dns64d in forwarding mode does
+/// not validate; what matters is that the record comes through intact.
+pub fn rr_rrsig(owner: &str, ttl: u32, covered: RecordType, signer: &str) -> Record {
+    use hickory_proto::dnssec::Algorithm;
+    use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG, SigInput};
+    let owner = name(owner);
+    let input = SigInput {
+        type_covered: covered,
+        algorithm: Algorithm::ECDSAP256SHA256,
+        num_labels: owner.num_labels(),
+        original_ttl: ttl,
+        sig_expiration: 2_200_000_000.into(),
+        sig_inception: 1_600_000_000.into(),
+        key_tag: 4711,
+        signer_name: name(signer),
+    };
+    let rrsig = RRSIG::from_sig(input, vec![0xab; 64]);
+    Record::from_rdata(owner, ttl, RData::DNSSEC(DNSSECRData::RRSIG(rrsig)))
+}
+
+/// An NSEC record at `owner` pointing at `next`, with the given types.
+pub fn rr_nsec(owner: &str, ttl: u32, next: &str, types: &[RecordType]) -> Record {
+    use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
+    let nsec = NSEC::new(name(next), types.iter().copied());
+    Record::from_rdata(name(owner), ttl, RData::DNSSEC(DNSSECRData::NSEC(nsec)))
+}
