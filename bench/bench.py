@@ -448,6 +448,140 @@ def cmd_memcheck(args):
     return 0
 
 
+# ------------------------------------------------------------------ recursive phases
+def upstream_queries(commands):
+    """Queries the hierarchy's NSD instances have received so far: the sum of
+    num.queries over `nsd-control ... stats_noreset` of each."""
+    total = 0
+    for command in commands:
+        out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        m = re.search(r"^num\.queries=(\d+)$", out.stdout, re.M)
+        if not m:
+            raise RuntimeError("no num.queries from %r: %s" % (command, out.stdout + out.stderr))
+        total += int(m.group(1))
+    return total
+
+
+def cmd_phases(args):
+    """One fresh server through the recursive phases, in order: each phase is a query
+    file sent once at full load (cold, warm) or for --duration seconds (cached)."""
+    server = parse_server(args.server)
+    perf = Dnsperf(args)
+    tree = process_tree(server["pid"])
+    rows = []
+    for spec in args.phase:
+        name, qfile, mode = spec.split(":", 2)
+        once = mode == "once"
+        argv = perf.prefix + ["-p", str(server["port"]), "-d", qfile, "-c", str(args.clients),
+                              "-q", str(args.outstanding)]
+        argv += ["-n", "1", "-l", "3600"] if once else ["-l", str(args.duration)]
+        upstream0 = upstream_queries(args.nsd_control)
+        cpu0, wall0 = cpu_seconds(tree), time.time()
+        rc, out, _ = run_dnsperf(argv, 3700)
+        srv_cpu = cpu_seconds(tree) - cpu0
+        st = parse_dnsperf(out)
+        upstream = upstream_queries(args.nsd_control) - upstream0
+        if rc != 0 or st["completed"] == 0:
+            print("dnsperf failed for %s/%s (exit %d):\n%s" % (
+                server["name"], name, rc, out[-1500:]), file=sys.stderr)
+        row = {"rep": args.rep, "server": server["name"], "workload": name, **st,
+               "wall_s": time.time() - wall0, "srv_cpu_s": srv_cpu,
+               "lost_pct": 100.0 * st["lost"] / max(1, st["sent"]),
+               "cpu_us_per_query": 1e6 * srv_cpu / st["completed"] if st["completed"] else None,
+               "queries_per_cpu_s": st["completed"] / srv_cpu if srv_cpu > 0 else None,
+               "upstream_queries": upstream,
+               "upstream_per_name": upstream / st["completed"] if st["completed"] else None,
+               **memory_kb(tree)}
+        rows.append(row)
+        print("rep %d %-8s %-7s qps %8.0f lost %5.2f%% cpu %7.1f us/q  upstream %.2f/name  "
+              "VmRSS %.1f MB  rcodes %s" % (
+                  args.rep, server["name"], name, st["qps"], row["lost_pct"],
+                  row["cpu_us_per_query"] or 0, row["upstream_per_name"] or 0,
+                  row["VmRSS"] / 1024, st["rcodes"]), flush=True)
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0
+
+
+def cmd_recursive_report(args):
+    rows = []
+    for path in args.phases_json:
+        with open(path) as f:
+            rows.extend(json.load(f))
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    phases = list(dict.fromkeys(r["workload"] for r in rows))
+    ref, cand = args.ref, args.candidate
+    info = machine_info(args)
+    lines = []
+    emit = lines.append
+    emit("dns64d recursive benchmark  %s" % args.stamp)
+    emit("machine: %s, %s, kernel %s, %d CPUs (%s), %.0f GB RAM" % (
+        info["host"], info["os"], info["kernel"], info["cpus"], info["cpu_model"],
+        info["memory_gb"]))
+    for k in ("dns64d", "unbound", "nsd", "dnsperf"):
+        emit("%-8s %s" % (k + ":", info[k]))
+    emit("hierarchy: %s" % args.hierarchy)
+    emit("pinning: %s" % args.pinning)
+    emit("servers: %s" % args.server_notes)
+    emit("repeats: %d (a fresh process per server and repeat, order rotated); medians" % (
+        max(r["rep"] for r in rows)))
+    emit("")
+    figures = [("qps", "qps", 0), ("lost_pct", "lost%", 2), ("cpu_us_per_query", "CPU us/q", 1),
+               ("queries_per_cpu_s", "q/CPU-s", 0), ("upstream_per_name", "upstream/q", 2),
+               ("VmRSS", "RSS MB", 1)]
+    summary = {}
+    for phase in phases:
+        emit("== %s" % phase)
+        emit("%-16s" % "server" + "".join("%12s" % t for _, t, _ in figures)
+             + "   q/CPU-s per repeat")
+        summary[phase] = {}
+        for s in servers:
+            these = [r for r in rows if r["workload"] == phase and r["server"] == s]
+            entry = {k: median([r.get(k) for r in these]) for k, _, _ in figures}
+            if entry["VmRSS"] is not None:
+                entry["VmRSS"] /= 1024
+            entry["rcodes"] = these[-1]["rcodes"] if these else ""
+            summary[phase][s] = entry
+            emit("%-16s" % s + "".join(fmt(entry[k], d, 12) for k, _, d in figures) + "   "
+                 + "/".join(fmt(r.get("queries_per_cpu_s")) for r in these))
+        if ref in summary[phase] and cand in summary[phase]:
+            e, b = summary[phase][cand], summary[phase][ref]
+            emit("%-16s" % ("%s/%s" % (cand, ref)) + "".join(
+                fmt(ratio(e[k], b[k]), 2, 12) for k, _, _ in figures))
+        for s in servers:
+            emit("  rcodes %-8s %s" % (s + ":", summary[phase][s]["rcodes"]))
+        emit("")
+    targets = []
+    for phase, goal in (("cold", 1.2), ("warm", 1.2), ("cached", 1.5)):
+        if phase in summary and ref in summary[phase] and cand in summary[phase]:
+            r = ratio(summary[phase][cand]["queries_per_cpu_s"],
+                      summary[phase][ref]["queries_per_cpu_s"])
+            targets.append(("%s q/CPU-s >= %.1fx %s" % (phase, goal, ref), r,
+                            r is not None and r >= goal))
+    last = phases[-1] if phases else None
+    if last and ref in summary[last] and cand in summary[last]:
+        r = ratio(summary[last][cand]["VmRSS"], summary[last][ref]["VmRSS"])
+        targets.append(("RSS after all phases <= 1.0x %s" % ref, r, r is not None and r <= 1.0))
+    for phase in ("cold", "warm"):
+        if phase in summary and ref in summary[phase] and cand in summary[phase]:
+            r = ratio(summary[phase][cand]["upstream_per_name"],
+                      summary[phase][ref]["upstream_per_name"])
+            targets.append(("%s upstream queries per name <= 1.0x %s" % (phase, ref), r,
+                            r is not None and r <= 1.0))
+    emit("== targets (%s/%s)" % (cand, ref))
+    for text, value, ok in targets:
+        emit("  %-50s %6s   %s" % (text, fmt(value, 2), "met" if ok else "NOT met"))
+    text = "\n".join(lines) + "\n"
+    with open(args.out + ".txt", "w") as f:
+        f.write(text)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"stamp": args.stamp, "machine": info, "summary": summary,
+                   "targets": [{"target": t, "value": v, "met": ok} for t, v, ok in targets],
+                   "runs": rows}, f, indent=1)
+    sys.stdout.write(text)
+    return 0
+
+
 # ------------------------------------------------------------------ report
 def median(values):
     values = [v for v in values if v is not None]
@@ -793,9 +927,32 @@ def main():
     p.add_argument("--network", default="")
     p.add_argument("--server-notes", default="")
 
+    p = sub.add_parser("phases", help="recursive mode: one fresh server through the phases")
+    p.add_argument("--server", required=True, help="NAME=PORT:PID")
+    p.add_argument("--phase", action="append", required=True,
+                   help="NAME:QUERYFILE:once (sent once) or NAME:QUERYFILE:duration")
+    p.add_argument("--duration", type=int, default=10, help="seconds of a duration phase")
+    p.add_argument("--rep", type=int, default=1)
+    p.add_argument("--nsd-control", action="append", required=True,
+                   help="a command printing an NSD instance's num.queries")
+    load_options(p)
+
+    p = sub.add_parser("recursive-report", help="results/recursive-STAMP.txt and .json")
+    p.add_argument("--phases-json", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stamp", required=True)
+    p.add_argument("--ref", default="unbound")
+    p.add_argument("--candidate", default="dns64d")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--dns64d", required=True)
+    p.add_argument("--hierarchy", default="")
+    p.add_argument("--pinning", default="")
+    p.add_argument("--server-notes", default="")
+
     args = ap.parse_args()
     return {"probe": cmd_probe, "workloads": cmd_workloads, "memcheck": cmd_memcheck,
-            "report": cmd_report}[args.cmd](args)
+            "report": cmd_report, "phases": cmd_phases,
+            "recursive-report": cmd_recursive_report}[args.cmd](args)
 
 
 if __name__ == "__main__":
