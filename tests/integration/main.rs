@@ -9,6 +9,7 @@ mod malformed_flood;
 mod operations;
 mod policy;
 mod recursion;
+mod reply_source;
 mod shim;
 mod synthesis;
 mod upstream_faults;
