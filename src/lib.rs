@@ -5,6 +5,9 @@
 //! - [`server`]: UDP and TCP listeners; bytes in, bytes out.
 //! - `udp_batch` (Linux): blocking `recvmmsg`/`sendmmsg` for the UDP
 //!   listener threads.
+//! - [`pktinfo`]: on wildcard UDP sockets, the address each query was
+//!   sent to, so its answer comes from there (Linux); elsewhere,
+//!   `local_addresses` gives one UDP socket per local address instead.
 //! - [`handler`]: one request: shape checks (FORMERR, NOTIMP, BADVERS),
 //!   access control (REFUSED), flags, EDNS and truncation.
 //! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
@@ -26,7 +29,10 @@ pub mod dns64;
 pub mod ede;
 pub mod fastpath;
 pub mod handler;
+#[cfg(any(test, not(target_os = "linux")))]
+pub mod local_addresses;
 pub mod metrics;
+pub mod pktinfo;
 pub mod ratelimit;
 pub mod recursive;
 pub mod resolver;

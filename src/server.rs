@@ -31,6 +31,7 @@ use crate::discovery::{self, DiscoveredPrefixes};
 use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
 use crate::metrics::Metrics;
+use crate::pktinfo::ReplySource;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::recursive::{RecursiveError, RecursiveForwarder};
 use crate::resolver::Resolver;
@@ -334,6 +335,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
         tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, dns64 = listener.dns64, "listening");
+        #[cfg(not(target_os = "linux"))]
+        let udp = bind_each_local_address(udp, bound)?;
         addresses.push(bound);
         let context = ServeContext {
             handler: Arc::clone(&handler),
@@ -534,6 +537,54 @@ fn new_socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result
 /// few thousand queries (the kernel caps it at net.core.rmem_max).
 const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
+/// Without pktinfo (every system but Linux), a wildcard UDP listener would
+/// answer from whatever address the route back prefers, not the one asked
+/// (issue 15). It becomes one socket per local address of its family
+/// instead ([`crate::local_addresses`]), on the port the wildcard got; the
+/// wildcard sockets are closed first to free that port. Other listeners are
+/// returned as they are.
+#[cfg(any(test, not(target_os = "linux")))]
+fn bind_each_local_address(
+    sockets: Vec<Socket>,
+    bound: SocketAddr,
+) -> Result<Vec<Socket>, ServerError> {
+    if sockets.is_empty() || !bound.ip().is_unspecified() {
+        return Ok(sockets);
+    }
+    let error = |source| ServerError::Bind {
+        address: bound,
+        protocol: "UDP",
+        source,
+    };
+    let addresses = crate::local_addresses::local_addresses(bound).map_err(error)?;
+    drop(sockets);
+    let mut each = Vec::new();
+    for address in addresses {
+        match bind_udp(address) {
+            Ok(socket) => each.push(socket),
+            // Say, an IPv6 address still being checked for duplicates.
+            Err(source) => tracing::warn!(%address, %source, "cannot listen on UDP {address}"),
+        }
+    }
+    if each.is_empty() {
+        return Err(error(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "no local address of this family could be bound",
+        )));
+    }
+    let list: Vec<String> = each
+        .iter()
+        .filter_map(|socket| socket.local_addr().ok()?.as_socket())
+        .map(|address| address.to_string())
+        .collect();
+    tracing::info!(
+        listen = %bound,
+        addresses = %list.join(", "),
+        "this system does not tell dns64d where a UDP query was sent, so it serves UDP on each local address instead of {bound}, and each answer comes from the address asked; restart dns64d to serve addresses added later",
+    );
+    Ok(each)
+}
+
 /// A bound UDP listener socket (non-blocking; the Linux listener thread
 /// makes it blocking).
 fn bind_udp(address: SocketAddr) -> io::Result<Socket> {
@@ -547,6 +598,12 @@ fn bind_udp(address: SocketAddr) -> io::Result<Socket> {
     #[cfg(target_os = "linux")]
     if address.is_ipv4() {
         udp_batch::set_dont_fragment(&socket)?;
+    }
+    // A wildcard socket answers each query from the address it was sent
+    // to (issue 15); one bound to an address has no choice to make.
+    #[cfg(target_os = "linux")]
+    if address.ip().is_unspecified() {
+        crate::pktinfo::enable(&socket, address.is_ipv6())?;
     }
     Ok(socket)
 }
@@ -613,7 +670,10 @@ impl ServeContext {
         packet: &[u8],
         client: SocketAddr,
     ) {
-        if let Some(task) = self.slow_task(socket, policy, cache_generation, packet, client) {
+        // Each socket is bound to one address here (`bind_each_local_address`).
+        let source = None;
+        if let Some(task) = self.slow_task(socket, policy, cache_generation, packet, client, source)
+        {
             tokio::spawn(task);
         }
     }
@@ -630,6 +690,7 @@ impl ServeContext {
         cache_generation: u64,
         packet: &[u8],
         client: SocketAddr,
+        source: Option<ReplySource>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.in_flight.count() >= self.max_inflight_queries {
             // Shed load rather than queue without bound; the client will retry.
@@ -663,7 +724,7 @@ impl ServeContext {
                 Some(&response.bytes[..])
             };
             if let Some(bytes) = bytes {
-                send_reply(&socket, bytes, client).await;
+                send_reply(&socket, bytes, client, source).await;
             }
             if policy.client_independent {
                 context.responses.store(
@@ -756,7 +817,9 @@ fn serve_udp_thread(
 ) {
     let _runtime = runtime.enter();
     let slow_queries = Arc::new(InFlight::default());
-    let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM);
+    // Only a wildcard socket has pktinfo on (see `bind_udp`).
+    let wildcard = is_wildcard(socket);
+    let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM, wildcard);
     let mut answers = udp_batch::SendBatch::default();
     let mut reply = Vec::with_capacity(1232);
     let mut registered = None;
@@ -802,13 +865,14 @@ fn serve_udp_thread(
         // arrival. The cache generation is taken first (see `slow_task`).
         let cache_generation = context.responses.generation();
         let policy = context.policy.current();
-        for (packet, client) in received.datagrams() {
+        for (packet, client, source) in received.datagrams() {
             match context.answer_fast(&policy, packet, client, &mut reply) {
-                FastOutcome::Answer => answers.push(&reply, client),
+                FastOutcome::Answer => answers.push(&reply, client, source),
                 FastOutcome::Silenced => {}
                 FastOutcome::Slow => {
                     let policy = Arc::clone(&policy);
-                    let task = context.slow_task(socket, policy, cache_generation, packet, client);
+                    let task =
+                        context.slow_task(socket, policy, cache_generation, packet, client, source);
                     if let Some(task) = task {
                         let running = slow_queries.enter();
                         runtime.spawn(async move {
@@ -820,8 +884,8 @@ fn serve_udp_thread(
             }
         }
         if !answers.is_empty() {
-            answers.flush(&**socket, |bytes, client, error| {
-                send_refused(socket, bytes, client, &error);
+            answers.flush(&**socket, |bytes, client, source, error| {
+                send_refused(socket, bytes, client, source, &error);
             });
         }
     }
@@ -846,24 +910,64 @@ fn registration<'a>(
     registered.as_ref()
 }
 
-/// Sends one slow-path answer without blocking the runtime: at once when the
-/// send buffer has room, else from a blocking-pool thread.
+/// Whether a listener socket is bound to a wildcard address (and so has
+/// pktinfo on and must say where each reply comes from).
 #[cfg(target_os = "linux")]
-async fn send_reply(socket: &Arc<Socket>, bytes: &[u8], client: SocketAddr) {
+fn is_wildcard(socket: &Socket) -> bool {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|bound| bound.as_socket())
+        .is_some_and(|bound| bound.ip().is_unspecified())
+}
+
+/// Sends one datagram to `destination`, from `source` when given (a
+/// wildcard socket's reply, see [`crate::pktinfo`]).
+#[cfg(target_os = "linux")]
+fn send_from(
+    socket: &Socket,
+    bytes: &[u8],
+    destination: &socket2::SockAddr,
+    source: Option<ReplySource>,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    let Some(source) = source else {
+        return socket.send_to_with_flags(bytes, destination, flags);
+    };
+    let mut control = crate::pktinfo::ControlBuffer::default();
+    let length = crate::pktinfo::encode(source, &mut control);
+    let buffers = [io::IoSlice::new(bytes)];
+    let message = socket2::MsgHdr::new()
+        .with_addr(destination)
+        .with_buffers(&buffers)
+        .with_control(control.bytes(length));
+    socket.sendmsg(&message, flags)
+}
+
+/// Sends one slow-path answer, from `source` when given, without blocking
+/// the runtime: at once when the send buffer has room, else from a
+/// blocking-pool thread.
+#[cfg(target_os = "linux")]
+async fn send_reply(
+    socket: &Arc<Socket>,
+    bytes: &[u8],
+    client: SocketAddr,
+    source: Option<ReplySource>,
+) {
     let destination = socket2::SockAddr::from(client);
-    match socket.send_to_with_flags(bytes, &destination, libc::MSG_DONTWAIT) {
+    match send_from(socket, bytes, &destination, source, libc::MSG_DONTWAIT) {
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
             let socket = Arc::clone(socket);
             let bytes = bytes.to_vec();
             let sent = tokio::task::spawn_blocking(move || {
-                if let Err(error) = socket.send_to(&bytes, &destination) {
-                    send_refused(&socket, &bytes, client, &error);
+                if let Err(error) = send_from(&socket, &bytes, &destination, source, 0) {
+                    send_refused(&socket, &bytes, client, source, &error);
                 }
             });
             let _ = sent.await; // a panic there is already reported by the runtime
         }
-        Err(error) => send_refused(socket, bytes, client, &error),
+        Err(error) => send_refused(socket, bytes, client, source, &error),
     }
 }
 
@@ -872,13 +976,19 @@ async fn send_reply(socket: &Arc<Socket>, bytes: &[u8], client: SocketAddr) {
 /// truncated instead, so the client retries over TCP; anything else is
 /// logged and dropped, as UDP would lose it.
 #[cfg(target_os = "linux")]
-fn send_refused(socket: &Socket, bytes: &[u8], client: SocketAddr, error: &io::Error) {
+fn send_refused(
+    socket: &Socket,
+    bytes: &[u8],
+    client: SocketAddr,
+    source: Option<ReplySource>,
+    error: &io::Error,
+) {
     if error.raw_os_error() == Some(libc::EMSGSIZE) {
         let mut truncated = bytes.to_vec();
         if fastpath::truncate_to_question(&mut truncated) {
             let destination = socket2::SockAddr::from(client);
             if let Err(error) =
-                socket.send_to_with_flags(&truncated, &destination, libc::MSG_DONTWAIT)
+                send_from(socket, &truncated, &destination, source, libc::MSG_DONTWAIT)
             {
                 tracing::debug!(%client, %error, "UDP send of a truncated answer failed");
             }
@@ -912,7 +1022,7 @@ fn serve_udp(
             let cache_generation = context.responses.generation();
             let policy = context.policy.current();
             match context.answer_fast(&policy, packet, client, &mut reply) {
-                FastOutcome::Answer => send_reply(&socket, &reply, client).await,
+                FastOutcome::Answer => send_reply(&socket, &reply, client, None).await,
                 FastOutcome::Silenced => {}
                 FastOutcome::Slow => {
                     context.answer_slow(&socket, policy, cache_generation, packet, client)
@@ -922,9 +1032,15 @@ fn serve_udp(
     })
 }
 
-/// Sends one answer.
+/// Sends one answer. Portable sockets are each bound to one address (see
+/// [`bind_each_local_address`]), so `_source` is always `None` here.
 #[cfg(not(target_os = "linux"))]
-async fn send_reply(socket: &Arc<UdpSocket>, bytes: &[u8], client: SocketAddr) {
+async fn send_reply(
+    socket: &Arc<UdpSocket>,
+    bytes: &[u8],
+    client: SocketAddr,
+    _source: Option<ReplySource>,
+) {
     if let Err(error) = socket.send_to(bytes, client).await {
         tracing::debug!(%client, %error, "UDP send failed");
     }
@@ -1047,5 +1163,57 @@ async fn watch_system_resolvers(upstream: Arc<Upstream>, refresh: Duration) {
                 tracing::info!(file = %system.path.display(), servers = %list.join(", "), "system resolvers changed; now forwarding to them");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable stand-in for pktinfo (used where Linux's is not):
+    /// a wildcard listener becomes one socket per local address on its port,
+    /// so an answer to 127.0.0.1 comes from there; other listeners stay.
+    #[test]
+    fn a_wildcard_listener_without_pktinfo_binds_each_local_address() {
+        let wildcard = bind_udp("0.0.0.0:0".parse().unwrap()).unwrap();
+        let bound = wildcard.local_addr().unwrap().as_socket().unwrap();
+        let each = bind_each_local_address(vec![wildcard], bound).unwrap();
+        let addresses: Vec<SocketAddr> = each
+            .iter()
+            .map(|socket| socket.local_addr().unwrap().as_socket().unwrap())
+            .collect();
+        let loopback = SocketAddr::new("127.0.0.1".parse().unwrap(), bound.port());
+        assert!(addresses.contains(&loopback), "{addresses:?}");
+        assert!(
+            addresses
+                .iter()
+                .all(|address| address.port() == bound.port()
+                    && address.is_ipv4()
+                    && !address.ip().is_unspecified())
+        );
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"q", loopback).unwrap();
+        let socket = each
+            .iter()
+            .find(|socket| socket.local_addr().unwrap().as_socket() == Some(loopback))
+            .unwrap();
+        socket.set_nonblocking(false).unwrap();
+        let mut buffer = [std::mem::MaybeUninit::new(0u8); 8];
+        let (_, from) = socket.recv_from(&mut buffer).unwrap();
+        socket.send_to(b"a", &from).unwrap();
+        let mut answer = [0u8; 8];
+        let (length, source) = client.recv_from(&mut answer).unwrap();
+        assert_eq!((&answer[..length], source), (&b"a"[..], loopback));
+
+        let specific = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = specific.local_addr().unwrap().as_socket().unwrap();
+        let kept = bind_each_local_address(vec![specific], address).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert!(
+            bind_each_local_address(Vec::new(), bound)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -16,6 +16,10 @@
 //! `mmsghdr` arrays with pointers into buffers it owns and rebuilds those
 //! pointers before every call, so nothing self-referential outlives a call,
 //! and it sets one socket option that socket2 does not offer.
+//!
+//! On a wildcard socket each datagram also carries control data: received,
+//! the address it was sent to; sent, the address to answer from (see
+//! [`pktinfo`]). Batches of a socket bound to one address carry none.
 
 use std::io;
 use std::mem;
@@ -26,6 +30,8 @@ use std::sync::Arc;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::pktinfo::{self, ControlBuffer, ReplySource};
 
 /// Queries taken per receive call, and answers sent per send call.
 pub const BATCH: usize = 32;
@@ -74,13 +80,19 @@ pub struct ReceiveBatch {
     sources: Box<[libc::sockaddr_storage]>,
     lengths: [usize; BATCH],
     source_lengths: [socklen_t; BATCH],
+    /// Control data of each slot, on a wildcard socket only.
+    controls: Option<Box<[ControlBuffer]>>,
+    /// The address each datagram was sent to, read from `controls`.
+    destinations: [Option<ReplySource>; BATCH],
     received: usize,
 }
 
 impl ReceiveBatch {
     /// Room for [`BATCH`] datagrams of up to `slot_size` bytes (pages the
-    /// kernel never writes are never made resident).
-    pub fn new(slot_size: usize) -> Self {
+    /// kernel never writes are never made resident). With
+    /// `with_destinations` (a wildcard socket with [`pktinfo::enable`]),
+    /// also the address each datagram was sent to.
+    pub fn new(slot_size: usize, with_destinations: bool) -> Self {
         // SAFETY: all zeros is a valid `sockaddr_storage`.
         let zeroed: libc::sockaddr_storage = unsafe { mem::zeroed() };
         ReceiveBatch {
@@ -89,6 +101,9 @@ impl ReceiveBatch {
             sources: vec![zeroed; BATCH].into_boxed_slice(),
             lengths: [0; BATCH],
             source_lengths: [0; BATCH],
+            controls: with_destinations
+                .then(|| vec![ControlBuffer::default(); BATCH].into_boxed_slice()),
+            destinations: [None; BATCH],
             received: 0,
         }
     }
@@ -111,8 +126,15 @@ impl ReceiveBatch {
             header.msg_hdr.msg_iov = iovec;
             header.msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: every header points at a live buffer of the stated length
-        // and at a `sockaddr_storage`; all of them outlive the call.
+        if let Some(controls) = &mut self.controls {
+            for (header, control) in headers.iter_mut().zip(controls.iter_mut()) {
+                header.msg_hdr.msg_control = control.as_mut_ptr();
+                header.msg_hdr.msg_controllen = ControlBuffer::capacity() as _;
+            }
+        }
+        // SAFETY: every header points at a live buffer of the stated length,
+        // at a `sockaddr_storage` and, if any, at a control buffer of the
+        // stated length; all of them outlive the call.
         let count = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -134,6 +156,19 @@ impl ReceiveBatch {
             self.lengths[index] = header.msg_len as usize;
             self.source_lengths[index] = header.msg_hdr.msg_namelen;
         }
+        if let Some(controls) = &self.controls {
+            for ((header, control), destination) in headers
+                .iter()
+                .zip(controls.iter())
+                .zip(self.destinations.iter_mut())
+                .take(count)
+            {
+                // `msg_controllen` is a `size_t` on glibc, a `socklen_t` on musl.
+                #[allow(clippy::unnecessary_cast)]
+                let length = header.msg_hdr.msg_controllen as usize;
+                *destination = pktinfo::parse(control, length);
+            }
+        }
         self.received = count;
         Ok(count)
     }
@@ -143,9 +178,10 @@ impl ReceiveBatch {
         self.received = 0;
     }
 
-    /// The received datagrams with their senders (datagrams from senders
-    /// that are not IP sockets, which cannot happen on a UDP socket, are skipped).
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+    /// The received datagrams with their senders and, on a wildcard socket,
+    /// the address to answer from (datagrams from senders that are not IP
+    /// sockets, which cannot happen on a UDP socket, are skipped).
+    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<ReplySource>)> {
         (0..self.received).filter_map(move |index| {
             let start = index * self.slot_size;
             let packet = &self.buffers[start..start + self.lengths[index].min(self.slot_size)];
@@ -154,7 +190,7 @@ impl ReceiveBatch {
             unsafe { *storage.view_as::<libc::sockaddr_storage>() = self.sources[index] };
             // SAFETY: the kernel wrote a socket address of this length.
             let source = unsafe { SockAddr::new(storage, self.source_lengths[index]) };
-            Some((packet, source.as_socket()?))
+            Some((packet, source.as_socket()?, self.destinations[index]))
         })
     }
 }
@@ -163,16 +199,19 @@ impl ReceiveBatch {
 #[derive(Default)]
 pub struct SendBatch {
     bytes: Vec<u8>,
-    /// End offset in `bytes` and destination of each answer.
-    answers: Vec<(usize, SockAddr)>,
+    /// End offset in `bytes`, destination and source (on a wildcard
+    /// socket) of each answer.
+    answers: Vec<(usize, SockAddr, Option<ReplySource>)>,
+    /// Control data for one call, made on the first answer with a source.
+    controls: Vec<ControlBuffer>,
 }
 
 impl SendBatch {
-    /// Queues one answer.
-    pub fn push(&mut self, answer: &[u8], destination: SocketAddr) {
+    /// Queues one answer, to be sent from `source` when given.
+    pub fn push(&mut self, answer: &[u8], destination: SocketAddr, source: Option<ReplySource>) {
         self.bytes.extend_from_slice(answer);
         self.answers
-            .push((self.bytes.len(), SockAddr::from(destination)));
+            .push((self.bytes.len(), SockAddr::from(destination), source));
     }
 
     /// Whether nothing is queued.
@@ -182,12 +221,13 @@ impl SendBatch {
 
     /// Sends every queued answer on a blocking socket (waiting while its
     /// send buffer is full). An answer the kernel refuses (say, an
-    /// unreachable destination) is handed to `refused` with the error, then
-    /// dropped, as a failed `send_to` would be; the ones after it are sent.
+    /// unreachable destination) is handed to `refused` with its source and
+    /// the error, then dropped, as a failed `send_to` would be; the ones
+    /// after it are sent.
     pub fn flush(
         &mut self,
         socket: &impl AsRawFd,
-        mut refused: impl FnMut(&[u8], SocketAddr, io::Error),
+        mut refused: impl FnMut(&[u8], SocketAddr, Option<ReplySource>, io::Error),
     ) {
         let mut next = 0;
         while next < self.answers.len() {
@@ -200,9 +240,9 @@ impl SendBatch {
                     } else {
                         self.answers[next - 1].0
                     };
-                    let (end, destination) = &self.answers[next];
+                    let (end, destination, source) = &self.answers[next];
                     if let Some(destination) = destination.as_socket() {
-                        refused(&self.bytes[start..*end], destination, error);
+                        refused(&self.bytes[start..*end], destination, *source, error);
                     }
                     next += 1;
                 }
@@ -213,7 +253,7 @@ impl SendBatch {
     }
 
     /// One `sendmmsg` of the answers from `first` on.
-    fn send_now(&self, socket: &impl AsRawFd, first: usize) -> io::Result<usize> {
+    fn send_now(&mut self, socket: &impl AsRawFd, first: usize) -> io::Result<usize> {
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         let pending = &self.answers[first..];
@@ -223,7 +263,7 @@ impl SendBatch {
         } else {
             self.answers[first - 1].0
         };
-        for (index, (end, destination)) in pending.iter().take(count).enumerate() {
+        for (index, (end, destination, source)) in pending.iter().take(count).enumerate() {
             let answer = &self.bytes[start..*end];
             start = *end;
             iovecs[index].iov_base = answer.as_ptr() as *mut libc::c_void;
@@ -233,9 +273,18 @@ impl SendBatch {
             header.msg_namelen = destination.len();
             header.msg_iov = &mut iovecs[index];
             header.msg_iovlen = 1;
+            if let Some(source) = source {
+                if self.controls.is_empty() {
+                    self.controls = vec![ControlBuffer::default(); BATCH];
+                }
+                let control = &mut self.controls[index];
+                header.msg_controllen = pktinfo::encode(*source, control) as _;
+                header.msg_control = control.as_mut_ptr();
+            }
         }
-        // SAFETY: every header points at queued bytes and an address that
-        // live in `self` for the whole call; the kernel only reads them.
+        // SAFETY: every header points at queued bytes, an address and, if
+        // any, control data that live in `self` for the whole call; the
+        // kernel only reads them.
         let sent = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
@@ -270,25 +319,26 @@ mod tests {
             client.send_to(&[index; 3], address).unwrap();
             clients.push(client);
         }
-        let mut received = ReceiveBatch::new(512);
+        let mut received = ReceiveBatch::new(512, false);
         let mut answers = SendBatch::default();
         let mut seen = Vec::new();
         while seen.len() < clients.len() {
             received.receive(&server, true).unwrap();
-            for (packet, source) in received.datagrams() {
+            for (packet, source, destination) in received.datagrams() {
+                assert_eq!(destination, None, "a socket without pktinfo");
                 seen.push((packet.to_vec(), source));
                 // Answer with the packet doubled, so each sender can check its own.
-                answers.push(&[packet, packet].concat(), source);
+                answers.push(&[packet, packet].concat(), source, None);
             }
         }
         // An answer the kernel refuses (an IPv6 destination on an IPv4
         // socket) is reported and dropped without losing the ones queued after it.
-        answers.push(b"lost", "[::1]:9".parse().unwrap());
-        answers.push(b"lost", "[::1]:9".parse().unwrap());
+        answers.push(b"lost", "[::1]:9".parse().unwrap(), None);
+        answers.push(b"lost", "[::1]:9".parse().unwrap(), None);
         let extra = bound();
-        answers.push(b"after", extra.local_addr().unwrap());
+        answers.push(b"after", extra.local_addr().unwrap(), None);
         let mut refused = Vec::new();
-        answers.flush(&server, |bytes, destination, _| {
+        answers.flush(&server, |bytes, destination, _, _| {
             refused.push((bytes.to_vec(), destination))
         });
         assert!(answers.is_empty());
@@ -317,9 +367,13 @@ mod tests {
         let client = bound();
         let mut answers = SendBatch::default();
         for index in 0..(BATCH * 2 + 3) {
-            answers.push(&(index as u16).to_be_bytes(), client.local_addr().unwrap());
+            answers.push(
+                &(index as u16).to_be_bytes(),
+                client.local_addr().unwrap(),
+                None,
+            );
         }
-        answers.flush(&server, |_, destination, error| {
+        answers.flush(&server, |_, destination, _, error| {
             panic!("{destination}: {error}")
         });
         for index in 0..(BATCH * 2 + 3) {
@@ -336,14 +390,56 @@ mod tests {
         client
             .send_to(&[7u8; 100], server.local_addr().unwrap())
             .unwrap();
-        let mut received = ReceiveBatch::new(16);
+        let mut received = ReceiveBatch::new(16, false);
         assert_eq!(received.receive(&server, true).unwrap(), 1);
-        let (packet, source) = received.datagrams().next().unwrap();
+        let (packet, source, _) = received.datagrams().next().unwrap();
         assert_eq!(packet, &[7u8; 16]);
         assert_eq!(source, client.local_addr().unwrap());
         assert_eq!(
             received.receive(&server, false).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    /// The bug of issue 15 on loopback, where every 127.0.0.0/8 address is
+    /// local: a wildcard socket answers a query sent to 127.0.0.2 or
+    /// 127.0.0.3 from that address, not from the 127.0.0.1 that routing
+    /// would pick for a client on 127.0.0.1. (IPv6 has only ::1 on loopback;
+    /// the namespace test in tests/ covers it.)
+    #[test]
+    fn a_wildcard_socket_answers_from_the_address_each_query_was_sent_to() {
+        let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+        pktinfo::enable(&server, false).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let asked: Vec<SocketAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+            .iter()
+            .map(|address| SocketAddr::new(address.parse().unwrap(), port))
+            .collect();
+        let client = bound();
+        for (index, address) in asked.iter().enumerate() {
+            client.send_to(&[index as u8], address).unwrap();
+        }
+        let mut received = ReceiveBatch::new(512, true);
+        let mut answers = SendBatch::default();
+        let mut count = 0;
+        while count < asked.len() {
+            received.receive(&server, true).unwrap();
+            for (packet, source, destination) in received.datagrams() {
+                let destination = destination.expect("pktinfo reports the destination");
+                assert_eq!(destination.address, asked[usize::from(packet[0])].ip());
+                assert_ne!(destination.interface, 0);
+                answers.push(packet, source, Some(destination));
+                count += 1;
+            }
+        }
+        answers.flush(&server, |_, destination, _, error| {
+            panic!("{destination}: {error}")
+        });
+        for _ in 0..asked.len() {
+            let mut buffer = [0u8; 4];
+            let (length, from) = client.recv_from(&mut buffer).unwrap();
+            assert_eq!(length, 1);
+            assert_eq!(from, asked[usize::from(buffer[0])], "reply source");
+        }
     }
 }

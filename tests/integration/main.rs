@@ -11,6 +11,7 @@ mod memory;
 mod operations;
 mod policy;
 mod recursion;
+mod reply_source;
 mod shim;
 mod synthesis;
 mod upstream_faults;

@@ -48,12 +48,33 @@ impl Netns {
         assert!(status.is_ok_and(|s| s.success()), "sysctl {setting} failed");
     }
 
+    /// Joins this namespace and `peer` with a veth pair: `name` here,
+    /// `peer_name` there, both up.
+    pub fn veth_to(&self, name: &str, peer: &Netns, peer_name: &str) {
+        self.ip(&[
+            "link", "add", name, "type", "veth", "peer", "name", peer_name, "netns", &peer.0,
+        ]);
+        self.ip(&["link", "set", name, "up"]);
+        peer.ip(&["link", "set", peer_name, "up"]);
+    }
+
     /// Runs `body` on a thread inside the namespace, with a current-thread
     /// runtime, so every socket it opens lives there.
     pub fn run<F, Fut>(&self, body: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()>,
+    {
+        self.spawn(body).join().expect("namespace thread");
+    }
+
+    /// Like [`Netns::run`], without waiting: the thread's handle gives
+    /// `body`'s result (or its panic) when joined.
+    pub fn spawn<F, Fut, T>(&self, body: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+        T: Send + 'static,
     {
         let path = format!("/run/netns/{}", self.0);
         std::thread::spawn(move || {
@@ -66,10 +87,8 @@ impl Netns {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(body());
+            runtime.block_on(body())
         })
-        .join()
-        .expect("namespace thread");
     }
 }
 
