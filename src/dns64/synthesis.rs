@@ -187,6 +187,7 @@ pub fn synthesize_from_a(
                 answers,
                 authorities: Vec::new(),
                 additionals: Vec::new(),
+                stale: a.stale,
             },
             synthesized: true,
         };

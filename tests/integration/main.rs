@@ -10,6 +10,7 @@ mod operations;
 mod policy;
 mod recursion;
 mod shim;
+mod stale;
 mod synthesis;
 mod upstream_faults;
 mod wire;
