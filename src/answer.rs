@@ -26,6 +26,9 @@ pub struct Answer {
     pub authorities: Vec<Record>,
     /// The additional section, without OPT and TSIG.
     pub additionals: Vec<Record>,
+    /// Served from an expired cache entry (RFC 8767): the response gets
+    /// Extended DNS Error 3 "Stale Answer".
+    pub stale: bool,
 }
 
 impl Answer {
@@ -38,6 +41,7 @@ impl Answer {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            stale: false,
         }
     }
 
@@ -57,6 +61,7 @@ impl Answer {
             answers: relayable(message.answers),
             authorities: relayable(message.authorities),
             additionals: relayable(message.additionals),
+            stale: false,
         }
     }
 

@@ -4,6 +4,12 @@
 //! The cache stores what upstreams said, never synthesized data, so a change
 //! of prefixes or policy takes effect at once. It uses `tokio::time::Instant`
 //! so tests can drive it with a paused clock. No I/O, no DNS64 logic.
+//!
+//! Expired entries are kept for `cache.stale_max_ttl` more seconds, so the
+//! resolver can answer from them when every upstream fails (serve-stale,
+//! RFC 8767); they are never returned as fresh. A fresh hit in the last
+//! `cache.prefetch_threshold_percent` of its TTL says, once per entry, that
+//! the resolver should refresh it in the background (prefetch).
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -52,6 +58,30 @@ struct Entry {
     answer: Answer,
     stored: Instant,
     expires: Instant,
+    /// A prefetch of this entry was asked for (at most one per entry).
+    prefetch_started: bool,
+    /// When this entry was last served stale (RFC 8767 §5: later clients
+    /// get it at once while the upstream is retried in the background).
+    served_stale: Option<Instant>,
+}
+
+/// A fresh cache hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The answer with TTLs lowered by its age.
+    pub answer: Answer,
+    /// The entry is in the last part of its TTL: refresh it in the background.
+    pub needs_prefetch: bool,
+}
+
+/// An expired entry still within `cache.stale_max_ttl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleHit {
+    /// The answer, every TTL set to `cache.stale_answer_ttl`, marked stale.
+    pub answer: Answer,
+    /// It was served stale within the last `cache.stale_answer_ttl` seconds:
+    /// answer at once instead of waiting for the client-response timer.
+    pub recently_served: bool,
 }
 
 /// Cache statistics since start.
@@ -78,20 +108,94 @@ impl Cache {
 
     /// The cached answer with TTLs lowered by its age, if present and fresh.
     pub fn get(&self, key: &CacheKey) -> Option<Answer> {
+        self.lookup(key, false).map(|hit| hit.answer)
+    }
+
+    /// The cached answer if present and fresh, and whether the caller should
+    /// prefetch it (`cache.prefetch`: in the last part of its TTL, and not
+    /// asked before for this entry).
+    pub fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
+        self.lookup(key, self.config.prefetch)
+    }
+
+    fn lookup(&self, key: &CacheKey, prefetch: bool) -> Option<Hit> {
         if self.config.max_entries == 0 {
             return None;
         }
         let now = Instant::now();
         let mut shard = self.entries.shard(key);
-        let entry = shard.get(key)?;
+        let entry = shard.get_mut(key)?;
         if entry.expires <= now {
-            shard.pop(key);
+            if self.is_past_stale(entry, now) {
+                shard.pop(key);
+            }
             return None;
         }
-        let elapsed = now.duration_since(entry.stored).as_secs();
+        let elapsed = now.duration_since(entry.stored);
+        let needs_prefetch = prefetch && !entry.prefetch_started && {
+            let lifetime = entry.expires.duration_since(entry.stored);
+            let remaining = entry.expires.duration_since(now);
+            remaining.as_millis() * 100
+                < lifetime.as_millis() * u128::from(self.config.prefetch_threshold_percent)
+        };
+        entry.prefetch_started |= needs_prefetch;
         let mut answer = entry.answer.clone();
-        answer.age_by(u32::try_from(elapsed).unwrap_or(u32::MAX));
-        Some(answer)
+        answer.age_by(u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX));
+        Some(Hit {
+            answer,
+            needs_prefetch,
+        })
+    }
+
+    /// True if an expired entry is beyond the serve-stale window.
+    fn is_past_stale(&self, entry: &Entry, now: Instant) -> bool {
+        now.duration_since(entry.expires)
+            >= Duration::from_secs(u64::from(self.config.stale_max_ttl))
+    }
+
+    /// An expired answer that may still be served (RFC 8767): expired less
+    /// than `cache.stale_max_ttl` ago. `None` when serve-stale is off.
+    pub fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
+        if self.config.max_entries == 0 || self.config.stale_max_ttl == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut shard = self.entries.shard(key);
+        let entry = shard.get_mut(key)?;
+        if entry.expires > now || self.is_past_stale(entry, now) {
+            return None;
+        }
+        let stale_ttl = self.config.stale_answer_ttl;
+        let recently_served = entry.served_stale.is_some_and(|served| {
+            now.duration_since(served) < Duration::from_secs(u64::from(stale_ttl))
+        });
+        let mut answer = entry.answer.clone();
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = stale_ttl;
+        }
+        answer.stale = true;
+        Some(StaleHit {
+            answer,
+            recently_served,
+        })
+    }
+
+    /// Notes that an expired entry was just served stale.
+    pub fn mark_served_stale(&self, key: &CacheKey) {
+        let mut shard = self.entries.shard(key);
+        if let Some(entry) = shard.peek_mut(key) {
+            entry.served_stale = Some(Instant::now());
+        }
+    }
+
+    /// The client-response timer of serve-stale (RFC 8767 §5).
+    pub fn stale_client_timeout(&self) -> Duration {
+        self.config.stale_client_timeout
     }
 
     /// Stores an upstream answer if it is cacheable (RFC 2308: negative
@@ -113,6 +217,8 @@ impl Cache {
             answer,
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
+            prefetch_started: false,
+            served_stale: None,
         };
         let mut shard = self.entries.shard(&key);
         let replaced = shard.push(key.clone(), entry);
@@ -180,6 +286,11 @@ mod tests {
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,
+            stale_max_ttl: 0,
+            stale_answer_ttl: 30,
+            stale_client_timeout: Duration::from_millis(1800),
+            prefetch: true,
+            prefetch_threshold_percent: 10,
         }
     }
 
@@ -258,6 +369,83 @@ mod tests {
         cache.insert(key("bare.test."), Answer::empty(ResponseCode::NXDomain));
         cache.insert(key("zero.test."), positive(0));
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_answers_are_served_stale_within_the_window_only() {
+        let cache = Cache::new(CacheConfig {
+            stale_max_ttl: 100,
+            ..config(100)
+        });
+        cache.insert(key("a.test."), positive(60));
+        assert!(
+            cache.get_stale(&key("a.test.")).is_none(),
+            "fresh is not stale"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            cache.get(&key("a.test.")).is_none(),
+            "never returned as fresh"
+        );
+        let stale = cache.get_stale(&key("a.test.")).expect("stale");
+        assert!(stale.answer.stale && !stale.recently_served);
+        assert_eq!(stale.answer.answers[0].ttl, 30);
+        cache.mark_served_stale(&key("a.test."));
+        assert!(cache.get_stale(&key("a.test.")).unwrap().recently_served);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(!cache.get_stale(&key("a.test.")).unwrap().recently_served);
+        tokio::time::advance(Duration::from_secs(70)).await;
+        assert!(
+            cache.get_stale(&key("a.test.")).is_none(),
+            "past stale_max_ttl"
+        );
+        assert!(cache.get(&key("a.test.")).is_none());
+        assert!(cache.is_empty(), "dropped once past the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_is_asked_for_once_in_the_last_tenth_of_the_ttl() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("a.test."), positive(100));
+        tokio::time::advance(Duration::from_secs(89)).await;
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch,
+            "once per entry"
+        );
+        cache.insert(key("a.test."), positive(100));
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        let off = Cache::new(CacheConfig {
+            prefetch: false,
+            ..config(100)
+        });
+        off.insert(key("a.test."), positive(100));
+        tokio::time::advance(Duration::from_secs(95)).await;
+        assert!(
+            !off.get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -355,6 +355,16 @@ pub struct RawCache {
     pub max_ttl: u32,
     /// Upper bound on negative-answer TTLs, seconds.
     pub negative_max_ttl: u32,
+    /// Serve-stale (RFC 8767): how long after expiry an answer may still be served, seconds (0: off).
+    pub stale_max_ttl: u32,
+    /// Serve-stale: the TTL of a stale answer, seconds.
+    pub stale_answer_ttl: u32,
+    /// Serve-stale: the client-response timer, milliseconds (RFC 8767 §5).
+    pub stale_client_timeout_ms: u64,
+    /// Refresh cached answers asked for in the last part of their TTL.
+    pub prefetch: bool,
+    /// Prefetch: the last part of the TTL, percent.
+    pub prefetch_threshold_percent: u8,
 }
 
 /// `[server]` as written.
@@ -492,6 +502,11 @@ impl Default for RawCache {
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,
+            stale_max_ttl: 86400,
+            stale_answer_ttl: 30,
+            stale_client_timeout_ms: 1800,
+            prefetch: true,
+            prefetch_threshold_percent: 10,
         }
     }
 }
@@ -558,6 +573,33 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         user = user.merge(Serialized::default("dns64.prefixes", &overrides.prefix));
     }
     build(user)
+}
+
+/// The serve-stale and prefetch bounds of `[cache]`.
+fn check_stale_and_prefetch(cache: &CacheConfig) -> Result<(), ConfigError> {
+    if cache.stale_answer_ttl == 0 || cache.stale_answer_ttl > 3600 {
+        return Err(ConfigError::invalid(
+            "cache.stale_answer_ttl",
+            cache.stale_answer_ttl,
+            "must be between 1 and 3600 seconds (RFC 8767 §4 suggests 30)",
+        ));
+    }
+    let timeout_ms = cache.stale_client_timeout.as_millis();
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::invalid(
+            "cache.stale_client_timeout_ms",
+            timeout_ms,
+            "must be between 1 and 60000 milliseconds (RFC 8767 §5 suggests 1800)",
+        ));
+    }
+    if !(1..=50).contains(&cache.prefetch_threshold_percent) {
+        return Err(ConfigError::invalid(
+            "cache.prefetch_threshold_percent",
+            cache.prefetch_threshold_percent,
+            "must be between 1 and 50 (percent of the TTL)",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a TOML document on top of the defaults (no environment), for tests and tools.
@@ -748,6 +790,16 @@ pub struct CacheConfig {
     pub max_ttl: u32,
     /// Upper bound on negative TTLs, seconds.
     pub negative_max_ttl: u32,
+    /// Serve-stale (RFC 8767): seconds after expiry an answer may still be served (0: off).
+    pub stale_max_ttl: u32,
+    /// The TTL of stale answers, seconds (RFC 8767 §4).
+    pub stale_answer_ttl: u32,
+    /// How long a client waits for the upstream before a stale answer (RFC 8767 §5).
+    pub stale_client_timeout: Duration,
+    /// Whether answers asked for late in their TTL are refreshed in the background.
+    pub prefetch: bool,
+    /// The last part of a TTL, in percent, in which a query triggers the refresh.
+    pub prefetch_threshold_percent: u8,
 }
 
 /// Validated `[server]`.
@@ -1007,7 +1059,13 @@ impl Config {
             min_ttl: raw.cache.min_ttl,
             max_ttl: raw.cache.max_ttl,
             negative_max_ttl: raw.cache.negative_max_ttl,
+            stale_max_ttl: raw.cache.stale_max_ttl,
+            stale_answer_ttl: raw.cache.stale_answer_ttl,
+            stale_client_timeout: Duration::from_millis(raw.cache.stale_client_timeout_ms),
+            prefetch: raw.cache.prefetch,
+            prefetch_threshold_percent: raw.cache.prefetch_threshold_percent,
         };
+        check_stale_and_prefetch(&cache)?;
         if cache.min_ttl > cache.max_ttl {
             return Err(ConfigError::invalid(
                 "cache.min_ttl",

@@ -11,6 +11,8 @@ pub const EDE_OPTION_CODE: u16 = 15;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum InfoCode {
+    /// 3: the answer is stale, served from an expired cache entry (RFC 8767).
+    StaleAnswer = 3,
     /// 6: DNSSEC validation found the answer bogus.
     DnssecBogus = 6,
     /// 20: not authoritative (RD=0 and nothing cached).

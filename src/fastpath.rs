@@ -239,6 +239,9 @@ pub struct StoredNote {
     pub synthesized: bool,
     /// How an AAAA question was answered.
     pub aaaa: Option<AaaaKind>,
+    /// The answer was stale (RFC 8767): never stored, so it cannot shadow
+    /// the fresh answer the background fetch brings.
+    pub stale: bool,
 }
 
 /// A hit: the response is in the caller's buffer.
@@ -257,6 +260,9 @@ pub struct ResponseCache {
     stored: ShardedLru<Box<[u8]>, Stored>,
     generation: AtomicU64,
     enabled: bool,
+    /// Percent of a TTL, at its end, in which stored responses are not
+    /// replayed, so such queries reach the answer cache and its prefetch.
+    prefetch_margin_percent: u8,
 }
 
 impl ResponseCache {
@@ -266,7 +272,18 @@ impl ResponseCache {
             stored: ShardedLru::new(max_entries),
             generation: AtomicU64::new(0),
             enabled: max_entries > 0,
+            prefetch_margin_percent: 0,
         }
+    }
+
+    /// Stops replaying a stored response in the last `percent` of its TTL
+    /// (`cache.prefetch_threshold_percent` when `cache.prefetch` is on): those
+    /// queries take the slow path, where a hit late in its TTL starts the
+    /// background refresh. Without it, names answered here would never be
+    /// prefetched.
+    pub fn with_prefetch_margin(mut self, percent: u8) -> Self {
+        self.prefetch_margin_percent = percent.min(100);
+        self
     }
 
     /// The cache's generation now. Take it before reading the configuration a
@@ -372,6 +389,12 @@ impl ResponseCache {
         })
     }
 
+    /// How long a response whose smallest TTL is `min_ttl` is replayed.
+    fn replay_lifetime(&self, min_ttl: u32) -> std::time::Duration {
+        let lifetime = std::time::Duration::from_secs(u64::from(min_ttl));
+        lifetime - lifetime * u32::from(self.prefetch_margin_percent) / 100
+    }
+
     /// Keeps the slow path's `response` to `request` if it is safe to replay,
     /// under `generation` (see [`ResponseCache::generation`]).
     pub fn store(
@@ -382,7 +405,7 @@ impl ResponseCache {
         generation: u64,
         note: StoredNote,
     ) {
-        if !self.enabled {
+        if !self.enabled || note.stale {
             return;
         }
         let Some(query) = parse_query(request) else {
@@ -433,7 +456,7 @@ impl ResponseCache {
             ttl_offsets: offsets.into(),
             original_ttls: ttls.into(),
             stored: now,
-            expires: now + std::time::Duration::from_secs(u64::from(min_ttl)),
+            expires: now + self.replay_lifetime(min_ttl),
             patch_ttls: flags & FLAG_AA == 0,
             note,
         };
@@ -616,6 +639,31 @@ mod tests {
         let mut response = response_to(&request, 60);
         response[5] = 2; // QDCOUNT 2 (regressions/request_path/slip-qdcount-2.bin)
         assert!(!truncate_to_question(&mut response));
+    }
+
+    #[test]
+    fn stale_answers_are_not_stored() {
+        let cache = ResponseCache::new(100);
+        let request = query("a.test.", true);
+        let note = StoredNote {
+            stale: true,
+            ..StoredNote::default()
+        };
+        cache.store(&request, &response_to(&request, 30), 0, 0, note);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn the_prefetch_margin_shortens_replay() {
+        let cache = ResponseCache::new(100).with_prefetch_margin(10);
+        assert_eq!(
+            cache.replay_lifetime(100),
+            std::time::Duration::from_secs(90)
+        );
+        assert_eq!(
+            cache.replay_lifetime(1),
+            std::time::Duration::from_millis(900)
+        );
     }
 
     #[test]

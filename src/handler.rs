@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
 use crate::dns64::dnssec::{self, ClientDnssec};
+use crate::ede::{ExtendedError, InfoCode};
 use crate::fastpath::StoredNote;
 use crate::metrics::AaaaKind;
 use crate::resolver::{ClientFlags, Question, Resolver};
@@ -117,6 +118,8 @@ struct Outcome {
     resolved: bool,
     synthesized: bool,
     excluded_aaaa: bool,
+    /// Served from expired cache data (RFC 8767).
+    stale: bool,
 }
 
 impl RequestHandler {
@@ -215,6 +218,7 @@ impl RequestHandler {
         let mut note = StoredNote {
             synthesized: outcome.synthesized,
             aaaa: None,
+            stale: outcome.stale,
         };
         if qtype == RecordType::AAAA && outcome.resolved {
             let has_aaaa = response
@@ -329,6 +333,7 @@ impl RequestHandler {
         let resolution = self.resolver.resolve(&question, flags, &prefixes).await;
         let answer = resolution.answer;
         outcome.resolved = true;
+        outcome.stale = answer.stale;
         outcome.synthesized = resolution.synthesized;
         outcome.excluded_aaaa = resolution.excluded_aaaa;
         response.metadata.response_code = answer.response_code;
@@ -347,6 +352,13 @@ impl RequestHandler {
         response.additionals = answer.additionals;
         if let (Some(edns), Some(error)) = (response.edns.as_mut(), resolution.extended_error) {
             edns.options_mut().insert(error.to_option());
+        }
+        if let (Some(edns), true) = (response.edns.as_mut(), outcome.stale) {
+            let note = ExtendedError::new(
+                InfoCode::StaleAnswer,
+                "the upstreams failed; served from expired cache data",
+            );
+            edns.options_mut().insert(note.to_option());
         }
         (response, limit)
     }

@@ -93,6 +93,8 @@ pub struct Metrics {
     refused: Counter,
     ratelimited: Counter,
     shed: Counter,
+    /// Serve-stale, prefetch and cookie counters (see `register_resilience`).
+    resilience: Resilience,
     dnssec_bogus: Counter,
     healthy: AtomicBool,
 }
@@ -177,6 +179,7 @@ impl Metrics {
             "Responses dropped or truncated by response rate limiting",
             ratelimited.clone(),
         );
+        let resilience = Resilience::register(&mut registry);
         let dnssec_bogus = Counter::default();
         registry.register(
             "dnssec_bogus",
@@ -213,6 +216,7 @@ impl Metrics {
             refused,
             ratelimited,
             shed,
+            resilience,
             dnssec_bogus,
             healthy: AtomicBool::new(false),
         }
@@ -305,6 +309,24 @@ impl Metrics {
     /// A response limited by response rate limiting.
     pub fn ratelimited(&self) {
         self.ratelimited.inc();
+    }
+
+    /// An answer served stale (RFC 8767).
+    pub fn stale_answer(&self) {
+        self.resilience.stale_answers.inc();
+    }
+
+    /// A background refresh of a cached answer started (prefetch).
+    pub fn prefetch(&self) {
+        self.resilience.prefetches.inc();
+    }
+
+    /// A query with a DNS Cookie, by what its server cookie was.
+    pub fn cookie(&self, kind: &'static str) {
+        self.resilience
+            .cookies
+            .get_or_create(&CookieLabels { kind })
+            .inc();
     }
 
     /// A query or connection shed under load.
@@ -480,6 +502,50 @@ mod tests {
         .enumerate()
         {
             assert_eq!(rcode_index(code), index, "{code}");
+        }
+    }
+}
+
+/// Label of `dns64d_cookies_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CookieLabels {
+    /// `client_only`, `valid`, `invalid`, `malformed`.
+    kind: &'static str,
+}
+
+/// The counters of serve-stale, prefetch and DNS Cookies.
+#[derive(Debug)]
+struct Resilience {
+    stale_answers: Counter,
+    prefetches: Counter,
+    cookies: prometheus_client::metrics::family::Family<CookieLabels, Counter>,
+}
+
+impl Resilience {
+    fn register(registry: &mut Registry) -> Self {
+        let stale_answers = Counter::default();
+        registry.register(
+            "stale_answers",
+            "Answers served from expired cache entries because the upstreams failed (RFC 8767 serve-stale)",
+            stale_answers.clone(),
+        );
+        let prefetches = Counter::default();
+        registry.register(
+            "prefetches",
+            "Cached answers refreshed in the background because they were asked for late in their TTL",
+            prefetches.clone(),
+        );
+        let cookies =
+            prometheus_client::metrics::family::Family::<CookieLabels, Counter>::default();
+        registry.register(
+            "cookies",
+            "Queries carrying a DNS Cookie (RFC 7873), by the state of their server cookie",
+            cookies.clone(),
+        );
+        Self {
+            stale_answers,
+            prefetches,
+            cookies,
         }
     }
 }

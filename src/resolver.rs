@@ -10,7 +10,8 @@
 //! the client's own A query (happy eyeballs asks both) finds it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -27,6 +28,8 @@ use crate::ede::{ExtendedError, InfoCode};
 use crate::metrics::Metrics;
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
 use crate::zones::{LocalZones, ZoneAnswer};
+
+mod stale;
 
 /// A question as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,10 @@ pub struct Resolver {
     cache: Cache,
     dns64: RwLock<Arc<Dns64Config>>,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
+    /// This resolver, for background refreshes (serve-stale, prefetch).
+    me: Weak<Resolver>,
+    /// Some answer is being served stale now (logged when this changes).
+    serving_stale: AtomicBool,
 }
 
 impl Resolver {
@@ -197,13 +204,15 @@ impl Resolver {
         zones: Arc<LocalZones>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             upstream: forwarder,
             zones,
             metrics,
             cache: Cache::new(config.cache),
             dns64: RwLock::new(Arc::new(config.dns64.clone())),
             in_flight: Mutex::new(HashMap::new()),
+            me: me.clone(),
+            serving_stale: AtomicBool::new(false),
         })
     }
 
@@ -371,6 +380,7 @@ impl Resolver {
             Err(error) => return Resolution::failure(&error),
         };
         let excluded_aaaa = policy::excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
+        let aaaa_stale = aaaa.stale;
         let decision = synthesis::decide_on_aaaa(
             name,
             aaaa,
@@ -379,7 +389,8 @@ impl Resolver {
             policy.synthesize_on,
         );
         let fallback = match decision {
-            AaaaDecision::Native(answer) | AaaaDecision::PassThrough(answer) => {
+            AaaaDecision::Native(mut answer) | AaaaDecision::PassThrough(mut answer) => {
+                answer.stale |= aaaa_stale;
                 return Resolution::plain(answer);
             }
             AaaaDecision::Fail => {
@@ -420,7 +431,9 @@ impl Resolver {
             }
             Err(_) => Answer::empty(ResponseCode::ServFail),
         };
-        let result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);
+        let mut result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);
+        // RFC 8767: an answer built from stale data is stale too.
+        result.answer.stale |= aaaa_stale || a.stale;
         let mut resolution = self.synthesized(result.answer, result.synthesized, prefixes);
         resolution.excluded_aaaa = excluded_aaaa;
         resolution
@@ -534,6 +547,7 @@ impl Resolver {
                 }
             }
             answer.response_code = next.response_code;
+            answer.stale |= next.stale;
             answer.authentic_data &= next.authentic_data;
             answer.authoritative &= next.authoritative;
             answer.authorities = next.authorities;
@@ -573,47 +587,28 @@ impl Resolver {
             flags.dnssec_ok,
             flags.checking_disabled,
         );
-        if let Some(answer) = self.cache.get(&key) {
+        if let Some(hit) = self.cache.get_for_prefetch(&key) {
             self.metrics.cache_hit();
-            return Ok(answer);
+            if hit.needs_prefetch && !options.cache_only {
+                self.prefetch(key, name, record_type, class, flags);
+            }
+            return Ok(hit.answer);
         }
         if options.cache_only {
             return Err(LookupError::NotCached);
         }
-        let (shared, leader) = {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match in_flight.get(&key) {
-                Some(shared) => (Arc::clone(shared), false),
-                None => {
-                    let shared = SharedLookup::default();
-                    in_flight.insert(key.clone(), Arc::clone(&shared));
-                    (shared, true)
-                }
-            }
-        };
+        if let Some(stale) = self.cache.get_stale(&key) {
+            return self
+                .lookup_or_stale(key, name, record_type, class, flags, stale)
+                .await;
+        }
+        let (shared, leader) = self.join_in_flight(&key);
         let _cleanup = leader.then(|| InFlightGuard {
             resolver: self,
             key: key.clone(),
         });
         let result = shared
-            .get_or_init(|| async {
-                let mut result = self.upstream.query(name, record_type, class, flags).await;
-                self.metrics.cache_miss();
-                if matches!(result, Err(UpstreamError::Bogus(_))) {
-                    self.metrics.dnssec_bogus();
-                }
-                if let Ok(answer) = &mut result {
-                    answer.normalize_negative_soa();
-                    self.cache.clamp_ttls(answer);
-                    if self.cache.insert(key.clone(), answer.clone()) {
-                        self.metrics.cache_eviction();
-                    }
-                }
-                result
-            })
+            .get_or_init(|| self.fetch(&key, name, record_type, class, flags))
             .await
             .clone();
         result.map_err(LookupError::from)

@@ -289,7 +289,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     handler.set_log_queries(config.log.queries);
     let in_flight = Arc::new(InFlight::default());
-    let responses = Arc::new(ResponseCache::new(config.cache.max_entries));
+    let responses = Arc::new(
+        ResponseCache::new(config.cache.max_entries).with_prefetch_margin(
+            if config.cache.prefetch {
+                config.cache.prefetch_threshold_percent
+            } else {
+                0
+            },
+        ),
+    );
     let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
     let mut listener_tasks = JoinSet::new();
     let mut background = JoinSet::new();

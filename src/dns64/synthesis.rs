@@ -220,6 +220,7 @@ pub fn synthesize_from_a(
                 answers,
                 authorities,
                 additionals: Vec::new(),
+                stale: a.stale,
             },
             synthesized: true,
         };

@@ -13,6 +13,7 @@ mod policy;
 mod recursion;
 mod reply_source;
 mod shim;
+mod stale;
 mod synthesis;
 mod upstream_faults;
 mod wire;
