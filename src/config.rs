@@ -184,6 +184,10 @@ pub enum ListenerProtocol {
     Udp,
     /// TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858); needs `cert` and `key`.
+    Tls,
+    /// DNS over HTTPS (RFC 8484, HTTP/2); needs `cert` and `key`.
+    Https,
 }
 
 /// One `[[listeners]]` table as written.
@@ -204,6 +208,12 @@ pub struct RawListener {
     /// Networks allowed to query this listener instead of `access.clients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<String>>,
+    /// PEM certificate chain of a `tls` or `https` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of a `tls` or `https` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 fn both_protocols() -> Vec<ListenerProtocol> {
@@ -660,6 +670,29 @@ pub struct ListenerConfig {
     pub discover: Option<bool>,
     /// Access list instead of `access.clients`.
     pub clients: Option<Vec<IpNet>>,
+    /// A DoT or DoH listener (then `udp` and `tcp` are false).
+    pub encrypted: Option<EncryptedListener>,
+}
+
+/// The encrypted transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptedProtocol {
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484) on HTTP/2.
+    Https,
+}
+
+/// A validated DoT or DoH listener: its transport and certificate files
+/// (loaded once during validation, so a bad file is a configuration error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedListener {
+    /// DoT or DoH.
+    pub protocol: EncryptedProtocol,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Validated `[upstream]`.
@@ -807,6 +840,7 @@ impl Config {
                 prefixes: None,
                 discover: None,
                 clients: None,
+                encrypted: None,
             });
         }
         for (index, listener) in raw.listeners.iter().enumerate() {
@@ -834,6 +868,7 @@ impl Config {
                     "list \"udp\", \"tcp\" or both",
                 ));
             }
+            let encrypted = validate_encrypted_listener(&key, listener)?;
             listeners.push(ListenerConfig {
                 address: parse_listen(&format!("{key}.address"), &listener.address)?,
                 udp: listener.protocols.contains(&ListenerProtocol::Udp),
@@ -842,6 +877,7 @@ impl Config {
                 prefixes,
                 discover: listener_discover,
                 clients,
+                encrypted,
             });
         }
         if listeners.is_empty() {
@@ -1136,6 +1172,76 @@ impl Config {
 }
 
 /// Parses a listen address; the port is required.
+/// Checks a listener's encrypted transport: `tls` or `https` alone in
+/// `protocols` (each is a TCP port of its own), with `cert` and `key` that
+/// load; `cert` and `key` only with one of them.
+fn validate_encrypted_listener(
+    key: &str,
+    listener: &RawListener,
+) -> Result<Option<EncryptedListener>, ConfigError> {
+    let protocol = match listener.protocols.as_slice() {
+        [ListenerProtocol::Tls] => Some(EncryptedProtocol::Tls),
+        [ListenerProtocol::Https] => Some(EncryptedProtocol::Https),
+        protocols
+            if protocols
+                .iter()
+                .any(|p| matches!(p, ListenerProtocol::Tls | ListenerProtocol::Https)) =>
+        {
+            return Err(ConfigError::invalid(
+                &format!("{key}.protocols"),
+                format!("{protocols:?}"),
+                "\"tls\" and \"https\" each need a listener of their own (a separate address or port): list one of them alone",
+            ));
+        }
+        _ => None,
+    };
+    let (Some(protocol), Some(cert), Some(private_key)) = (protocol, &listener.cert, &listener.key)
+    else {
+        return match (protocol, &listener.cert, &listener.key) {
+            (None, None, None) => Ok(None),
+            (None, Some(path), _) | (None, None, Some(path)) => Err(ConfigError::invalid(
+                &format!(
+                    "{key}.{}",
+                    if listener.cert.is_some() {
+                        "cert"
+                    } else {
+                        "key"
+                    }
+                ),
+                path.display(),
+                "a certificate is only used by a \"tls\" or \"https\" listener",
+            )),
+            (Some(_), None, _) => Err(ConfigError::invalid(
+                &format!("{key}.cert"),
+                "(missing)",
+                "a \"tls\" or \"https\" listener needs `cert`, a PEM certificate chain file",
+            )),
+            _ => Err(ConfigError::invalid(
+                &format!("{key}.key"),
+                "(missing)",
+                "a \"tls\" or \"https\" listener needs `key`, a PEM private key file",
+            )),
+        };
+    };
+    if let Err(error) = crate::certificate::load(cert, private_key) {
+        let which = match error {
+            crate::certificate::CertificateError::Key { .. } => "key",
+            _ => "cert",
+        };
+        let path = if which == "key" { private_key } else { cert };
+        return Err(ConfigError::invalid(
+            &format!("{key}.{which}"),
+            path.display(),
+            error,
+        ));
+    }
+    Ok(Some(EncryptedListener {
+        protocol,
+        cert: cert.clone(),
+        key: private_key.clone(),
+    }))
+}
+
 fn parse_listen(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::invalid(

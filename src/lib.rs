@@ -17,21 +17,27 @@
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
 //! - [`config`]: figment-loaded, validated configuration.
+//! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
+//!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
+//!   PEM certificates, reloadable.
 
 pub mod answer;
 pub mod cache;
+pub mod certificate;
 pub mod config;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod fastpath;
 pub mod handler;
+pub mod https_listener;
 pub mod metrics;
 pub mod ratelimit;
 pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod sharded;
+pub mod tls_listener;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;

@@ -3,6 +3,7 @@
 mod common;
 mod config_example;
 mod discovery;
+mod encrypted;
 mod harness_selftest;
 mod limits;
 mod malformed_flood;
