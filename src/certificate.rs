@@ -145,6 +145,60 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The CA certificates of a PEM file (`upstream.ca_file`).
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertificateError> {
+    let error = |reason: String| CertificateError::Certificate {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        CertificateDer::pem_file_iter(path).map_err(|reason| error(reason.to_string()))?
+    {
+        let certificate = certificate.map_err(|reason| error(reason.to_string()))?;
+        roots
+            .add(certificate)
+            .map_err(|reason| error(reason.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("no CERTIFICATE block in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// The system's CA certificates (on Linux the distribution's bundle, such as
+/// `/etc/ssl/certs/ca-certificates.crt`); unreadable ones are logged and skipped.
+pub fn system_roots() -> rustls::RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "cannot read a system CA certificate");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if ignored > 0 || added == 0 {
+        tracing::warn!(
+            added,
+            ignored,
+            "system CA certificates: some unusable or none found"
+        );
+    }
+    roots
+}
+
+/// The rustls client configuration for encrypted upstreams: TLS 1.2 and
+/// 1.3, server certificates verified against `roots`, `alpn` offered.
+pub fn client_config(
+    roots: Arc<rustls::RootCertStore>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use hickory_proto::rr::Name;
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
 use crate::recursive::{RecursiveSettings, read_root_hints, read_trust_anchor};
+use crate::upstream_url::EncryptedUpstream;
 use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -297,6 +298,10 @@ pub struct RawUpstream {
     /// the IANA root keys are built in when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_anchor: Option<PathBuf>,
+    /// CA certificates (PEM) that DoT/DoH upstream certificates must chain
+    /// to, instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How cache misses are resolved.
@@ -447,6 +452,7 @@ impl Default for RawUpstream {
             recursion_limit: 12,
             dnssec_validation: false,
             trust_anchor: None,
+            ca_file: None,
         }
     }
 }
@@ -710,6 +716,10 @@ pub struct UpstreamConfig {
     pub case_randomization: bool,
     /// Recursive mode settings (`None`: forward mode).
     pub recursive: Option<RecursiveSettings>,
+    /// The servers of `servers` reached over DoT or DoH (by address).
+    pub encrypted: Vec<EncryptedUpstream>,
+    /// `upstream.ca_file`: the CAs for DoT/DoH upstreams (`None`: the system's).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Validated `[dns64]`.
@@ -956,12 +966,24 @@ impl Config {
                 ));
             }
         }
+        let (servers, encrypted) = if recursive.is_some() {
+            (Vec::new(), Vec::new()) // the root hints replace the server list
+        } else {
+            resolve_servers(&raw.upstream, &selection)?
+        };
+        if let Some(path) = &raw.upstream.ca_file {
+            if let Err(error) = crate::certificate::load_roots(path) {
+                return Err(ConfigError::invalid(
+                    "upstream.ca_file",
+                    path.display(),
+                    error,
+                ));
+            }
+        }
         let upstream = UpstreamConfig {
-            servers: if recursive.is_some() {
-                Vec::new() // the root hints replace the server list
-            } else {
-                resolve_servers(&raw.upstream, &selection)?
-            },
+            servers,
+            encrypted,
+            ca_file: raw.upstream.ca_file.clone(),
             recursive,
             selection,
             case_randomization: raw.upstream.case_randomization,
@@ -1148,7 +1170,13 @@ impl Config {
             self.upstream
                 .servers
                 .iter()
-                .map(|server| server.to_string())
+                .map(|server| {
+                    self.upstream
+                        .encrypted
+                        .iter()
+                        .find(|encrypted| encrypted.address == *server)
+                        .map_or_else(|| server.to_string(), ToString::to_string)
+                })
                 .collect(),
         );
         let mut text = toml::to_string_pretty(&effective)
@@ -1484,19 +1512,26 @@ impl UpstreamSelection {
 fn resolve_servers(
     raw: &RawUpstream,
     selection: &UpstreamSelection,
-) -> Result<Vec<SocketAddr>, ConfigError> {
+) -> Result<(Vec<SocketAddr>, Vec<EncryptedUpstream>), ConfigError> {
+    let mut encrypted = Vec::new();
     let servers = match &raw.servers {
         RawServers::List(list) => {
             let candidates = list
                 .iter()
-                .map(|text| {
-                    parse_server(text).ok_or_else(|| {
+                .map(|text| match EncryptedUpstream::parse(text) {
+                    Ok(Some(upstream)) => {
+                        let address = upstream.address;
+                        encrypted.push(upstream);
+                        Ok(address)
+                    }
+                    Ok(None) => parse_server(text).ok_or_else(|| {
                         ConfigError::invalid(
                             "upstream.servers",
                             text,
-                            "not an address like 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53",
+                            "not an address like 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53, nor tls://name@192.0.2.53 or https://name@192.0.2.53/dns-query",
                         )
-                    })
+                    }),
+                    Err(reason) => Err(ConfigError::invalid("upstream.servers", text, reason)),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let servers = selection.select(candidates);
@@ -1527,7 +1562,8 @@ fn resolve_servers(
             ));
         }
     };
-    Ok(servers)
+    encrypted.retain(|upstream| servers.contains(&upstream.address));
+    Ok((servers, encrypted))
 }
 
 /// True if `server` is one of our listen addresses (a wildcard listener covers every local address).

@@ -13,7 +13,9 @@
 //!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
 //!   negative caching (RFC 2308).
-//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.
+//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation;
+//!   [`upstream_tls`]: DoT/DoH upstream connections; [`upstream_url`]: their
+//!   `tls://` / `https://` form in `upstream.servers`.
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
 //! - [`config`]: figment-loaded, validated configuration.
@@ -41,4 +43,6 @@ pub mod tls_listener;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;
+pub mod upstream_tls;
+pub mod upstream_url;
 pub mod zones;

@@ -19,6 +19,23 @@ pub struct ServerCert {
     pub key: PathBuf,
 }
 
+impl ServerCert {
+    /// The certificate for a rustls server (the in-process upstreams).
+    pub fn resolver(&self) -> std::sync::Arc<dyn rustls::server::ResolvesServerCert> {
+        use rustls_pki_types::pem::PemObject;
+        let chain = rustls_pki_types::CertificateDer::pem_file_iter(&self.cert)
+            .expect("certificate file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificate PEM");
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&self.key).expect("key PEM");
+        #[allow(deprecated)] // ring, as dns64d and hickory's tls-ring use
+        let provider = rustls::crypto::ring::default_provider();
+        let certified =
+            rustls::sign::CertifiedKey::from_der(chain, key, &provider).expect("certified key");
+        std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(certified))
+    }
+}
+
 /// The name the test certificates are issued for (besides 127.0.0.1 and ::1).
 pub const TLS_NAME: &str = "dns.test";
 
