@@ -20,6 +20,7 @@ use hickory_proto::rr::Name;
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 use crate::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix, SynthesizeOn};
 use crate::recursive::{RecursiveSettings, read_root_hints, read_trust_anchor};
+use crate::upstream_url::EncryptedUpstream;
 use crate::zones::ZoneConfig;
 
 /// Default resolver file read when `upstream.servers = "system"`.
@@ -184,6 +185,10 @@ pub enum ListenerProtocol {
     Udp,
     /// TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858); needs `cert` and `key`.
+    Tls,
+    /// DNS over HTTPS (RFC 8484, HTTP/2); needs `cert` and `key`.
+    Https,
 }
 
 /// One `[[listeners]]` table as written.
@@ -204,6 +209,12 @@ pub struct RawListener {
     /// Networks allowed to query this listener instead of `access.clients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<String>>,
+    /// PEM certificate chain of a `tls` or `https` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of a `tls` or `https` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 fn both_protocols() -> Vec<ListenerProtocol> {
@@ -290,6 +301,10 @@ pub struct RawUpstream {
     /// the IANA root keys are built in when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_anchor: Option<PathBuf>,
+    /// CA certificates (PEM) that DoT/DoH upstream certificates must chain
+    /// to, instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How cache misses are resolved.
@@ -450,6 +465,7 @@ impl Default for RawUpstream {
             recursion_limit: 12,
             dnssec_validation: false,
             trust_anchor: None,
+            ca_file: None,
         }
     }
 }
@@ -705,6 +721,29 @@ pub struct ListenerConfig {
     pub discover: Option<bool>,
     /// Access list instead of `access.clients`.
     pub clients: Option<Vec<IpNet>>,
+    /// A DoT or DoH listener (then `udp` and `tcp` are false).
+    pub encrypted: Option<EncryptedListener>,
+}
+
+/// The encrypted transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptedProtocol {
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484) on HTTP/2.
+    Https,
+}
+
+/// A validated DoT or DoH listener: its transport and certificate files
+/// (loaded once during validation, so a bad file is a configuration error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedListener {
+    /// DoT or DoH.
+    pub protocol: EncryptedProtocol,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Validated `[upstream]`.
@@ -722,6 +761,10 @@ pub struct UpstreamConfig {
     pub case_randomization: bool,
     /// Recursive mode settings (`None`: forward mode).
     pub recursive: Option<RecursiveSettings>,
+    /// The servers of `servers` reached over DoT or DoH (by address).
+    pub encrypted: Vec<EncryptedUpstream>,
+    /// `upstream.ca_file`: the CAs for DoT/DoH upstreams (`None`: the system's).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Validated `[dns64]`.
@@ -863,6 +906,7 @@ impl Config {
                 prefixes: None,
                 discover: None,
                 clients: None,
+                encrypted: None,
             });
         }
         for (index, listener) in raw.listeners.iter().enumerate() {
@@ -891,6 +935,7 @@ impl Config {
                     "list \"udp\", \"tcp\" or both",
                 ));
             }
+            let encrypted = validate_encrypted_listener(&key, listener)?;
             listeners.push(ListenerConfig {
                 address: parse_listen(&format!("{key}.address"), &listener.address)?,
                 udp: listener.protocols.contains(&ListenerProtocol::Udp),
@@ -899,6 +944,7 @@ impl Config {
                 prefixes,
                 discover: listener_discover,
                 clients,
+                encrypted,
             });
         }
         if listeners.is_empty() {
@@ -977,12 +1023,24 @@ impl Config {
                 ));
             }
         }
+        let (servers, encrypted) = if recursive.is_some() {
+            (Vec::new(), Vec::new()) // the root hints replace the server list
+        } else {
+            resolve_servers(&raw.upstream, &selection)?
+        };
+        if let Some(path) = &raw.upstream.ca_file {
+            if let Err(error) = crate::certificate::load_roots(path) {
+                return Err(ConfigError::invalid(
+                    "upstream.ca_file",
+                    path.display(),
+                    error,
+                ));
+            }
+        }
         let upstream = UpstreamConfig {
-            servers: if recursive.is_some() {
-                Vec::new() // the root hints replace the server list
-            } else {
-                resolve_servers(&raw.upstream, &selection)?
-            },
+            servers,
+            encrypted,
+            ca_file: raw.upstream.ca_file.clone(),
             recursive,
             selection,
             case_randomization: raw.upstream.case_randomization,
@@ -1154,7 +1212,13 @@ impl Config {
             self.upstream
                 .servers
                 .iter()
-                .map(|server| server.to_string())
+                .map(|server| {
+                    self.upstream
+                        .encrypted
+                        .iter()
+                        .find(|encrypted| encrypted.address == *server)
+                        .map_or_else(|| server.to_string(), ToString::to_string)
+                })
                 .collect(),
         );
         let mut text = toml::to_string_pretty(&effective)
@@ -1178,6 +1242,76 @@ impl Config {
 }
 
 /// Parses a listen address; the port is required.
+/// Checks a listener's encrypted transport: `tls` or `https` alone in
+/// `protocols` (each is a TCP port of its own), with `cert` and `key` that
+/// load; `cert` and `key` only with one of them.
+fn validate_encrypted_listener(
+    key: &str,
+    listener: &RawListener,
+) -> Result<Option<EncryptedListener>, ConfigError> {
+    let protocol = match listener.protocols.as_slice() {
+        [ListenerProtocol::Tls] => Some(EncryptedProtocol::Tls),
+        [ListenerProtocol::Https] => Some(EncryptedProtocol::Https),
+        protocols
+            if protocols
+                .iter()
+                .any(|p| matches!(p, ListenerProtocol::Tls | ListenerProtocol::Https)) =>
+        {
+            return Err(ConfigError::invalid(
+                &format!("{key}.protocols"),
+                format!("{protocols:?}"),
+                "\"tls\" and \"https\" each need a listener of their own (a separate address or port): list one of them alone",
+            ));
+        }
+        _ => None,
+    };
+    let (Some(protocol), Some(cert), Some(private_key)) = (protocol, &listener.cert, &listener.key)
+    else {
+        return match (protocol, &listener.cert, &listener.key) {
+            (None, None, None) => Ok(None),
+            (None, Some(path), _) | (None, None, Some(path)) => Err(ConfigError::invalid(
+                &format!(
+                    "{key}.{}",
+                    if listener.cert.is_some() {
+                        "cert"
+                    } else {
+                        "key"
+                    }
+                ),
+                path.display(),
+                "a certificate is only used by a \"tls\" or \"https\" listener",
+            )),
+            (Some(_), None, _) => Err(ConfigError::invalid(
+                &format!("{key}.cert"),
+                "(missing)",
+                "a \"tls\" or \"https\" listener needs `cert`, a PEM certificate chain file",
+            )),
+            _ => Err(ConfigError::invalid(
+                &format!("{key}.key"),
+                "(missing)",
+                "a \"tls\" or \"https\" listener needs `key`, a PEM private key file",
+            )),
+        };
+    };
+    if let Err(error) = crate::certificate::load(cert, private_key) {
+        let which = match error {
+            crate::certificate::CertificateError::Key { .. } => "key",
+            _ => "cert",
+        };
+        let path = if which == "key" { private_key } else { cert };
+        return Err(ConfigError::invalid(
+            &format!("{key}.{which}"),
+            path.display(),
+            error,
+        ));
+    }
+    Ok(Some(EncryptedListener {
+        protocol,
+        cert: cert.clone(),
+        key: private_key.clone(),
+    }))
+}
+
 fn parse_listen(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::invalid(
@@ -1456,19 +1590,26 @@ impl UpstreamSelection {
 fn resolve_servers(
     raw: &RawUpstream,
     selection: &UpstreamSelection,
-) -> Result<Vec<SocketAddr>, ConfigError> {
+) -> Result<(Vec<SocketAddr>, Vec<EncryptedUpstream>), ConfigError> {
+    let mut encrypted = Vec::new();
     let servers = match &raw.servers {
         RawServers::List(list) => {
             let candidates = list
                 .iter()
-                .map(|text| {
-                    parse_server(text).ok_or_else(|| {
+                .map(|text| match EncryptedUpstream::parse(text) {
+                    Ok(Some(upstream)) => {
+                        let address = upstream.address;
+                        encrypted.push(upstream);
+                        Ok(address)
+                    }
+                    Ok(None) => parse_server(text).ok_or_else(|| {
                         ConfigError::invalid(
                             "upstream.servers",
                             text,
-                            "not an address like 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53",
+                            "not an address like 192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53, nor tls://name@192.0.2.53 or https://name@192.0.2.53/dns-query",
                         )
-                    })
+                    }),
+                    Err(reason) => Err(ConfigError::invalid("upstream.servers", text, reason)),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let servers = selection.select(candidates);
@@ -1499,7 +1640,8 @@ fn resolve_servers(
             ));
         }
     };
-    Ok(servers)
+    encrypted.retain(|upstream| servers.contains(&upstream.address));
+    Ok((servers, encrypted))
 }
 
 /// True if `server` is one of our listen addresses (a wildcard listener covers every local address).

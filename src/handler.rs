@@ -31,6 +31,10 @@ pub enum Transport {
     Udp,
     /// TCP: responses up to 65535 octets.
     Tcp,
+    /// DNS over TLS (RFC 7858): as TCP.
+    Tls,
+    /// DNS over HTTPS (RFC 8484): one message per HTTP exchange, up to 65535 octets.
+    Https,
 }
 
 /// What one listener allows: who may query, and the DNS64 policy there.
@@ -378,7 +382,7 @@ fn encode(response: &Message, transport: Transport, limit: u16) -> Option<Vec<u8
             return failure.to_vec().ok();
         }
     };
-    if transport == Transport::Tcp || bytes.len() <= usize::from(limit) {
+    if transport != Transport::Udp || bytes.len() <= usize::from(limit) {
         return Some(bytes);
     }
     let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);

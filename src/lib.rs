@@ -16,19 +16,26 @@
 //!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
 //!   negative caching (RFC 2308).
-//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.
+//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation;
+//!   [`upstream_tls`]: DoT/DoH upstream connections; [`upstream_url`]: their
+//!   `tls://` / `https://` form in `upstream.servers`.
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
 //! - [`config`]: figment-loaded, validated configuration.
+//! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
+//!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
+//!   PEM certificates, reloadable.
 
 pub mod answer;
 pub mod cache;
+pub mod certificate;
 pub mod config;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod fastpath;
 pub mod handler;
+pub mod https_listener;
 #[cfg(any(test, not(target_os = "linux")))]
 pub mod local_addresses;
 pub mod metrics;
@@ -38,7 +45,10 @@ pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod sharded;
+pub mod tls_listener;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;
+pub mod upstream_tls;
+pub mod upstream_url;
 pub mod zones;

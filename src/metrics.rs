@@ -197,7 +197,7 @@ impl Metrics {
             aaaa.get_or_create(&AaaaLabels { kind: kind.label() })
                 .clone()
         });
-        let query_series = (0..QTYPE_LABELS.len() * 2 * RCODE_LABELS.len())
+        let query_series = (0..QTYPE_LABELS.len() * PROTOCOL_LABELS.len() * RCODE_LABELS.len())
             .map(|_| OnceLock::new())
             .collect();
         Self {
@@ -228,13 +228,16 @@ impl Metrics {
         let transport = match transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
+            Transport::Tls => 2,
+            Transport::Https => 3,
         };
-        let series = &self.query_series[(qtype * 2 + transport) * RCODE_LABELS.len() + rcode];
+        let series = &self.query_series
+            [(qtype * PROTOCOL_LABELS.len() + transport) * RCODE_LABELS.len() + rcode];
         series
             .get_or_init(|| {
                 let labels = QueryLabels {
                     qtype: QTYPE_LABELS[qtype],
-                    protocol: ["udp", "tcp"][transport],
+                    protocol: PROTOCOL_LABELS[transport],
                     rcode: RCODE_LABELS[rcode],
                 };
                 self.queries.get_or_create(&labels).clone()
@@ -389,6 +392,9 @@ fn qtype_index(qtype: RecordType) -> usize {
 }
 
 /// Response codes with their own label value; the last one, "other", counts the rest.
+/// The `protocol` label of `dns64d_queries_total`, indexed as in [`Metrics::query`].
+const PROTOCOL_LABELS: [&str; 4] = ["udp", "tcp", "tls", "https"];
+
 const RCODE_LABELS: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];

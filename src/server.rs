@@ -25,6 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::certificate::CertificateError;
 use crate::config::Config;
 use crate::config::ListenerConfig;
 use crate::discovery::{self, DiscoveredPrefixes};
@@ -35,6 +36,7 @@ use crate::pktinfo::ReplySource;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::recursive::{RecursiveError, RecursiveForwarder};
 use crate::resolver::Resolver;
+use crate::tls_listener;
 #[cfg(target_os = "linux")]
 use crate::udp_batch;
 use crate::upstream::{Forwarder, Upstream};
@@ -52,6 +54,14 @@ pub enum ServerError {
     /// Recursive mode could not start.
     #[error(transparent)]
     Recursive(#[from] RecursiveError),
+    /// A DoT or DoH listener's certificate or TLS setup failed.
+    #[error("TLS listener {address}: {source}")]
+    Tls {
+        /// The listener's address.
+        address: SocketAddr,
+        /// Why.
+        source: CertificateError,
+    },
     /// A socket could not be bound.
     #[error("cannot listen on {protocol} {address}: {source}")]
     Bind {
@@ -83,6 +93,7 @@ pub struct RunningServer {
     listener_tasks: JoinSet<()>,
     background: JoinSet<()>,
     in_flight: Arc<InFlight>,
+    certificates: Vec<tls_listener::ListenerCertificate>,
 }
 
 /// Counts queries being answered, so a shutdown can wait for them (and a
@@ -163,7 +174,7 @@ impl RunningServer {
             .zones()
             .replace(&config.zones)
             .await?;
-        let mut notes = Vec::new();
+        let mut notes = tls_listener::reload_certificates(&self.certificates, &config);
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
         self.handler.set_log_queries(config.log.queries);
@@ -176,7 +187,11 @@ impl RunningServer {
                 .iter()
                 .zip(&self.listeners)
                 .all(|(new, (old, _))| {
-                    new.address == old.address && new.udp == old.udp && new.tcp == old.tcp
+                    new.address == old.address
+                        && new.udp == old.udp
+                        && new.tcp == old.tcp
+                        && new.encrypted.as_ref().map(|encrypted| encrypted.protocol)
+                            == old.encrypted.as_ref().map(|encrypted| encrypted.protocol)
                 });
         if !same_listeners {
             notes.push(
@@ -304,6 +319,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mut addresses = Vec::new();
     let mut listeners = Vec::new();
     let mut metrics_address = None;
+    let mut certificates = Vec::new();
     let wants_discovery = config.dns64.discover
         || config
             .listeners
@@ -327,7 +343,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             discovered.as_ref(),
         )));
         let address = listener.address;
-        let (udp, tcp) = bind_listener(address, listener.udp, listener.tcp)?;
+        let (udp, tcp) = bind_listener(
+            address,
+            listener.udp,
+            listener.tcp || listener.encrypted.is_some(),
+        )?;
         let bound = match (udp.first(), &tcp) {
             (Some(udp), _) => udp.local_addr().and_then(|bound| {
                 bound
@@ -342,7 +362,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             protocol: "UDP",
             source,
         })?;
-        tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, dns64 = listener.dns64, "listening");
+        let encrypted = listener
+            .encrypted
+            .as_ref()
+            .map(|encrypted| encrypted.protocol);
+        tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, ?encrypted, dns64 = listener.dns64, "listening");
         #[cfg(not(target_os = "linux"))]
         let udp = bind_each_local_address(udp, bound)?;
         addresses.push(bound);
@@ -366,8 +390,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 })?;
             listener_tasks.spawn(serving);
         }
-        if let Some(tcp) = tcp {
-            listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
+        match (tcp, &listener.encrypted) {
+            (Some(tcp), Some(encrypted)) => {
+                let (serving, certificate) = tls_listener::start(
+                    tcp,
+                    address,
+                    context,
+                    encrypted,
+                    config.server.tcp_idle_timeout,
+                )
+                .map_err(|source| ServerError::Tls { address, source })?;
+                listener_tasks.spawn(serving);
+                certificates.push(certificate);
+            }
+            (Some(tcp), None) => {
+                listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
+            }
+            (None, _) => {}
         }
         listeners.push((listener.clone(), slot));
     }
@@ -408,12 +447,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         listener_tasks,
         background,
         in_flight,
+        certificates,
     })
 }
 
 /// What a listener task needs to answer a query.
 #[derive(Clone)]
-struct ServeContext {
+pub(crate) struct ServeContext {
     handler: Arc<RequestHandler>,
     policy: Arc<PolicySlot>,
     in_flight: Arc<InFlight>,
@@ -1072,6 +1112,28 @@ fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
 
 /// Accepts TCP connections and serves each in its own task.
 async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: Duration) {
+    accept_connections(
+        listener,
+        context,
+        move |stream, client, context| async move {
+            serve_connection(stream, client, &context, Transport::Tcp, idle_timeout).await
+        },
+    )
+    .await;
+}
+
+/// Accepts connections on a TCP listener and runs `serve` for each in its
+/// own task, at most `server.max_tcp_connections` at once on this listener
+/// (further ones are closed at once and counted as shed). Plain TCP, DoT and
+/// DoH share this loop; `serve` owns what runs on the connection.
+pub(crate) async fn accept_connections<Serve, Serving>(
+    listener: TcpListener,
+    context: ServeContext,
+    serve: Serve,
+) where
+    Serve: Fn(TcpStream, SocketAddr, ServeContext) -> Serving,
+    Serving: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
@@ -1083,14 +1145,13 @@ async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: D
                     drop(stream);
                     continue;
                 }
-                let context = context.clone();
+                let connections = Arc::clone(&context.tcp_connections);
+                let serving = serve(stream, client, context.clone());
                 tokio::spawn(async move {
-                    if let Err(error) =
-                        serve_connection(stream, client, &context, idle_timeout).await
-                    {
+                    if let Err(error) = serving.await {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
-                    context.tcp_connections.fetch_sub(1, Ordering::AcqRel);
+                    connections.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(error) => {
@@ -1102,14 +1163,19 @@ async fn serve_tcp(listener: TcpListener, context: ServeContext, idle_timeout: D
     }
 }
 
-/// Serves length-prefixed messages (RFC 1035 §4.2.2) until the client closes
-/// or stays idle longer than `idle_timeout` (RFC 7766 §6.2.3).
-async fn serve_connection(
-    mut stream: TcpStream,
+/// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS stream
+/// until the client closes or stays idle longer than `idle_timeout`
+/// (RFC 7766 §6.2.3, RFC 7858 §3.4).
+pub(crate) async fn serve_connection<Stream>(
+    mut stream: Stream,
     client: SocketAddr,
     context: &ServeContext,
+    transport: Transport,
     idle_timeout: Duration,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let mut length = [0u8; 2];
         match tokio::time::timeout(idle_timeout, stream.read_exact(&mut length)).await {
@@ -1123,13 +1189,7 @@ async fn serve_connection(
             Ok(result) => result?,
             Err(_) => return Ok(()),
         };
-        let _guard = context.in_flight.enter();
-        let policy = context.policy.current();
-        let Some(response) = context
-            .handler
-            .handle(&request, client, Transport::Tcp, &policy)
-            .await
-        else {
+        let Some(response) = context.answer_stream(&request, client, transport).await else {
             continue;
         };
         let Ok(response_length) = u16::try_from(response.len()) else {
@@ -1140,6 +1200,24 @@ async fn serve_connection(
         framed.extend_from_slice(&response_length.to_be_bytes());
         framed.extend_from_slice(&response);
         stream.write_all(&framed).await?;
+        stream.flush().await?;
+    }
+}
+
+impl ServeContext {
+    /// Answers one query that came over a stream transport (TCP, DoT, DoH)
+    /// through the full request path; `None`: send nothing.
+    pub(crate) async fn answer_stream(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let _guard = self.in_flight.enter();
+        let policy = self.policy.current();
+        self.handler
+            .handle(request, client, transport, &policy)
+            .await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Forwarding to upstream resolvers: UDP with EDNS0 from a random port and
+//! Forwarding to upstream resolvers (DoT and DoH ones through
+//! [`upstream_tls`](crate::upstream_tls)): UDP with EDNS0 from a random port and
 //! ID, replies checked for ID and question (and letter case with 0x20), a
 //! retry over TCP when the reply is truncated (hickory-net's TCP client), a
 //! timeout per attempt, and failover across servers. Messages are encoded and
@@ -24,10 +25,13 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
 use crate::answer::Answer;
+use crate::certificate;
 use crate::config::{UpstreamConfig, UpstreamSelection};
 use crate::dns64;
 use crate::ede::ExtendedError;
 use crate::metrics::Metrics;
+use crate::upstream_tls::{EncryptedConnection, TlsClients};
+use crate::upstream_url::EncryptedUpstream;
 
 /// Why no answer came back from any upstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,11 +83,59 @@ pub trait Forwarder: Send + Sync + 'static {
 /// One upstream server.
 struct Server {
     address: SocketAddr,
+    /// Set for a DoT or DoH server: its shared connection.
+    encrypted: Option<Arc<EncryptedConnection>>,
 }
 
 impl Server {
-    fn new(address: SocketAddr, _timeout: Duration, _runtime: &TokioRuntimeProvider) -> Self {
-        Self { address }
+    /// A server at `address`, encrypted when `encrypted` lists it.
+    fn new(address: SocketAddr, encrypted: &Encrypted, runtime: &TokioRuntimeProvider) -> Self {
+        let encrypted = encrypted
+            .servers
+            .iter()
+            .find(|upstream| upstream.address == address)
+            .map(|upstream| {
+                Arc::new(EncryptedConnection::new(
+                    upstream.clone(),
+                    encrypted.clients.clone(),
+                    runtime.clone(),
+                ))
+            });
+        Self { address, encrypted }
+    }
+}
+
+/// The encrypted upstream servers and the TLS settings they share.
+#[derive(Clone)]
+struct Encrypted {
+    servers: Vec<EncryptedUpstream>,
+    ca_file: Option<std::path::PathBuf>,
+    clients: TlsClients,
+}
+
+impl Encrypted {
+    /// The DoT/DoH servers of `config`, verified against `upstream.ca_file`
+    /// or the system's CAs. The CA file was checked with the configuration;
+    /// should it fail now, the system's CAs are used and the failure logged.
+    fn new(config: &UpstreamConfig) -> Self {
+        let roots = match &config.ca_file {
+            None if config.encrypted.is_empty() => rustls::RootCertStore::empty(),
+            None => certificate::system_roots(),
+            Some(path) => certificate::load_roots(path).unwrap_or_else(|error| {
+                tracing::error!(%error, "upstream.ca_file no longer loads; verifying upstreams against the system's CAs");
+                certificate::system_roots()
+            }),
+        };
+        Self {
+            servers: config.encrypted.clone(),
+            ca_file: config.ca_file.clone(),
+            clients: TlsClients::new(roots).unwrap_or_else(|error| {
+                // Not expected: rustls accepts these fixed settings.
+                tracing::error!(%error, "cannot set up TLS for upstreams");
+                TlsClients::new(rustls::RootCertStore::empty())
+                    .expect("rustls accepts TLS 1.2/1.3 with ring")
+            }),
+        }
     }
 }
 
@@ -99,6 +151,7 @@ pub struct Upstream {
     preferred: AtomicUsize,
     /// Owns the background tasks of the exchanges (they stop when it is dropped).
     runtime: TokioRuntimeProvider,
+    encrypted: RwLock<Encrypted>,
     case_randomization: bool,
     metrics: Arc<Metrics>,
 }
@@ -107,10 +160,11 @@ impl Upstream {
     /// Builds the upstream set; must run inside a tokio runtime.
     pub fn new(config: &UpstreamConfig, edns_udp_size: u16, metrics: Arc<Metrics>) -> Self {
         let runtime = TokioRuntimeProvider::new();
+        let encrypted = Encrypted::new(config);
         let servers = config
             .servers
             .iter()
-            .map(|&address| Arc::new(Server::new(address, config.timeout, &runtime)))
+            .map(|&address| Arc::new(Server::new(address, &encrypted, &runtime)))
             .collect();
         Self {
             servers: RwLock::new(servers),
@@ -120,6 +174,7 @@ impl Upstream {
             edns_udp_size,
             preferred: AtomicUsize::new(0),
             runtime,
+            encrypted: RwLock::new(encrypted),
             metrics,
             case_randomization: config.case_randomization,
         }
@@ -148,8 +203,20 @@ impl Upstream {
             .selection
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = config.selection.clone();
-        if timeout_changed {
-            // The UDP exchanges carry the timeout: build them anew.
+        let encrypted_changed = {
+            let mut encrypted = self
+                .encrypted
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let changed =
+                encrypted.servers != config.encrypted || encrypted.ca_file != config.ca_file;
+            if changed {
+                *encrypted = Encrypted::new(config);
+            }
+            changed
+        };
+        if timeout_changed || encrypted_changed {
+            // The connections carry the timeout and the TLS settings: build them anew.
             *self
                 .servers
                 .write()
@@ -194,7 +261,12 @@ impl Upstream {
                     .find(|server| server.address == address)
                     .cloned()
                     .unwrap_or_else(|| {
-                        Arc::new(Server::new(address, self.timeout(), &self.runtime))
+                        let encrypted = self
+                            .encrypted
+                            .read()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .clone();
+                        Arc::new(Server::new(address, &encrypted, &self.runtime))
                     })
             })
             .collect();
@@ -323,6 +395,10 @@ impl Upstream {
         request: DnsRequest,
         deadline: Instant,
     ) -> Result<DnsResponse, hickory_net::NetError> {
+        if let Some(connection) = &server.encrypted {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            return connection.exchange(request, remaining).await;
+        }
         let response = self.exchange_udp(server.address, &request).await?;
         if !response.truncation {
             return Ok(response);

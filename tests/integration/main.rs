@@ -4,6 +4,8 @@ mod common;
 mod config_example;
 mod discovery;
 mod dnssec;
+mod encrypted;
+mod encrypted_upstream;
 mod harness_selftest;
 mod limits;
 mod malformed_flood;

@@ -17,6 +17,7 @@ use hickory_server::store::file::{FileConfig, FileZoneHandler};
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
 
+use super::certs::ServerCert;
 use super::seen::{SeenLog, SeenQuery, Transport};
 
 /// The default zones served by [`start_auth_upstream`].
@@ -54,10 +55,10 @@ impl RequestHandler for RecordingHandler {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        let transport = if request.protocol() == Protocol::Tcp {
-            Transport::Tcp
-        } else {
-            Transport::Udp
+        // DoT and DoH (start_auth_encrypted) are stream transports too.
+        let transport = match request.protocol() {
+            Protocol::Tcp | Protocol::Tls | Protocol::Https => Transport::Tcp,
+            _ => Transport::Udp,
         };
         // Decode the raw bytes again so the name keeps its original case
         // (hickory's LowerQuery is lower-cased).
@@ -227,6 +228,34 @@ fn serve_handlers(
         seen,
         server: Some(server),
     }
+}
+
+/// The authoritative upstream with the default zones over UDP/TCP (the
+/// returned `AuthUpstream`'s address) and also over DoT and DoH (HTTP/2 POST
+/// at `/dns-query`), hickory-server's own listeners, with `cert`.
+pub async fn start_auth_encrypted(
+    ip: IpAddr,
+    cert: &ServerCert,
+) -> (AuthUpstream, SocketAddr, SocketAddr) {
+    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
+    let mut auth = serve_zones(&default_zones(), udp, tcp).await;
+    let dot = TcpListener::bind((ip, 0)).await.expect("bind DoT");
+    let doh = TcpListener::bind((ip, 0)).await.expect("bind DoH");
+    let (dot_addr, doh_addr) = (dot.local_addr().unwrap(), doh.local_addr().unwrap());
+    let server = auth.server.as_mut().expect("server running");
+    server
+        .register_tls_listener(dot, Duration::from_secs(5), cert.resolver())
+        .expect("DoT listener");
+    server
+        .register_https_listener(
+            doh,
+            Duration::from_secs(5),
+            cert.resolver(),
+            None,
+            "/dns-query".into(),
+        )
+        .expect("DoH listener");
+    (auth, dot_addr, doh_addr)
 }
 
 /// Bind UDP on `ip:0`, then TCP on the same port (retrying with a new UDP port if the

@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod auth;
+mod certs;
 mod client;
 mod daemon;
 mod fake;
@@ -18,6 +19,7 @@ mod netns;
 mod seen;
 
 pub use auth::*;
+pub use certs::*;
 pub use client::*;
 pub use daemon::*;
 pub use fake::*;

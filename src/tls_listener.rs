@@ -1,0 +1,147 @@
+//! DNS over TLS listeners (RFC 7858): the TCP listener's loop and framing
+//! ([`server::accept_connections`], [`server::serve_connection`]) over a
+//! rustls stream, so DoT answers exactly as TCP does. Also starts the DoH
+//! listeners ([`https_listener`]), which share the TLS handshake, and
+//! reloads the certificates of both.
+//!
+//! The TLS handshake is bounded by the listener's idle timeout; a client
+//! that fails it (plaintext DNS on the TLS port, an unknown ALPN, a
+//! certificate it rejects) costs one connection, never the listener.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::certificate::{self, CertificateError, ReloadableCertificate};
+use crate::config::{Config, EncryptedListener, EncryptedProtocol};
+use crate::handler::Transport;
+use crate::https_listener;
+use crate::server::{self, ServeContext};
+
+/// ALPN of DNS over TLS (RFC 9461 §5 registers "dot").
+pub const ALPN_DOT: &[u8] = b"dot";
+
+/// ALPN of DNS over HTTPS on HTTP/2 (RFC 8484 §5.2).
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// An encrypted listener's certificate slot, kept for reloads.
+pub struct ListenerCertificate {
+    /// The listener's configured address and transport (how a reload finds
+    /// it again; with port 0 a DoT and a DoH listener share an address).
+    pub address: SocketAddr,
+    /// DoT or DoH.
+    pub protocol: EncryptedProtocol,
+    /// The certificate its handshakes use.
+    pub certificate: Arc<ReloadableCertificate>,
+}
+
+/// Starts serving DoT or DoH on a bound TCP listener: loads the
+/// certificate, builds the TLS configuration with the transport's ALPN and
+/// returns the listener task with the certificate slot for reloads.
+pub(crate) fn start(
+    listener: TcpListener,
+    address: SocketAddr,
+    context: ServeContext,
+    encrypted: &EncryptedListener,
+    idle_timeout: Duration,
+) -> Result<
+    (
+        impl std::future::Future<Output = ()> + Send + 'static,
+        ListenerCertificate,
+    ),
+    CertificateError,
+> {
+    let certificate = Arc::new(ReloadableCertificate::new(certificate::load(
+        &encrypted.cert,
+        &encrypted.key,
+    )?));
+    let alpn = match encrypted.protocol {
+        EncryptedProtocol::Tls => ALPN_DOT,
+        EncryptedProtocol::Https => ALPN_H2,
+    };
+    let acceptor = TlsAcceptor::from(certificate::server_config(Arc::clone(&certificate), alpn)?);
+    let protocol = encrypted.protocol;
+    let serving = async move {
+        match protocol {
+            EncryptedProtocol::Tls => serve_tls(listener, context, acceptor, idle_timeout).await,
+            EncryptedProtocol::Https => {
+                https_listener::serve(listener, context, acceptor, idle_timeout).await;
+            }
+        }
+    };
+    Ok((
+        serving,
+        ListenerCertificate {
+            address,
+            protocol,
+            certificate,
+        },
+    ))
+}
+
+/// Serves DoT: each connection is a TLS handshake, then the TCP framing.
+async fn serve_tls(
+    listener: TcpListener,
+    context: ServeContext,
+    acceptor: TlsAcceptor,
+    idle_timeout: Duration,
+) {
+    server::accept_connections(listener, context, move |stream, client, context| {
+        let acceptor = acceptor.clone();
+        async move {
+            let stream = handshake(&acceptor, stream, idle_timeout).await?;
+            server::serve_connection(stream, client, &context, Transport::Tls, idle_timeout).await
+        }
+    })
+    .await;
+}
+
+/// The server side of a TLS handshake, bounded by `timeout`.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> io::Result<TlsStream<TcpStream>> {
+    // Answers are written whole; Nagle would only delay them.
+    stream.set_nodelay(true)?;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake not finished within the idle timeout",
+        )),
+    }
+}
+
+/// Reloads the certificate of every encrypted listener from `config` (the
+/// listener with the same address): new handshakes use the new files, open
+/// connections and the other listeners are untouched. A file that no longer
+/// loads keeps the old certificate; the returned notes say so.
+pub fn reload_certificates(certificates: &[ListenerCertificate], config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for slot in certificates {
+        let Some(encrypted) = config.listeners.iter().find_map(|listener| {
+            listener.encrypted.as_ref().filter(|encrypted| {
+                listener.address == slot.address && encrypted.protocol == slot.protocol
+            })
+        }) else {
+            continue; // the listener changed; the restart note covers it
+        };
+        match certificate::load(&encrypted.cert, &encrypted.key) {
+            Ok(certified) => {
+                slot.certificate.replace(certified);
+                tracing::info!(address = %slot.address, cert = %encrypted.cert.display(), "certificate reloaded");
+            }
+            Err(error) => notes.push(format!(
+                "listener {}: {error}; the old certificate stays in use",
+                slot.address
+            )),
+        }
+    }
+    notes
+}
