@@ -240,6 +240,27 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     /// `[rate_limit]`.
     pub rate_limit: RawRateLimit,
+    /// `[control]`.
+    pub control: RawControl,
+}
+
+/// The default `control.socket`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dns64d/control.sock";
+
+/// `[control]` as written: the local socket `dns64d ctl` talks to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawControl {
+    /// Path of the Unix socket (mode 0660); `""` turns it off.
+    pub socket: PathBuf,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
 }
 
 /// How logs are written.
@@ -522,6 +543,15 @@ pub struct RawServer {
     pub max_tcp_connections: usize,
     /// Most queries being resolved at once (cache misses); more are dropped.
     pub max_inflight_queries: usize,
+    /// Answer to CHAOS TXT `id.server` and `hostname.bind`; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Answer to CHAOS TXT `version.bind` and `version.server`; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// NSID (RFC 5001) sent to clients that ask; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<String>,
 }
 
 /// `[rate_limit]` as written: response rate limiting per client prefix.
@@ -573,6 +603,7 @@ impl Default for RawConfig {
             log: RawLog::default(),
             metrics: RawMetrics::default(),
             rate_limit: RawRateLimit::default(),
+            control: RawControl::default(),
         }
     }
 }
@@ -656,6 +687,9 @@ impl Default for RawServer {
             tcp_idle_timeout_ms: 10_000,
             max_tcp_connections: 1024,
             max_inflight_queries: 10_000,
+            identity: None,
+            version: None,
+            nsid: None,
         }
     }
 }
@@ -740,7 +774,7 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 12] = [
+pub const TOP_LEVEL_KEYS: [&str; 13] = [
     "profile",
     "listen",
     "listeners",
@@ -753,6 +787,7 @@ pub const TOP_LEVEL_KEYS: [&str; 12] = [
     "log",
     "metrics",
     "rate_limit",
+    "control",
 ];
 
 /// The shim's default listen address.
@@ -789,6 +824,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Response rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// The control socket (`None`: off).
+    pub control_socket: Option<PathBuf>,
+    /// What CHAOS TXT and NSID reveal.
+    pub identity: crate::identity::Identity,
 }
 
 /// Validated `[log]`.
@@ -1216,6 +1255,19 @@ impl Config {
                 10_000_000,
             )?,
         };
+        let identity = crate::identity::Identity::new(
+            raw.server.identity.as_deref(),
+            raw.server.version.as_deref(),
+            raw.server.nsid.as_deref(),
+        )
+        .map_err(|error| {
+            let value = match error.key() {
+                "server.identity" => raw.server.identity.clone(),
+                "server.version" => raw.server.version.clone(),
+                _ => raw.server.nsid.clone(),
+            };
+            ConfigError::invalid(error.key(), value.unwrap_or_default(), error)
+        })?;
         let limit = &raw.rate_limit;
         if limit.ipv4_prefix_length > 32 {
             return Err(ConfigError::invalid(
@@ -1269,6 +1321,9 @@ impl Config {
             },
             metrics_listen,
             rate_limit,
+            control_socket: (!raw.control.socket.as_os_str().is_empty())
+                .then(|| raw.control.socket.clone()),
+            identity,
             raw,
             warnings,
             zones,

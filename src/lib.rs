@@ -17,15 +17,23 @@
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
 //! - [`config`]: figment-loaded, validated configuration.
+//!
+//! Operations: [`control`] (the socket `dns64d ctl` talks to),
+//! [`health`] (upstream health, `/healthz`), [`logging`], [`identity`]
+//! (CHAOS TXT and NSID), [`metrics`].
 
 pub mod answer;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod fastpath;
 pub mod handler;
+pub mod health;
+pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod ratelimit;
 pub mod recursive;
