@@ -7,6 +7,7 @@ mod discovery;
 mod harness_selftest;
 mod limits;
 mod malformed_flood;
+mod memory;
 mod operations;
 mod policy;
 mod recursion;

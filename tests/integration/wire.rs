@@ -83,9 +83,17 @@ async fn expect_silence_both(addr: SocketAddr, bytes: &[u8], what: &str) {
         m.metadata.id, 0x7777,
         "{what}: TCP got a response to the bad message"
     );
+    // The answer may come from the cache a second later (TTL 299) on a busy machine.
+    let answers: Vec<(String, std::net::Ipv4Addr)> = a_answers(&m)
+        .into_iter()
+        .map(|(name, _ttl, address)| (name, address))
+        .collect();
     assert_eq!(
-        answer_summary(&m),
-        ["v4only.dns64.test. 300 A 93.184.216.34"]
+        answers,
+        [(
+            "v4only.dns64.test.".to_string(),
+            std::net::Ipv4Addr::new(93, 184, 216, 34)
+        )]
     );
 }
 
