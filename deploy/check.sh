@@ -403,9 +403,9 @@ docs = list(yaml.safe_load_all(open(f"{d}/deployment.yaml")))
 dep = find(docs, "Deployment")[0]
 if dep["spec"]["replicas"] != 3: problems.append("deployment: replicas != 3")
 c = dep["spec"]["template"]["spec"]["containers"][0]
-for probe in ("readinessProbe", "livenessProbe"):
+for probe, path in (("readinessProbe", "/healthz"), ("livenessProbe", "/readyz")):
     h = c.get(probe, {}).get("httpGet", {})
-    if h.get("path") != "/healthz" or port_number(c, h.get("port")) != 9153: problems.append(f"deployment: {probe} is not GET /healthz on 9153")
+    if h.get("path") != path or port_number(c, h.get("port")) != 9153: problems.append(f"deployment: {probe} is not GET {path} on 9153")
 if not c.get("resources", {}).get("requests") or not c["resources"].get("limits"): problems.append("deployment: resources")
 svc = find(docs, "Service")[0]
 ports = {(p["port"], p.get("protocol", "TCP")) for p in svc["spec"]["ports"]}
@@ -415,7 +415,7 @@ cm = find(docs, "ConfigMap")[0]
 vol = dep["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
 if vol != cm["metadata"]["name"]: problems.append("deployment does not mount the ConfigMap")
 open(config_out, "w").write(cm["data"]["dns64d.toml"])
-print("; ".join(problems) or "sidecar dnsPolicy None + nameserver 127.0.0.1 + dns64d --shim; 3 replicas, /healthz:9153 probes, resources; Service 53/UDP+TCP")
+print("; ".join(problems) or "sidecar dnsPolicy None + nameserver 127.0.0.1 + dns64d --shim; 3 replicas, /healthz and /readyz probes on 9153, resources; Service 53/UDP+TCP")
 sys.exit(1 if problems else 0)
 EOF
 ); then ok "structure: $out"; else ko "structure: $out"; fi

@@ -273,6 +273,69 @@ impl Cache {
     }
 }
 
+/// Which entries `dns64d ctl flush` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushScope {
+    /// Every entry.
+    All,
+    /// Every entry of this name (all types).
+    Name(Name),
+    /// Every entry of this name and of the names below it.
+    Below(Name),
+}
+
+impl Cache {
+    /// Removes the entries in `scope`; returns how many.
+    pub fn flush(&self, scope: &FlushScope) -> usize {
+        match scope {
+            FlushScope::All => self.entries.retain(|_, _| false),
+            FlushScope::Name(name) => {
+                let name = name.to_lowercase();
+                self.entries.retain(|key, _| key.name != name)
+            }
+            FlushScope::Below(name) => self.entries.retain(|key, _| !name.zone_of(&key.name)),
+        }
+    }
+
+    /// The fresh entries as text, one record per line with its remaining
+    /// TTL (zone-file form); a negative entry is one comment line with its
+    /// RCODE and remaining TTL. Entries fetched with DO or CD say so.
+    pub fn dump(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let now = Instant::now();
+        self.entries.for_each(|key, entry| {
+            if entry.expires <= now {
+                return;
+            }
+            let elapsed = now.duration_since(entry.stored).as_secs();
+            let mut answer = entry.answer.clone();
+            answer.age_by(u32::try_from(elapsed).unwrap_or(u32::MAX));
+            let bits = match (key.dnssec_ok, key.checking_disabled) {
+                (false, false) => "",
+                (true, false) => " ; DO",
+                (false, true) => " ; CD",
+                (true, true) => " ; DO CD",
+            };
+            if answer.answers.is_empty() {
+                let remaining = entry.expires.saturating_duration_since(now).as_secs();
+                let kind = if answer.response_code == ResponseCode::NXDomain {
+                    "NXDOMAIN"
+                } else {
+                    "NODATA"
+                };
+                let _ = writeln!(
+                    out,
+                    "; {} {} {} {kind} ttl={remaining}{bits}",
+                    key.name, key.class, key.record_type
+                ); // writing to a String cannot fail
+            }
+            for record in &answer.answers {
+                let _ = writeln!(out, "{record}{bits}"); // writing to a String cannot fail
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,35 +26,191 @@ use crate::zones::ZoneConfig;
 /// Default resolver file read when `upstream.servers = "system"`.
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// Why a configuration cannot be used.
+mod source;
+
+pub use source::{ENV_PREFIX, Origin};
+
+/// Why a configuration cannot be used. Each names where the value was
+/// written (file:line:column, environment variable or flag), the key, the
+/// value and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The sources could not be read or merged (syntax, type or unknown key).
+    /// The sources could not be read or merged (what figment reports beyond
+    /// the cases below).
     #[error("{0}")]
     Load(#[from] Box<figment::Error>),
-    /// A value has the right type but is not acceptable.
-    #[error("invalid value for `{key}`: {value:?}: {reason}")]
+    /// The configuration file cannot be read.
+    #[error("{}: cannot read the configuration file: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("{}:{line}:{column}: not valid TOML: {message}", file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// Line, from 1.
+        line: usize,
+        /// Column, from 1.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key that does not exist.
+    #[error("{origin}unknown key `{key}`; allowed here: {allowed}")]
+    UnknownKey {
+        /// Where it was written.
+        origin: Origin,
+        /// The key path.
+        key: String,
+        /// The keys allowed at that level.
+        allowed: String,
+    },
+    /// A `DNS64D_…` environment variable that names no key.
+    #[error(
+        "environment variable {variable} names no configuration key; did you mean {nearest}? (nested keys are joined with two underscores: DNS64D_SECTION__KEY)"
+    )]
+    UnknownVariable {
+        /// The variable.
+        variable: String,
+        /// The known variable most like it.
+        nearest: String,
+    },
+    /// A value that is not acceptable.
+    #[error("{origin}{key} = {value}: {reason}")]
     Invalid {
+        /// Where it was written.
+        origin: Origin,
         /// The key path, e.g. `dns64.prefixes`.
         key: String,
         /// The offending value as written.
         value: String,
-        /// Why it is not acceptable.
+        /// Why it is not acceptable, and what is allowed.
         reason: String,
     },
     /// No upstream server is left to forward to.
-    #[error("no usable upstream server: {0}")]
-    NoUpstream(String),
+    #[error("{origin}no usable upstream server: {reason}")]
+    NoUpstream {
+        /// Where the servers were set.
+        origin: Origin,
+        /// Which servers were dropped and why.
+        reason: String,
+    },
 }
 
 impl ConfigError {
     fn invalid(key: &str, value: impl ToString, reason: impl ToString) -> Self {
         Self::Invalid {
+            origin: Origin::Unknown,
             key: key.to_string(),
-            value: value.to_string(),
+            value: toml_text(&value.to_string()),
             reason: reason.to_string(),
         }
     }
+
+    /// Adds where the value was written, if known.
+    fn located(mut self, sources: &source::Sources) -> Self {
+        match &mut self {
+            Self::Invalid {
+                origin, key, value, ..
+            } => {
+                let unquoted = value.trim_matches('"');
+                *origin = sources.origin(key, Some(unquoted));
+            }
+            Self::UnknownKey { origin, key, .. } => *origin = sources.origin_of_key(key),
+            Self::NoUpstream { origin, .. } => *origin = sources.origin("upstream.servers", None),
+            _ => {}
+        }
+        self
+    }
+}
+
+/// A value as TOML writes it: numbers, booleans and lists bare, text quoted.
+fn toml_text(value: &str) -> String {
+    let bare = value.parse::<f64>().is_ok()
+        || value == "true"
+        || value == "false"
+        || value.starts_with('[');
+    if bare {
+        value.to_string()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// Checks a range and names the key, the value and the range when outside.
+fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            value,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The words `log.level` takes alone or after `target=`.
+pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a log filter: a level (`info`) or comma-separated directives
+/// `level` / `target=level` (`dns64d=debug,warn`), levels from
+/// [`LOG_LEVELS`]. tracing would take `verbose` as a target name and log
+/// nothing; this does not.
+pub fn check_log_level(text: &str) -> Result<(), String> {
+    let allowed = || {
+        format!(
+            "allowed: {} or directives like \"dns64d=debug,warn\"",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    if text.trim().is_empty() {
+        return Err(format!("empty; {}", allowed()));
+    }
+    for directive in text.split(',') {
+        let directive = directive.trim();
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level.trim()))
+        {
+            return Err(format!(
+                "{:?} is not a log level; {}",
+                level.trim(),
+                allowed()
+            ));
+        }
+        let valid_target = |target: &str| {
+            !target.is_empty()
+                && target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+        };
+        if let Some(target) = target {
+            if !valid_target(target.trim()) {
+                return Err(format!(
+                    "{:?} is not a module path; {}",
+                    target.trim(),
+                    allowed()
+                ));
+            }
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(text).is_err() {
+        return Err(allowed());
+    }
+    Ok(())
 }
 
 /// The configuration as written: every key of the file, with its default.
@@ -85,6 +241,27 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     /// `[rate_limit]`.
     pub rate_limit: RawRateLimit,
+    /// `[control]`.
+    pub control: RawControl,
+}
+
+/// The default `control.socket`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dns64d/control.sock";
+
+/// `[control]` as written: the local socket `dns64d ctl` talks to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawControl {
+    /// Path of the Unix socket (mode 0660); `""` turns it off.
+    pub socket: PathBuf,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
 }
 
 /// How logs are written.
@@ -394,6 +571,15 @@ pub struct RawServer {
     pub max_tcp_connections: usize,
     /// Most queries being resolved at once (cache misses); more are dropped.
     pub max_inflight_queries: usize,
+    /// Answer to CHAOS TXT `id.server` and `hostname.bind`; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Answer to CHAOS TXT `version.bind` and `version.server`; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// NSID (RFC 5001) sent to clients that ask; hidden when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<String>,
 }
 
 /// `[rate_limit]` as written: response rate limiting per client prefix.
@@ -445,6 +631,7 @@ impl Default for RawConfig {
             log: RawLog::default(),
             metrics: RawMetrics::default(),
             rate_limit: RawRateLimit::default(),
+            control: RawControl::default(),
         }
     }
 }
@@ -534,6 +721,9 @@ impl Default for RawServer {
             tcp_idle_timeout_ms: 10_000,
             max_tcp_connections: 1024,
             max_inflight_queries: 10_000,
+            identity: None,
+            version: None,
+            nsid: None,
         }
     }
 }
@@ -553,42 +743,45 @@ pub struct Overrides {
 
 /// Merges defaults, the optional file, the environment and the overrides.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let mut sources = source::Sources {
+        environment: std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| {
+                name.get(..ENV_PREFIX.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(ENV_PREFIX))
+            })
+            .collect(),
+        ..source::Sources::default()
+    };
+    source::check_environment(&sources.environment)?;
     let mut user = Figment::new();
     if let Some(path) = file {
-        if !path.exists() {
-            return Err(ConfigError::invalid(
-                "--config",
-                path.display(),
-                "file does not exist",
-            ));
-        }
-        user = user.merge(Toml::file_exact(path));
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        source::check_syntax(path, &text)?;
+        user = user.merge(Toml::string(&text));
+        sources.file = Some((path.to_path_buf(), text));
     }
-    // Only variables naming a top-level key are configuration; others with
-    // the same prefix (DNS64D_BIN in scripts, say) are not ours to reject.
-    user = user.merge(
-        Env::prefixed("DNS64D_")
-            .filter(|key| {
-                let top = key.as_str().split("__").next().unwrap_or_default();
-                TOP_LEVEL_KEYS
-                    .iter()
-                    .any(|known| top.eq_ignore_ascii_case(known))
-            })
-            .split("__"),
-    );
+    user = user.merge(Env::prefixed(ENV_PREFIX).split("__"));
     if overrides.shim {
         user = user.merge(Serialized::default("profile", Profile::Shim));
+        sources.flags.push(("profile", "--shim"));
     }
     if !overrides.listen.is_empty() {
         user = user.merge(Serialized::default("listen", &overrides.listen));
+        sources.flags.push(("listen", "--listen"));
     }
     if !overrides.upstream.is_empty() {
         user = user.merge(Serialized::default("upstream.servers", &overrides.upstream));
+        sources.flags.push(("upstream.servers", "--upstream"));
     }
     if !overrides.prefix.is_empty() {
         user = user.merge(Serialized::default("dns64.prefixes", &overrides.prefix));
+        sources.flags.push(("dns64.prefixes", "--prefix"));
     }
-    build(user)
+    build(user).map_err(|error| error.located(&sources))
 }
 
 /// The serve-stale and prefetch bounds of `[cache]`.
@@ -626,7 +819,7 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
 /// The defaults of a profile under what the user wrote, then validation.
 fn build(user: Figment) -> Result<Config, ConfigError> {
     let profile: Profile = match user.find_value("profile") {
-        Ok(_) => user.extract_inner("profile").map_err(Box::new)?,
+        Ok(_) => user.extract_inner("profile").map_err(source::translate)?,
         Err(_) => Profile::Network,
     };
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
@@ -637,12 +830,12 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
             .merge(Serialized::default("upstream.family", Family::Ipv6))
             .merge(Serialized::default("dns64.prefixes", Vec::<String>::new()));
     }
-    let raw: RawConfig = figment.merge(user).extract().map_err(Box::new)?;
+    let raw: RawConfig = figment.merge(user).extract().map_err(source::translate)?;
     Config::validate(raw)
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 12] = [
+pub const TOP_LEVEL_KEYS: [&str; 13] = [
     "profile",
     "listen",
     "listeners",
@@ -655,6 +848,7 @@ pub const TOP_LEVEL_KEYS: [&str; 12] = [
     "log",
     "metrics",
     "rate_limit",
+    "control",
 ];
 
 /// The shim's default listen address.
@@ -691,6 +885,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Response rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// The control socket (`None`: off).
+    pub control_socket: Option<PathBuf>,
+    /// What CHAOS TXT and NSID reveal.
+    pub identity: crate::identity::Identity,
 }
 
 /// Validated `[log]`.
@@ -1067,12 +1265,8 @@ impl Config {
         warn_about_prefixes(&prefixes, &exclude_aaaa, &mut warnings);
 
         let access_clients = parse_ip_networks("access.clients", &raw.access.clients)?;
-        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-            return Err(ConfigError::invalid(
-                "log.level",
-                &raw.log.level,
-                "not a log filter like \"info\", \"debug\" or \"dns64d=debug,warn\"",
-            ));
+        if let Err(reason) = check_log_level(&raw.log.level) {
+            return Err(ConfigError::invalid("log.level", &raw.log.level, reason));
         }
         let metrics_listen = raw
             .metrics
@@ -1142,10 +1336,38 @@ impl Config {
         }
         let server = ServerConfig {
             edns_udp_size,
-            tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms.max(1)),
-            max_tcp_connections: raw.server.max_tcp_connections.max(1),
-            max_inflight_queries: raw.server.max_inflight_queries.max(1),
+            tcp_idle_timeout: Duration::from_millis(check_range(
+                "server.tcp_idle_timeout_ms",
+                raw.server.tcp_idle_timeout_ms,
+                1,
+                3_600_000,
+            )?),
+            max_tcp_connections: check_range(
+                "server.max_tcp_connections",
+                raw.server.max_tcp_connections,
+                1,
+                1_000_000,
+            )?,
+            max_inflight_queries: check_range(
+                "server.max_inflight_queries",
+                raw.server.max_inflight_queries,
+                1,
+                10_000_000,
+            )?,
         };
+        let identity = crate::identity::Identity::new(
+            raw.server.identity.as_deref(),
+            raw.server.version.as_deref(),
+            raw.server.nsid.as_deref(),
+        )
+        .map_err(|error| {
+            let value = match error.key() {
+                "server.identity" => raw.server.identity.clone(),
+                "server.version" => raw.server.version.clone(),
+                _ => raw.server.nsid.clone(),
+            };
+            ConfigError::invalid(error.key(), value.unwrap_or_default(), error)
+        })?;
         let limit = &raw.rate_limit;
         if limit.ipv4_prefix_length > 32 {
             return Err(ConfigError::invalid(
@@ -1168,7 +1390,7 @@ impl Config {
             ipv4_prefix_length: limit.ipv4_prefix_length,
             ipv6_prefix_length: limit.ipv6_prefix_length,
             exempt: parse_ip_networks("rate_limit.exempt", &limit.exempt)?,
-            max_tracked: limit.max_tracked.max(1),
+            max_tracked: check_range("rate_limit.max_tracked", limit.max_tracked, 1, 100_000_000)?,
         };
 
         Ok(Self {
@@ -1199,6 +1421,9 @@ impl Config {
             },
             metrics_listen,
             rate_limit,
+            control_socket: (!raw.control.socket.as_os_str().is_empty())
+                .then(|| raw.control.socket.clone()),
+            identity,
             raw,
             warnings,
             zones,
@@ -1612,11 +1837,15 @@ fn resolve_servers(
                     Err(reason) => Err(ConfigError::invalid("upstream.servers", text, reason)),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let servers = selection.select(candidates);
+            let servers = selection.select(candidates.clone());
             if servers.is_empty() {
-                return Err(ConfigError::NoUpstream(
-                    "upstream.servers lists no server that is not dns64d itself or excluded by upstream.family; set upstream.servers or --upstream".into(),
-                ));
+                return Err(ConfigError::NoUpstream {
+                    origin: Origin::Unknown,
+                    reason: format!(
+                        "every server in upstream.servers was dropped ({}); list a server that is not dns64d itself and matches upstream.family, or use --upstream",
+                        dropped_servers(&candidates, selection)
+                    ),
+                });
             }
             servers
         }
@@ -1642,6 +1871,24 @@ fn resolve_servers(
     };
     encrypted.retain(|upstream| servers.contains(&upstream.address));
     Ok((servers, encrypted))
+}
+
+/// Each dropped server with the reason, for the "no usable upstream" error.
+fn dropped_servers(candidates: &[SocketAddr], selection: &UpstreamSelection) -> String {
+    candidates
+        .iter()
+        .map(|server| {
+            let reason = if is_own_listener(server, &selection.listen) {
+                "dns64d itself listens there"
+            } else if !selection.family.admits(server) {
+                "excluded by upstream.family"
+            } else {
+                "a loop through the shim's loopback address"
+            };
+            format!("{server}: {reason}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// True if `server` is one of our listen addresses (a wildcard listener covers every local address).
@@ -1853,9 +2100,8 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error type
-    fn environment_sets_keys_and_ignores_unrelated_prefixed_variables() {
+    fn environment_sets_keys_and_rejects_every_unknown_variable() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("DNS64D_BIN", "/usr/local/bin/dns64d");
             jail.set_env("DNS64D_CACHE__MAX_ENTRIES", "5000");
             jail.set_env("DNS64D_UPSTREAM__SERVERS", "[\"192.0.2.53\"]");
             let config = load(None, &Overrides::default()).expect("loads");
@@ -1866,8 +2112,132 @@ mod tests {
             );
             jail.set_env("DNS64D_CACHE__MAX_ENTRYS", "1");
             let error = load(None, &Overrides::default()).expect_err("typo in a known section");
-            assert!(error.to_string().contains("max_entrys"), "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("environment variable DNS64D_CACHE__MAX_ENTRYS: unknown key `cache.max_entrys`; allowed here: max_entries,"),
+                "{error}"
+            );
+            jail.set_env("DNS64D_CACHE__MAX_ENTRYS", "");
             Ok(())
         });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DNS64D_CACHE_MAX_ENTRIES", "5");
+            let error = load(None, &Overrides::default()).expect_err("one underscore");
+            assert_eq!(
+                error.to_string(),
+                "environment variable DNS64D_CACHE_MAX_ENTRIES names no configuration key; did you mean DNS64D_CACHE__MAX_ENTRIES? (nested keys are joined with two underscores: DNS64D_SECTION__KEY)"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DNS64D_CACHE__MAX_ENTRIES", "lots");
+            let error = load(None, &Overrides::default()).expect_err("not a number");
+            assert_eq!(
+                error.to_string(),
+                "environment variable DNS64D_CACHE__MAX_ENTRIES: cache.max_entries = \"lots\": expected a whole number, 0 or more"
+            );
+            Ok(())
+        });
+    }
+
+    /// Loads `text` from a file named `dns64d.toml`; the error text with the directory cut off.
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error type
+    fn file_error(text: &str) -> String {
+        let mut result = String::new();
+        // In a jail: no DNS64D_ variable of another test is seen.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("dns64d.toml", text)?;
+            let error = load(Some(Path::new("dns64d.toml")), &Overrides::default())
+                .expect_err("config must be rejected");
+            result = error.to_string();
+            Ok(())
+        });
+        result
+    }
+
+    #[test]
+    fn file_errors_name_file_line_column_key_value_and_what_is_allowed() {
+        let cases = [
+            (
+                "misspelt log level",
+                "[log]\nlevel = \"verbose\"\n",
+                "dns64d.toml:2:9: log.level = \"verbose\": \"verbose\" is not a log level; allowed: trace, debug, info, warn, error, off or directives like \"dns64d=debug,warn\"",
+            ),
+            (
+                "another misspelt log level",
+                "[log]\nlevel = \"dns64d=warning\"\n",
+                "dns64d.toml:2:9: log.level = \"dns64d=warning\": \"warning\" is not a log level; allowed: trace, debug, info, warn, error, off or directives like \"dns64d=debug,warn\"",
+            ),
+            (
+                "a number below its minimum",
+                "[server]\nmax_inflight_queries = 0\n",
+                "dns64d.toml:2:24: server.max_inflight_queries = 0: must be between 1 and 10000000",
+            ),
+            (
+                "a negative number",
+                "[cache]\nmax_entries = -5\n",
+                "dns64d.toml:2:15: cache.max_entries = -5: expected a whole number, 0 or more",
+            ),
+            (
+                "a number too large for its type",
+                "[rate_limit]\nipv4_prefix_length = 300\n",
+                "dns64d.toml:2:22: rate_limit.ipv4_prefix_length = 300: expected a whole number from 0 to 255",
+            ),
+            (
+                "a word where a number goes",
+                "[upstream]\nservers = [\"192.0.2.1\"]\ntimeout_ms = \"2s\"\n",
+                "dns64d.toml:3:14: upstream.timeout_ms = \"2s\": expected a whole number, 0 or more",
+            ),
+            (
+                "an unknown key",
+                "[cache]\nmax_entrys = 5\n",
+                "dns64d.toml:2:1: unknown key `cache.max_entrys`; allowed here: max_entries, min_ttl, max_ttl, negative_max_ttl, stale_max_ttl, stale_answer_ttl, stale_client_timeout_ms, prefetch, prefetch_threshold_percent",
+            ),
+            (
+                "an unknown mode",
+                "[log]\nformat = \"yaml\"\n",
+                "dns64d.toml:2:10: log.format = \"yaml\": allowed: \"text\", \"json\"",
+            ),
+            (
+                "a bad prefix in a list",
+                "[upstream]\nservers = [\"192.0.2.1\"]\n[dns64]\nprefixes = [\"64:ff9b::/96\", \"2001:db8::/80\"]\n",
+                "dns64d.toml:4:29: dns64.prefixes = \"2001:db8::/80\": length /80 is not allowed; RFC 6052 §2.2 allows /32, /40, /48, /56, /64 and /96",
+            ),
+            (
+                "a listener table",
+                "[upstream]\nservers = [\"192.0.2.1\"]\n[[listeners]]\naddress = \"127.0.0.1\"\n",
+                "dns64d.toml:4:11: listeners[0].address = \"127.0.0.1\": not a socket address like 127.0.0.1:53 or [::1]:53",
+            ),
+            (
+                "no upstream left",
+                "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n",
+                "dns64d.toml:3:11: no usable upstream server: every server in upstream.servers was dropped (127.0.0.1:5300: dns64d itself listens there); list a server that is not dns64d itself and matches upstream.family, or use --upstream",
+            ),
+            (
+                "bad syntax",
+                "[cache]\nmax_entries = = 5\n",
+                "dns64d.toml:2:15: not valid TOML: invalid string\nexpected `\"`, `'`",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            assert_eq!(file_error(text), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn log_levels_take_levels_and_directives_only() {
+        for good in [
+            "info",
+            "WARN",
+            "dns64d=debug,warn",
+            "dns64d::query=info",
+            "off",
+        ] {
+            assert_eq!(check_log_level(good), Ok(()), "{good}");
+        }
+        for bad in ["verbose", "warning", "", "dns64d=loud", "a b=info"] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! Extended DNS Errors (RFC 8914): the EDNS option (code 15) that tells an
 //! operator why an answer looks as it does. hickory-proto 0.26 has no type
 //! for it, so this module builds the option from a code and a text.
+//!
+//! The EXTRA-TEXT sent is fixed per INFO-CODE: it never carries upstream
+//! addresses or operating-system error strings (a client needs the code,
+//! not our network). The detail given when the error was made goes to the
+//! log instead. Only "Synthesized" (29) names something, the prefixes,
+//! which the answer shows anyway.
 
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
@@ -15,6 +21,8 @@ pub enum InfoCode {
     StaleAnswer = 3,
     /// 6: DNSSEC validation found the answer bogus.
     DnssecBogus = 6,
+    /// 18: the client may not query (`access.clients`).
+    Prohibited = 18,
     /// 20: not authoritative (RD=0 and nothing cached).
     NotAuthoritative = 20,
     /// 22: no upstream server could be reached.
@@ -25,12 +33,27 @@ pub enum InfoCode {
     Synthesized = 29,
 }
 
-/// One Extended DNS Error: an INFO-CODE and an EXTRA-TEXT for humans.
+impl InfoCode {
+    /// The EXTRA-TEXT sent with this code (`None`: the detail is sent).
+    pub fn fixed_text(self) -> Option<&'static str> {
+        match self {
+            Self::StaleAnswer => Some("the upstreams failed; served from expired cache data"),
+            Self::DnssecBogus => Some("DNSSEC validation failed"),
+            Self::Prohibited => Some("query refused by access policy"),
+            Self::NotAuthoritative => Some("not cached and recursion not desired"),
+            Self::NoReachableAuthority => Some("no upstream server answered"),
+            Self::NetworkError => Some("upstream network error"),
+            Self::Synthesized => None,
+        }
+    }
+}
+
+/// One Extended DNS Error: an INFO-CODE and a detail for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtendedError {
     /// The INFO-CODE.
     pub code: InfoCode,
-    /// UTF-8 text, without a terminating NUL (RFC 8914 §2).
+    /// What happened, for the log (sent only for codes without a fixed text).
     pub text: String,
 }
 
@@ -43,11 +66,18 @@ impl ExtendedError {
         }
     }
 
-    /// The option's wire data: INFO-CODE (2 octets, network order) then EXTRA-TEXT.
+    /// The EXTRA-TEXT sent: the code's fixed text, or the detail for 29.
+    pub fn wire_text(&self) -> &str {
+        self.code.fixed_text().unwrap_or(&self.text)
+    }
+
+    /// The option's wire data: INFO-CODE (2 octets, network order) then
+    /// EXTRA-TEXT (UTF-8, no terminating NUL, RFC 8914 §2).
     pub fn option_data(&self) -> Vec<u8> {
-        let mut data = Vec::with_capacity(2 + self.text.len());
+        let text = self.wire_text();
+        let mut data = Vec::with_capacity(2 + text.len());
         data.extend_from_slice(&(self.code as u16).to_be_bytes());
-        data.extend_from_slice(self.text.as_bytes());
+        data.extend_from_slice(text.as_bytes());
         data
     }
 
@@ -91,8 +121,28 @@ mod tests {
     }
 
     #[test]
-    fn empty_text_is_allowed() {
-        let error = ExtendedError::new(InfoCode::NoReachableAuthority, "");
-        assert_eq!(error.option_data(), vec![0, 22]);
+    fn sent_texts_are_fixed_and_never_carry_the_detail() {
+        let cases = [
+            (InfoCode::DnssecBogus, "DNSSEC validation failed"),
+            (InfoCode::Prohibited, "query refused by access policy"),
+            (
+                InfoCode::NotAuthoritative,
+                "not cached and recursion not desired",
+            ),
+            (
+                InfoCode::NoReachableAuthority,
+                "no upstream server answered",
+            ),
+            (InfoCode::NetworkError, "upstream network error"),
+        ];
+        for (code, sent) in cases {
+            let error =
+                ExtendedError::new(code, "192.0.2.53:53: Connection refused (os error 111)");
+            assert_eq!(
+                ExtendedError::parse(&error.to_option()),
+                Some((code as u16, sent.to_string())),
+                "{code:?}"
+            );
+        }
     }
 }

@@ -128,16 +128,17 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
 /// True if the EDNS options are well-formed and none changes the answer: the
 /// response does not depend on them (a client cookie, padding and the like
 /// are not echoed). Client subnet (code 8) goes to the slow path, which
-/// decodes it.
+/// decodes it, and so does NSID (code 3), which the response answers.
 fn options_are_ignorable(mut options: &[u8]) -> bool {
     const CLIENT_SUBNET: u16 = 8;
+    const NSID: u16 = 3;
     while !options.is_empty() {
         let Some((header, rest)) = options.split_first_chunk::<4>() else {
             return false;
         };
         let code = u16::from_be_bytes([header[0], header[1]]);
         let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        if code == CLIENT_SUBNET || length > rest.len() {
+        if code == CLIENT_SUBNET || code == NSID || length > rest.len() {
             return false;
         }
         options = &rest[length..];

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -18,6 +18,7 @@ use crate::dns64::SynthesisPrefix;
 use crate::dns64::dnssec::{self, ClientDnssec};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::fastpath::StoredNote;
+use crate::identity::Identity;
 use crate::metrics::AaaaKind;
 use crate::resolver::{ClientFlags, Question, Resolver};
 
@@ -104,6 +105,7 @@ pub struct RequestHandler {
     resolver: Arc<Resolver>,
     edns_udp_size: u16,
     log_queries: AtomicBool,
+    identity: std::sync::RwLock<Arc<Identity>>,
 }
 
 /// A response and what the fast path needs to replay it.
@@ -133,7 +135,25 @@ impl RequestHandler {
             resolver,
             edns_udp_size,
             log_queries: AtomicBool::new(false),
+            identity: std::sync::RwLock::default(),
         }
+    }
+
+    /// Sets what CHAOS TXT and NSID tell (`[server] identity`, `version`, `nsid`).
+    pub fn set_identity(&self, identity: Identity) {
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(identity);
+    }
+
+    fn identity(&self) -> Arc<Identity> {
+        Arc::clone(
+            &self
+                .identity
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// The prefixes that apply to `client` on a listener (empty: no synthesis).
@@ -283,6 +303,7 @@ impl RequestHandler {
             let mut edns = Edns::new();
             edns.set_max_payload(self.edns_udp_size)
                 .set_dnssec_ok(dnssec_ok);
+            self.identity().add_nsid(client_edns, &mut edns);
             response.set_edns(edns);
             if client_edns.version() > 0 {
                 // RFC 6891 §6.1.3: unsupported version.
@@ -301,12 +322,15 @@ impl RequestHandler {
         }
         if !listener.is_allowed(client.ip()) {
             outcome.refused = true;
-            tracing::debug!(%client, "refused: not in access.clients");
-            response.metadata.response_code = ResponseCode::Refused;
+            refuse(client, &mut response);
             return (response, limit);
         }
         let query = &request.queries[0];
         let record_type = query.query_type();
+        if query.query_class() == DNSClass::CH {
+            self.identity().answer_chaos(query, &mut response);
+            return (response, limit);
+        }
         if query.query_class() != DNSClass::IN {
             response.metadata.response_code = ResponseCode::Refused;
             return (response, limit);
@@ -354,8 +378,13 @@ impl RequestHandler {
         response.answers = answer.answers;
         response.authorities = answer.authorities;
         response.additionals = answer.additionals;
-        if let (Some(edns), Some(error)) = (response.edns.as_mut(), resolution.extended_error) {
-            edns.options_mut().insert(error.to_option());
+        if let Some(error) = resolution.extended_error {
+            if error.code.fixed_text().is_some() {
+                tracing::debug!(%client, code = error.code as u16, detail = %error.text, "extended DNS error");
+            }
+            if let Some(edns) = response.edns.as_mut() {
+                edns.options_mut().insert(error.to_option());
+            }
         }
         if let (Some(edns), true) = (response.edns.as_mut(), outcome.stale) {
             let note = ExtendedError::new(
@@ -367,6 +396,35 @@ impl RequestHandler {
         (response, limit)
     }
 }
+
+/// Refuses a client outside `access.clients`: REFUSED with Extended DNS
+/// Error 18 (Prohibited) when it sent EDNS, and a log line at most every
+/// [`REFUSED_LOG_INTERVAL_SECONDS`] saying how many were refused since.
+fn refuse(client: SocketAddr, response: &mut Message) {
+    response.metadata.response_code = ResponseCode::Refused;
+    if let Some(edns) = response.edns.as_mut() {
+        edns.options_mut()
+            .insert(ExtendedError::new(InfoCode::Prohibited, "").to_option());
+    }
+    static SINCE_LOG: AtomicU64 = AtomicU64::new(0);
+    static LAST_LOG: AtomicU64 = AtomicU64::new(0);
+    let refused = SINCE_LOG.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let last = LAST_LOG.load(Ordering::Relaxed);
+    if now >= last.saturating_add(REFUSED_LOG_INTERVAL_SECONDS)
+        && LAST_LOG
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        SINCE_LOG.fetch_sub(refused, Ordering::Relaxed);
+        tracing::info!(%client, refused, "refused queries from clients not in access.clients (this one, and the count since the last such line)");
+    }
+}
+
+/// Least seconds between two log lines about refused clients.
+pub const REFUSED_LOG_INTERVAL_SECONDS: u64 = 10;
 
 /// Encodes a response; over UDP, one larger than `limit` is sent with TC=1
 /// and no records, so the client retries over TCP (RFC 7766 §5).

@@ -25,19 +25,27 @@
 //! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
 //!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
 //!   PEM certificates, reloadable.
+//!
+//! Operations: [`control`] (the socket `dns64d ctl` talks to),
+//! [`health`] (upstream health, `/healthz`), [`logging`], [`identity`]
+//! (CHAOS TXT and NSID), [`metrics`].
 
 pub mod answer;
 pub mod cache;
 pub mod certificate;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
 pub mod fastpath;
 pub mod handler;
+pub mod health;
 pub mod https_listener;
+pub mod identity;
 #[cfg(any(test, not(target_os = "linux")))]
 pub mod local_addresses;
+pub mod logging;
 pub mod metrics;
 pub mod pktinfo;
 pub mod ratelimit;

@@ -3,16 +3,22 @@
 //! codes. SIGHUP reloads the configuration, SIGTERM and SIGINT stop
 //! gracefully; systemd is told about each state (sd_notify).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dns64d::config::{self, Config, LogFormat, Overrides};
-use tracing_subscriber::EnvFilter;
+use dns64d::config::{self, Config, Overrides};
+use dns64d::control::{self, Command, Reply, Request, StatusInfo};
+use dns64d::logging::Logging;
 
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Exit code: the configuration (or a zone file, root hints, trust anchor) is invalid.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code of `ctl`: the server is not running or the socket not permitted.
+const EXIT_UNREACHABLE: u8 = 3;
 
 /// A DNS64 server: forwards queries, caches answers and synthesizes AAAA
 /// records from A records under a NAT64 prefix (RFC 6147, RFC 6052).
@@ -35,9 +41,40 @@ struct Arguments {
     /// to the host's IPv6 resolvers, synthesis off unless a prefix is given.
     #[arg(long)]
     shim: bool,
-    /// Validate the configuration, print the effective settings and exit.
+    /// Load everything a start or reload would (configuration, zone files,
+    /// root hints, trust anchor), print the effective settings and exit:
+    /// 0 if valid, 2 if not.
     #[arg(long)]
     check_config: bool,
+    /// A subcommand (`ctl`); none runs the server.
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Control a running dns64d over its control socket (`dns64d ctl help`).
+    Ctl(CtlArguments),
+}
+
+/// `dns64d ctl`.
+#[derive(Debug, clap::Args)]
+struct CtlArguments {
+    /// The server's configuration file, to find its control socket.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "socket")]
+    config: Option<PathBuf>,
+    /// The control socket (default: `control.socket` of the configuration).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The command and its arguments: status, reload, flush [NAME [--below]],
+    /// dump-cache, log-level LEVEL, stats.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<String>,
 }
 
 impl Arguments {
@@ -54,23 +91,22 @@ impl Arguments {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    if let Some(Subcommand::Ctl(ctl)) = &arguments.subcommand {
+        return run_ctl(ctl, arguments.config.as_deref());
+    }
+    // Logging first, so what loading the configuration says is seen.
+    let logging = Logging::init();
     let config = match arguments.load() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("dns64d: configuration error: {error}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_logging(&config);
+    logging.apply(&config.log);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    if arguments.check_config {
-        println!("# configuration is valid; effective settings:");
-        print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
-    }
-
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -78,23 +114,98 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(arguments, config))
+    if arguments.check_config {
+        // What a start would load beyond the configuration itself.
+        if let Err(error) = runtime.block_on(dns64d::zones::LocalZones::load(&config.zones)) {
+            eprintln!("dns64d: configuration error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        println!("# configuration is valid; effective settings:");
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    runtime.block_on(serve(arguments, config, logging))
 }
 
-/// Logs to stderr as text or JSON; `RUST_LOG` overrides `log.level`.
-fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// `dns64d ctl`: one command to the running server; exit 0 if done, 1 if
+/// it failed, 2 on a usage error, 3 if the server cannot be reached.
+fn run_ctl(ctl: &CtlArguments, top_config: Option<&Path>) -> ExitCode {
+    let command = match Command::parse(&ctl.command) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("dns64d ctl: {error}\n\n{}", control::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let socket = match (&ctl.socket, ctl.config.as_deref().or(top_config)) {
+        (Some(socket), _) => socket.clone(),
+        (None, file) => match config::load(file, &Overrides::default()) {
+            Ok(config) => match config.control_socket {
+                Some(socket) => socket,
+                None => {
+                    eprintln!(
+                        "dns64d ctl: the control socket is off in this configuration (control.socket = \"\")"
+                    );
+                    return ExitCode::from(EXIT_UNREACHABLE);
+                }
+            },
+            Err(error) => {
+                eprintln!("dns64d ctl: configuration error: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    match control::send(&socket, &command) {
+        Ok(Reply::Ok(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Error(text)) => {
+            eprintln!("dns64d ctl: {}", text.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("dns64d ctl: {error}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
     }
 }
 
-async fn serve(arguments: Arguments, config: Config) -> ExitCode {
+/// The startup line: version, configuration file, listeners, upstreams, prefixes, zones.
+fn log_start(arguments: &Arguments, config: &Config, server: &dns64d::server::RunningServer) {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let upstreams = if config.upstream.recursive.is_some() {
+        "recursive (root servers)".to_string()
+    } else {
+        list(
+            config
+                .upstream
+                .servers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        )
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %arguments.config.as_ref().map_or("none".into(), |path| path.display().to_string()),
+        listeners = %list(server.local_addrs().iter().map(ToString::to_string).collect()),
+        upstreams = %upstreams,
+        prefixes = %list(config.dns64.prefixes.iter().map(|p| p.prefix.to_string()).collect()),
+        zones = %list(config.zones.iter().map(|zone| format!("{} ({})", zone.name, zone.file.display())).collect()),
+        control = %config.control_socket.as_ref().map_or("off".into(), |path| path.display().to_string()),
+        "dns64d serving"
+    );
+}
+
+async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCode {
+    let started = Instant::now();
     let mut server = match dns64d::server::start(&config).await {
         Ok(server) => server,
         Err(error) => {
@@ -102,25 +213,14 @@ async fn serve(arguments: Arguments, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let upstreams: Vec<String> = config
-        .upstream
-        .servers
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let prefixes: Vec<String> = config
-        .dns64
-        .prefixes
-        .iter()
-        .map(|p| p.prefix.to_string())
-        .collect();
-    tracing::info!(
-        upstreams = %upstreams.join(", "),
-        prefixes = %prefixes.join(", "),
-        zones = config.zones.len(),
-        "dns64d serving"
-    );
+    let (request_sender, mut requests) = tokio::sync::mpsc::channel::<Request>(16);
+    let control_task = start_control(config.control_socket.as_deref(), request_sender);
+    log_start(&arguments, &config, &server);
     notify_systemd(ServiceState::Ready);
+    let info = StatusInfo {
+        started,
+        config_file: arguments.config.clone(),
+    };
 
     let signals = Signals::new();
     let mut signals = match signals {
@@ -138,15 +238,41 @@ async fn serve(arguments: Arguments, config: Config) -> ExitCode {
             }
             signal = signals.next() => match signal {
                 Signal::Reload => {
+                    tracing::info!("SIGHUP: reloading the configuration");
                     notify_systemd(ServiceState::Reloading);
-                    reload(&arguments, &mut server).await;
+                    let _ = reload(&arguments, &mut server, &logging).await; // logged inside
                     notify_systemd(ServiceState::Ready);
                 }
                 Signal::Stop => break,
             },
+            Some(request) = requests.recv() => {
+                let reply = match &request.command {
+                    Command::Reload => {
+                        notify_systemd(ServiceState::Reloading);
+                        let result = reload(&arguments, &mut server, &logging).await;
+                        notify_systemd(ServiceState::Ready);
+                        match result {
+                            Ok(notes) => Reply::Ok(notes.iter().map(|note| format!("{note}\n")).chain(["configuration reloaded\n".to_string()]).collect()),
+                            Err(error) => Reply::Error(error),
+                        }
+                    }
+                    Command::LogLevel(level) => match logging.set_level(level) {
+                        Ok(()) => {
+                            tracing::info!(%level, "log level changed");
+                            Reply::Ok(format!("log level set to {level}\n"))
+                        }
+                        Err(error) => Reply::Error(error.to_string()),
+                    },
+                    command => control::execute(command, &server, &info),
+                };
+                let _ = request.reply.send(reply); // the client may have gone; nothing to do
+            }
         }
     }
     notify_systemd(ServiceState::Stopping);
+    if let Some(task) = control_task {
+        task.abort();
+    }
     tracing::info!(
         in_flight = server.in_flight(),
         "shutting down: no new queries, finishing those in flight"
@@ -159,29 +285,69 @@ async fn serve(arguments: Arguments, config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Opens the control socket and serves it; a socket that cannot be opened
+/// is logged and the server runs without it.
+#[cfg(unix)]
+fn start_control(
+    path: Option<&Path>,
+    requests: tokio::sync::mpsc::Sender<Request>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let path = path?;
+    match control::bind(path) {
+        Ok(socket) => Some(tokio::spawn(control::serve(socket, requests))),
+        Err(error) => {
+            tracing::warn!(%error, "no control socket: dns64d ctl will not reach this server");
+            None
+        }
+    }
+}
+
+/// No control socket outside Unix yet.
+#[cfg(not(unix))]
+fn start_control(
+    path: Option<&Path>,
+    _requests: tokio::sync::mpsc::Sender<Request>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if path.is_some() {
+        tracing::warn!("no control socket: not supported on this system yet");
+    }
+    None
+}
+
 /// Re-reads the configuration from the same sources; a bad one is rejected
-/// and the old one keeps serving.
-async fn reload(arguments: &Arguments, server: &mut dns64d::server::RunningServer) {
-    tracing::info!("SIGHUP: reloading the configuration");
+/// and the old one keeps serving. Returns the notes, or why it was rejected.
+async fn reload(
+    arguments: &Arguments,
+    server: &mut dns64d::server::RunningServer,
+    logging: &Logging,
+) -> Result<Vec<String>, String> {
     let config = match arguments.load() {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "reload rejected: the new configuration is invalid; the old one keeps serving");
-            return;
+            return Err(format!(
+                "reload rejected, the old configuration keeps serving: {error}"
+            ));
         }
     };
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let log = config.log.clone();
     match server.reload(config).await {
         Ok(notes) => {
-            for note in notes {
+            for note in &notes {
                 tracing::warn!("{note}");
             }
+            logging.apply(&log);
             tracing::info!("configuration reloaded");
+            Ok(notes)
         }
         Err(error) => {
             tracing::error!(%error, "reload rejected: a zone failed to load; the old configuration keeps serving");
+            Err(format!(
+                "reload rejected, the old configuration keeps serving: {error}"
+            ))
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Prometheus metrics behind one small API, and the HTTP endpoint that
-//! serves them (`/metrics`) beside a health check (`/healthz`).
+//! serves them (`/metrics`) beside the health check (`/healthz`: can this
+//! server answer?) and the readiness check (`/readyz`: are listeners and
+//! zones up?), see [`crate::health`].
 //!
 //! The request path calls plain methods (`query`, `synthesized`, …); only
 //! this module knows the metric names and the prometheus-client types.
@@ -96,7 +98,8 @@ pub struct Metrics {
     /// Serve-stale, prefetch and cookie counters (see `register_resilience`).
     resilience: Resilience,
     dnssec_bogus: Counter,
-    healthy: AtomicBool,
+    ready: AtomicBool,
+    upstream_health: crate::health::UpstreamHealth,
 }
 
 impl Default for Metrics {
@@ -218,7 +221,8 @@ impl Metrics {
             shed,
             resilience,
             dnssec_bogus,
-            healthy: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            upstream_health: crate::health::UpstreamHealth::default(),
         }
     }
 
@@ -287,6 +291,7 @@ impl Metrics {
 
     /// An upstream answer and how long it took.
     pub fn upstream_latency(&self, server: SocketAddr, latency: Duration) {
+        self.upstream_health.answered(server);
         self.upstream_latency
             .get_or_create(&ServerLabels {
                 server: server.to_string(),
@@ -296,6 +301,9 @@ impl Metrics {
 
     /// A failed upstream query.
     pub fn upstream_error(&self, server: SocketAddr, kind: &'static str) {
+        if matches!(kind, "timeout" | "network") {
+            self.upstream_health.failed(server, kind);
+        }
         self.upstream_errors
             .get_or_create(&ServerErrorLabels {
                 server: server.to_string(),
@@ -342,14 +350,41 @@ impl Metrics {
         self.dnssec_bogus.inc();
     }
 
-    /// Marks the server as serving (listeners bound) or not.
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
+    /// Marks the server as ready (listeners bound, zones loaded) or not (stopping).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// True while the listeners are bound and serving.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    /// True while the listeners are bound and the zones loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The health of the upstream servers.
+    pub fn upstream_health(&self) -> &crate::health::UpstreamHealth {
+        &self.upstream_health
+    }
+
+    /// Queries answered since start, by RCODE label (only those seen).
+    pub fn queries_by_rcode(&self) -> Vec<(&'static str, u64)> {
+        let mut totals = vec![0u64; RCODE_LABELS.len()];
+        for (index, series) in self.query_series.iter().enumerate() {
+            if let Some(counter) = series.get() {
+                let rcode = index % RCODE_LABELS.len();
+                totals[rcode] = totals[rcode].saturating_add(counter.get());
+            }
+        }
+        RCODE_LABELS
+            .iter()
+            .zip(totals)
+            .filter(|(_, count)| *count > 0)
+            .map(|(label, count)| (*label, count))
+            .collect()
+    }
+
+    /// Queries refused by the access list since start.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.get()
     }
 
     /// The Prometheus text exposition, with the cache size read now.
@@ -412,29 +447,28 @@ fn rcode_index(rcode: ResponseCode) -> usize {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until the task is stopped.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is stopped.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    cache_entries: Arc<dyn Fn() -> usize + Send + Sync>,
+    health: Arc<crate::health::HealthCheck>,
 ) {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
 
-    let metrics_for_scrape = Arc::clone(&metrics);
+    let for_metrics = Arc::clone(&health);
+    let for_health = Arc::clone(&health);
     let app = axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let metrics = Arc::clone(&metrics_for_scrape);
-                let entries = cache_entries();
+                let resolver = Arc::clone(&for_metrics.resolver);
                 async move {
                     (
                         [(
                             header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )],
-                        metrics.encode(entries),
+                        resolver.metrics().encode(resolver.cache().len()),
                     )
                 }
             }),
@@ -442,12 +476,27 @@ pub async fn serve_http(
         .route(
             "/healthz",
             get(move || {
-                let healthy = metrics.is_healthy();
+                let verdict = for_health.check();
                 async move {
-                    if healthy {
-                        (StatusCode::OK, "ok\n")
+                    match verdict {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = health.resolver.metrics().is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not serving\n")
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: listeners and zones are not up\n",
+                        )
                     }
                 }
             }),

@@ -94,6 +94,7 @@ pub struct RunningServer {
     background: JoinSet<()>,
     in_flight: Arc<InFlight>,
     certificates: Vec<tls_listener::ListenerCertificate>,
+    health: Arc<crate::health::HealthCheck>,
 }
 
 /// Counts queries being answered, so a shutdown can wait for them (and a
@@ -178,6 +179,10 @@ impl RunningServer {
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
         self.handler.set_log_queries(config.log.queries);
+        self.handler.set_identity(config.identity.clone());
+        if config.control_socket != self.config.control_socket {
+            notes.push("control.socket changed: restart dns64d to apply it".into());
+        }
         if config.metrics_listen != self.config.metrics_listen {
             notes.push("metrics.listen changed: restart dns64d to apply it".into());
         }
@@ -244,12 +249,38 @@ impl RunningServer {
     /// Stops accepting queries, lets those being answered finish (at most
     /// `grace`), then stops everything. Returns the queries cut off.
     pub async fn shutdown(mut self, grace: Duration) -> usize {
-        self.handler.resolver().metrics().set_healthy(false);
+        self.handler.resolver().metrics().set_ready(false);
         self.listener_tasks.abort_all();
         while self.listener_tasks.join_next().await.is_some() {}
         let _ = tokio::time::timeout(grace, self.in_flight.wait_idle()).await; // timing out is reported below
         self.background.abort_all();
         self.in_flight.count()
+    }
+}
+
+/// What the operations side (`dns64d ctl`, health) reads and does.
+impl RunningServer {
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The forwarding upstreams.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
+    /// The health check `/healthz` answers from.
+    pub fn health(&self) -> &Arc<crate::health::HealthCheck> {
+        &self.health
+    }
+
+    /// Removes cache entries (and every stored response, which may hold
+    /// them); returns how many cache entries were removed.
+    pub fn flush_cache(&self, scope: &crate::cache::FlushScope) -> usize {
+        let removed = self.handler.resolver().cache().flush(scope);
+        self.responses.invalidate();
+        removed
     }
 }
 
@@ -303,6 +334,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Resolver::with_parts(config, Arc::clone(&forwarder), zones, Arc::clone(&metrics));
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
     handler.set_log_queries(config.log.queries);
+    handler.set_identity(config.identity.clone());
     let in_flight = Arc::new(InFlight::default());
     let responses = Arc::new(
         ResponseCache::new(config.cache.max_entries).with_prefetch_margin(
@@ -410,6 +442,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         listeners.push((listener.clone(), slot));
     }
+    let health = Arc::new(crate::health::HealthCheck {
+        upstream: Arc::clone(&upstream),
+        resolver: Arc::clone(handler.resolver()),
+        recursive: config.upstream.recursive.is_some(),
+    });
     if let Some(address) = config.metrics_listen {
         let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
             address,
@@ -417,16 +454,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
         let bound = listener.local_addr().unwrap_or(address);
-        tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /healthz");
+        tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /healthz, readiness on /readyz");
         metrics_address = Some(bound);
-        let resolver = Arc::clone(handler.resolver());
-        background.spawn(crate::metrics::serve_http(
-            listener,
-            Arc::clone(&metrics),
-            Arc::new(move || resolver.cache().len()),
-        ));
+        background.spawn(crate::metrics::serve_http(listener, Arc::clone(&health)));
     }
-    metrics.set_healthy(true);
+    background.spawn(Arc::clone(&health).probe_down_servers());
+    metrics.set_ready(true);
     if let Some(system) = &config.upstream.selection.system {
         if !system.refresh.is_zero() {
             background.spawn(watch_system_resolvers(
@@ -448,6 +481,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         background,
         in_flight,
         certificates,
+        health,
     })
 }
 

@@ -66,6 +66,42 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Clone, V> ShardedLru<K, V> {
+    /// Removes every entry `keep` says no to, one shard locked at a time;
+    /// returns how many were removed.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let doomed: Vec<K> = shard
+                .iter()
+                .filter(|(key, value)| !keep(key, value))
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in doomed {
+                shard.pop(&key);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Calls `visit` for every entry, one shard locked at a time (the LRU
+    /// order is not changed).
+    pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (key, value) in shard.iter() {
+                visit(key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

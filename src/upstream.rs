@@ -522,3 +522,25 @@ impl Forwarder for Upstream {
         self.forward(name, record_type, class, flags).await
     }
 }
+
+impl Upstream {
+    /// Asks one server `. NS` for the health prober; the outcome goes to
+    /// the upstream health state (not to the query metrics).
+    pub async fn probe(&self, server: SocketAddr) {
+        let request = self.request_message(
+            &Name::root(),
+            RecordType::NS,
+            DNSClass::IN,
+            UpstreamFlags::default(),
+        );
+        let health = self.metrics.upstream_health();
+        match tokio::time::timeout(self.timeout(), self.exchange_udp(server, &request)).await {
+            Ok(Ok(_)) => health.answered(server),
+            Ok(Err(error)) => {
+                tracing::debug!(%server, %error, "health probe failed");
+                health.failed(server, "network");
+            }
+            Err(_) => health.failed(server, "timeout"),
+        }
+    }
+}

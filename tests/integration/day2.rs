@@ -1,0 +1,720 @@
+//! Day-2 operations (issue 18): `dns64d ctl` over the real control socket
+//! of the real binary, `/healthz` with a dead and revived upstream,
+//! `/readyz`, CHAOS TXT and NSID, Extended DNS Error texts and EDE 18,
+//! and configuration errors as `dns64d` prints them.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A dns64d process; killed if the test ends early.
+struct Daemon {
+    child: Child,
+    /// Log lines as they come.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The DNS listener, from the startup line.
+    addr: SocketAddr,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // already exited in the normal case
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on `config` and waits for its startup line (listeners
+/// bound, control socket open).
+async fn start_binary(config: &Path) -> Daemon {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dns64d"))
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start dns64d");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (sender, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = tokio::time::timeout(TEST_TIMEOUT, lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no startup line in time:\n{}", seen.join("\n")))
+            .unwrap_or_else(|| panic!("dns64d exited:\n{}", seen.join("\n")));
+        if line.contains("dns64d serving") {
+            let listeners = line
+                .split("listeners=")
+                .nth(1)
+                .and_then(|rest| rest.split([' ', ',']).next())
+                .expect("the startup line names the listeners");
+            break listeners.parse().expect("a socket address");
+        }
+        seen.push(line);
+    };
+    Daemon { child, lines, addr }
+}
+
+/// Runs `dns64d ctl --socket SOCKET ARGS…`.
+async fn ctl(socket: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    command.arg("ctl").arg("--socket").arg(socket).args(args);
+    run(command).await
+}
+
+async fn run(mut command: Command) -> Output {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run dns64d"));
+    tokio::time::timeout(TEST_TIMEOUT, output)
+        .await
+        .expect("dns64d exits in time")
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The cache dump's lines for `name` with their TTLs cut off:
+/// `(line without TTL, TTL)`.
+fn dumped(dump: &str, name: &str) -> Vec<(String, u32)> {
+    dump.lines()
+        .filter(|line| line.starts_with(name))
+        .map(|line| {
+            let mut words: Vec<&str> = line.split_whitespace().collect();
+            let ttl = words.remove(1).parse().expect("a TTL");
+            (words.join(" "), ttl)
+        })
+        .collect()
+}
+
+fn config_text(upstream: SocketAddr, socket: &Path, prefix: &str) -> String {
+    format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{upstream}\"]\n[dns64]\nprefixes = [\"{prefix}\"]\n[control]\nsocket = {:?}\n",
+        socket.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn every_ctl_command_works_over_the_real_socket() {
+    let auth = start_auth_upstream(LO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("dns64d.toml");
+    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    let mut daemon = start_binary(&config).await;
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o660
+    );
+
+    // status before any query
+    let out = ctl(&socket, &["status"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = text(&out.stdout);
+    let expected = [
+        format!("version: {}", env!("CARGO_PKG_VERSION")),
+        format!("config: {}", config.display()),
+        format!("listeners: {}", daemon.addr),
+        "health: ok".to_string(),
+        format!("upstream: {} up", auth.addr()),
+        "cache: 0 of 100000 entries".to_string(),
+        "queries: none yet".to_string(),
+        "refused: 0".to_string(),
+    ];
+    for line in &expected {
+        assert!(status.lines().any(|got| got == line), "{line}\n{status}");
+    }
+    assert!(
+        status.lines().any(|line| line.starts_with("uptime: ")),
+        "{status}"
+    );
+
+    // fill the cache, then dump it
+    let q = Q::new("v4only.dns64.test", RecordType::AAAA);
+    let m = query_udp(daemon.addr, &q).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    let m = query_udp(daemon.addr, &Q::new("dual.dns64.test", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let out = ctl(&socket, &["dump-cache"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump = text(&out.stdout);
+    let lines = dumped(&dump, "v4only.dns64.test.");
+    assert_eq!(lines.len(), 1, "{dump}");
+    assert_eq!(
+        lines[0].0, "v4only.dns64.test. IN A 93.184.216.34",
+        "{dump}"
+    );
+    assert!((290..=300).contains(&lines[0].1), "remaining TTL: {dump}");
+    assert!(
+        dump.lines()
+            .any(|line| line.starts_with("; v4only.dns64.test. IN AAAA NODATA ttl=")),
+        "the negative AAAA entry: {dump}"
+    );
+    let out = ctl(&socket, &["status"]).await;
+    let status = text(&out.stdout);
+    assert!(
+        status
+            .lines()
+            .any(|line| line == "cache: 3 of 100000 entries"),
+        "{status}"
+    );
+    assert!(
+        status.lines().any(|line| line == "queries: NOERROR=2"),
+        "{status}"
+    );
+
+    // flush one name: its A and AAAA entries go, the other name stays
+    let out = ctl(&socket, &["flush", "V4ONLY.dns64.test"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "flushed 2 cache entries\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let dump = text(&ctl(&socket, &["dump-cache"]).await.stdout);
+    assert!(dumped(&dump, "v4only.dns64.test.").is_empty(), "{dump}");
+    assert_eq!(dumped(&dump, "dual.dns64.test.").len(), 1, "{dump}");
+    // …and the next query goes upstream again (the fast path was flushed too)
+    auth.clear_seen();
+    query_udp(daemon.addr, &q).await;
+    assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
+
+    // flush a name and everything below it
+    let out = ctl(&socket, &["flush", "dns64.test", "--below"]).await;
+    assert_eq!(text(&out.stdout), "flushed 3 cache entries\n");
+    query_udp(daemon.addr, &q).await;
+    let out = ctl(&socket, &["flush"]).await;
+    assert_eq!(text(&out.stdout), "flushed 2 cache entries\n");
+    assert_eq!(text(&ctl(&socket, &["dump-cache"]).await.stdout), "");
+
+    // stats: the metrics text
+    let out = ctl(&socket, &["stats"]).await;
+    let stats = text(&out.stdout);
+    assert!(
+        stats.lines().any(|line| line
+            == "dns64d_queries_total{qtype=\"AAAA\",protocol=\"udp\",rcode=\"NOERROR\"} 3"),
+        "{stats}"
+    );
+
+    // log-level: a good level is applied (debug lines appear), a bad one is refused
+    let out = ctl(&socket, &["log-level", "debug"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "log level set to debug\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // A query that does not decode is logged at debug.
+    let mut junk = Q::new("v4only.dns64.test", RecordType::A)
+        .to_message()
+        .to_vec()
+        .unwrap();
+    junk.truncate(junk.len() - 2);
+    send_udp_raw(daemon.addr, &junk, std::time::Duration::from_millis(500)).await;
+    wait_for_line(&mut daemon, |line| {
+        line.contains("DEBUG") && line.contains("malformed request")
+    })
+    .await;
+    let out = ctl(&socket, &["log-level", "verbose"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "dns64d ctl: log level \"verbose\": \"verbose\" is not a log level; allowed: trace, debug, info, warn, error, off or directives like \"dns64d=debug,warn\"\n"
+    );
+
+    // reload: a new prefix is applied; a bad configuration is refused
+    std::fs::write(
+        &config,
+        config_text(auth.addr(), &socket, "2001:db8:64::/96"),
+    )
+    .unwrap();
+    let out = ctl(&socket, &["reload"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "configuration reloaded\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let m = query_udp(daemon.addr, &q).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"]
+    );
+    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/80")).unwrap();
+    let out = ctl(&socket, &["reload"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "dns64d ctl: reload rejected, the old configuration keeps serving: {}:5:13: dns64.prefixes = \"64:ff9b::/80\": length /80 is not allowed; RFC 6052 §2.2 allows /32, /40, /48, /56, /64 and /96\n",
+            config.display()
+        )
+    );
+    let m = query_udp(daemon.addr, &q).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"]
+    );
+
+    // usage errors: exit 2 with the usage, the server unharmed
+    for (args, message) in [
+        (
+            &["restart"][..],
+            "dns64d ctl: unknown command \"restart\"\n",
+        ),
+        (
+            &["flush", "a", "b"][..],
+            "dns64d ctl: flush: expected nothing, NAME, or NAME --below; got \"a b\"\n",
+        ),
+        (&[][..], "dns64d ctl: no command given\n"),
+    ] {
+        let out = ctl(&socket, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage: dns64d ctl"), "{stderr}");
+    }
+    // the same through the socket itself (a client other than ctl)
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream.write_all(b"frobnicate now\n").await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(
+        reply.starts_with("error\nunknown command \"frobnicate\"\nusage:"),
+        "{reply}"
+    );
+
+    // ctl finds the socket from the server's configuration file too
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    command.args(["ctl", "--config"]).arg(&config).arg("status");
+    let out = run(command).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // SIGTERM: the socket file is removed
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let child_wait = tokio::task::spawn_blocking(move || {
+        let status = daemon.child.wait();
+        (daemon, status)
+    });
+    let (_daemon, status) = tokio::time::timeout(TEST_TIMEOUT, child_wait)
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(status.unwrap().success());
+    assert!(!socket.exists(), "the control socket is removed on exit");
+    let out = ctl(&socket, &["status"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "dns64d ctl: dns64d is not running, or not with this control socket: nothing listens on {}",
+            socket.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+async fn wait_for_line(daemon: &mut Daemon, wanted: impl Fn(&str) -> bool) {
+    loop {
+        let line = tokio::time::timeout(TEST_TIMEOUT, daemon.lines.recv())
+            .await
+            .expect("the log line in time")
+            .expect("dns64d still running");
+        if wanted(&line) {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs root: runs ctl as another user (nobody) to be denied"]
+async fn ctl_names_a_socket_it_may_not_use() {
+    use std::os::unix::process::CommandExt;
+    let auth = start_auth_upstream(LO).await;
+    let dir = tempfile::tempdir().unwrap(); // mode 0700, owned by root
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("dns64d.toml");
+    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    let _daemon = start_binary(&config).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    command
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .uid(65534)
+        .gid(65534);
+    let out = run(command).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "dns64d ctl: permission denied on the control socket {}: run as root or as a member of its group\n",
+            socket.display()
+        )
+    );
+}
+
+/// GET `path` from an HTTP server; returns (status code, body).
+async fn http_get(server: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(TEST_TIMEOUT, stream.read_to_string(&mut response))
+        .await
+        .expect("HTTP answer in time")
+        .unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// Polls `path` until `check` accepts (status, body), with a deadline.
+async fn wait_for_http(
+    server: SocketAddr,
+    path: &str,
+    check: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + TEST_TIMEOUT * 2;
+    loop {
+        let (status, body) = http_get(server, path).await;
+        if check(status, &body) {
+            return (status, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} stayed at {status} {body:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A configuration with one upstream, one attempt of 100 ms, and `extra`.
+fn fast_failing(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{upstream}\"]\ntimeout_ms = 100\nattempts = 1\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn healthz_follows_a_dead_and_revived_upstream() {
+    let alive = Arc::new(AtomicBool::new(true));
+    let switch = Arc::clone(&alive);
+    let fake = start_fake_upstream(LO, move |request, _| {
+        if switch.load(Ordering::SeqCst) {
+            FakeAction::Reply(reply_rcode(request, ResponseCode::NXDomain))
+        } else {
+            FakeAction::Drop
+        }
+    })
+    .await;
+    let d = start_dns64d_toml(&fast_failing(
+        fake.addr(),
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    ))
+    .await;
+    let http = d.server.metrics_addr().unwrap();
+    assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(http_get(http, "/readyz").await, (200, "ready\n".into()));
+    let m = query_udp(d.addr, &Q::new("a.example", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    alive.store(false, Ordering::SeqCst);
+    // Two failures: not down yet (a lost packet is not a dead server).
+    for name in ["b.example", "c.example"] {
+        let m = query_udp(d.addr, &Q::new(name, RecordType::A)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    }
+    assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".into()));
+    let m = query_udp(d.addr, &Q::new("d.example", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let (status, body) = http_get(http, "/healthz").await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        format!(
+            "every upstream server is down: {} (timeout, down for 0s)\n",
+            fake.addr()
+        )
+    );
+    assert_eq!(
+        http_get(http, "/readyz").await,
+        (200, "ready\n".into()),
+        "still ready"
+    );
+
+    // Revived: the prober notices without any client query.
+    alive.store(true, Ordering::SeqCst);
+    wait_for_http(http, "/healthz", |status, _| status == 200).await;
+    assert!(fake.count(".", RecordType::NS) >= 1, "probed with . NS");
+    let m = query_udp(d.addr, &Q::new("e.example", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    // Stopping: neither ready nor healthy.
+    d.server.handler().resolver().metrics().set_ready(false);
+    assert_eq!(
+        http_get(http, "/readyz").await,
+        (503, "not ready: listeners and zones are not up\n".into())
+    );
+    assert_eq!(
+        http_get(http, "/healthz").await,
+        (
+            503,
+            "not serving: listeners and zones are not up (starting or stopping)\n".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn healthz_stays_up_while_a_local_zone_answers() {
+    let fake = start_fake_upstream(LO, |_, _| FakeAction::Drop).await;
+    let zone = data_dir().join("local.test.zone");
+    let d = start_dns64d_toml(&fast_failing(
+        fake.addr(),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[[zones]]\nname = \"local.test\"\nfile = {:?}\n",
+            zone.display().to_string()
+        ),
+    ))
+    .await;
+    for name in ["a.example", "b.example", "c.example"] {
+        query_udp(d.addr, &Q::new(name, RecordType::A)).await;
+    }
+    assert!(
+        d.server
+            .handler()
+            .resolver()
+            .metrics()
+            .upstream_health()
+            .is_down(fake.addr())
+    );
+    assert_eq!(
+        http_get(d.server.metrics_addr().unwrap(), "/healthz").await,
+        (200, "ok\n".into())
+    );
+}
+
+fn txt_answers(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::TXT(txt) => Some(txt.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn chaos_txt_and_nsid_answer_from_config_and_are_hidden_by_default() {
+    let auth = start_auth_upstream(LO).await;
+    let shown = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[server]\nidentity = \"fra-1\"\nversion = \"dns64d test\"\nnsid = \"fra-1.anycast\"\n",
+    )
+    .await;
+    let hidden = start_dns64d(&[auth.addr()], "", "").await;
+    for (name, text) in [
+        ("version.bind", "dns64d test"),
+        ("version.server", "dns64d test"),
+        ("id.server", "fra-1"),
+        ("hostname.bind", "fra-1"),
+    ] {
+        let q = Q::new(name, RecordType::TXT).class(DNSClass::CH);
+        for m in [
+            query_udp(shown.addr, &q).await,
+            query_tcp(shown.addr, &q).await,
+        ] {
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert!(m.metadata.authoritative, "{name}");
+            assert_eq!(txt_answers(&m), [text], "{name}");
+            assert_eq!(m.answers[0].dns_class, DNSClass::CH);
+            assert_eq!(m.answers[0].ttl, 0);
+        }
+        let m = query_udp(hidden.addr, &q).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::Refused,
+            "hidden {name}"
+        );
+        assert!(m.answers.is_empty());
+    }
+    let m = query_udp(
+        shown.addr,
+        &Q::new("authors.bind", RecordType::TXT).class(DNSClass::CH),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(auth.total(), 0, "CHAOS questions never go upstream");
+
+    // NSID (RFC 5001): only to a client that asks, only when configured.
+    let nsid_of = |m: &Message| {
+        m.edns
+            .as_ref()
+            .and_then(|edns| match edns.option(EdnsCode::NSID) {
+                Some(EdnsOption::NSID(payload)) => Some(text(payload.as_ref())),
+                _ => None,
+            })
+    };
+    let mut asking = Q::new("v4only.dns64.test", RecordType::A)
+        .edns(1232)
+        .to_message();
+    if let Some(edns) = asking.edns.as_mut() {
+        edns.options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+    }
+    let m = exchange_udp(shown.addr, &asking).await;
+    assert_eq!(nsid_of(&m).as_deref(), Some("fra-1.anycast"));
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 300 A 93.184.216.34"]
+    );
+    let m = exchange_tcp(shown.addr, &asking).await;
+    assert_eq!(nsid_of(&m).as_deref(), Some("fra-1.anycast"));
+    let m = exchange_udp(hidden.addr, &asking).await;
+    assert_eq!(nsid_of(&m), None);
+    let m = query_udp(
+        shown.addr,
+        &Q::new("v4only.dns64.test", RecordType::A).edns(1232),
+    )
+    .await;
+    assert_eq!(nsid_of(&m), None, "not asked");
+}
+
+#[tokio::test]
+async fn refused_clients_get_ede_18() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[access]\nclients = [\"192.0.2.0/24\"]\n",
+    )
+    .await;
+    let m = query_udp(
+        d.addr,
+        &Q::new("v4only.dns64.test", RecordType::A).edns(1232),
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        ede(&m),
+        [(18, "query refused by access policy".to_string())]
+    );
+    let m = query_tcp(d.addr, &Q::new("v4only.dns64.test", RecordType::A)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.edns.is_none(), "no OPT to a client that sent none");
+    assert_eq!(d.server.handler().resolver().metrics().refused_total(), 2);
+}
+
+#[tokio::test]
+async fn ede_texts_never_carry_upstream_addresses_or_os_errors() {
+    // Nothing listens on this port: the upstream "refuses" at the network level.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let unreachable = closed.local_addr().unwrap();
+    drop(closed);
+    let silent = start_fake_upstream(LO, |_, _| FakeAction::Drop).await;
+    for (upstream, code, text) in [
+        (unreachable, 23, "upstream network error"),
+        (silent.addr(), 22, "no upstream server answered"),
+    ] {
+        let d = start_dns64d_toml(&fast_failing(upstream, "")).await;
+        let m = query_udp(d.addr, &Q::new("x.example", RecordType::A).edns(1232)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(ede(&m), [(code, text.to_string())], "{upstream}");
+    }
+}
+
+/// Runs the binary with `args` and `config` written to a file; returns (exit code, stderr).
+async fn check_binary(config: &str, zone: Option<&str>) -> (Option<i32>, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dns64d.toml");
+    if let Some(zone) = zone {
+        std::fs::write(dir.path().join("local.zone"), zone).unwrap();
+    }
+    std::fs::write(
+        &path,
+        config.replace("DIR", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    command
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .env("NO_COLOR", "1");
+    let out = run(command).await;
+    (out.status.code(), text(&out.stderr), dir.keep())
+}
+
+#[tokio::test]
+async fn check_config_rejects_with_file_line_key_value_and_exit_2() {
+    let (code, stderr, dir) = check_binary(
+        "[upstream]\nservers = [\"192.0.2.1\"]\n[log]\nlevel = \"warning\"\n",
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!(
+            "dns64d: configuration error: {}/dns64d.toml:4:9: log.level = \"warning\": \"warning\" is not a log level; allowed: trace, debug, info, warn, error, off or directives like \"dns64d=debug,warn\"\n",
+            dir.display()
+        )
+    );
+    // --check-config loads the zone files a start would.
+    let (code, stderr, dir) = check_binary(
+        "[upstream]\nservers = [\"192.0.2.1\"]\n[[zones]]\nname = \"local.test\"\nfile = \"DIR/local.zone\"\n",
+        Some("$ORIGIN local.test.\n@ 3600 IN SOA ns hostmaster 1 2 3 4 5\nhost 300 IN A 192.0.2.300\n"),
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "dns64d: configuration error: zone local.test.: cannot load {}/local.zone: line 3: ",
+            dir.display()
+        )) && stderr.contains("host 300 IN A 192.0.2.300"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = check_binary(
+        "[upstream]\nservers = [\"192.0.2.1\"]\n[[zones]]\nname = \"local.test\"\nfile = \"DIR/local.zone\"\n",
+        Some("$ORIGIN local.test.\n@ 3600 IN SOA ns hostmaster 1 2 3 4 5\nhost 300 IN A 192.0.2.30\n"),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
