@@ -42,7 +42,8 @@ mod linux {
     use super::ReplySource;
 
     /// Room for one packet-information control message, aligned as the kernel
-    /// lays out `cmsghdr` (the IPv6 one, the larger, needs 36 bytes).
+    /// lays out `cmsghdr` (the IPv6 one, the larger, takes 40 bytes with its
+    /// padding on 64-bit systems).
     #[derive(Clone, Copy)]
     #[repr(C, align(8))]
     pub struct ControlBuffer([u8; 64]);
