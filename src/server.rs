@@ -8,6 +8,10 @@
 //! `serve_udp_thread`); elsewhere one tokio task per socket. TCP runs in
 //! the main runtime.
 //!
+//! On a wildcard address each UDP answer comes from the address its query
+//! was sent to (issue 15): with pktinfo on Linux ([`crate::pktinfo`]), with
+//! one socket per local address elsewhere (`bind_each_local_address`).
+//!
 //! IPv6 sockets are bound IPv6-only, so `[::]:53` and `0.0.0.0:53` can both
 //! be listed. A port of 0 binds UDP first and then TCP on the same port, so
 //! tests get one address that serves both.

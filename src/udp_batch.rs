@@ -12,7 +12,8 @@
 //! adds a wait and an empty receive per batch. Other systems use the
 //! one-packet tokio loop in `server`.
 //!
-//! This module holds the only `unsafe` code in dns64d: it fills the kernel's
+//! This module holds most of the `unsafe` code in dns64d (the control
+//! messages are `pktinfo`'s): it fills the kernel's
 //! `mmsghdr` arrays with pointers into buffers it owns and rebuilds those
 //! pointers before every call, so nothing self-referential outlives a call,
 //! and it sets one socket option that socket2 does not offer.
