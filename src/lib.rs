@@ -17,6 +17,7 @@
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
 //! - [`config`]: figment-loaded, validated configuration.
+//! - [`zones`] and [`signed_zone`]: local zones (`[[zones]]`), signed ones included.
 
 pub mod answer;
 pub mod cache;
@@ -32,6 +33,7 @@ pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod sharded;
+pub mod signed_zone;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;
