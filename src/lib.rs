@@ -10,7 +10,8 @@
 //! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
 //!   cache, upstream, DNS64 synthesis; coalesces identical misses.
 //! - [`dns64`]: the pure RFC 6052 / RFC 6147 core: prefixes, exclusions,
-//!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
+//!   the synthesize-or-not decision, the TTL rule, the DNSSEC (AD) rule,
+//!   `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
 //!   negative caching (RFC 2308).
 //! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.

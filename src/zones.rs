@@ -29,8 +29,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
 use hickory_server::dnssec::NxProofKind;
 use hickory_server::store::file::{FileConfig, FileZoneHandler};
 use hickory_server::zone_handler::{
-    AxfrPolicy, LookupControlFlow, LookupError, LookupOptions, Nsec3QueryInfo, ZoneHandler,
-    ZoneType,
+    AxfrPolicy, LookupControlFlow, LookupError, LookupOptions, ZoneHandler, ZoneType,
 };
 
 use crate::answer::Answer;
@@ -66,6 +65,8 @@ struct LoadedZone {
     soa: Option<Record>,
     /// The RRSIGs of the apex SOA (empty for an unsigned zone).
     soa_signatures: Vec<Record>,
+    /// The NSEC3 chain of a zone signed with NSEC3.
+    nsec3: Option<signed_zone::Nsec3Chain>,
 }
 
 /// The owner names of a zone and the types at each: enough to tell, before
@@ -283,9 +284,10 @@ impl LocalZones {
                 answer
                     .authorities
                     .extend(zone.soa_signatures.iter().cloned());
+                // A wildcard NODATA's proof shows the wildcard's types (found by the chain).
                 answer
                     .authorities
-                    .extend(zone.denial_proof(lower, record_type, false, options).await);
+                    .extend(zone.denial_proof(lower, false, options).await);
             }
             ZoneAnswer::Answer {
                 answer,
@@ -334,7 +336,7 @@ impl LocalZones {
                     // The proof that no closer name matched (RFC 4035 §3.1.3.3).
                     answer
                         .authorities
-                        .extend(zone.denial_proof(&lower, record_type, true, options).await);
+                        .extend(zone.denial_proof(&lower, true, options).await);
                 }
                 answer.answers = records
                     .into_iter()
@@ -391,35 +393,27 @@ impl LocalZones {
 
 impl LoadedZone {
     /// The NSEC or NSEC3 records (with their RRSIGs) that prove `name` has
-    /// no `record_type` or does not exist, or that no closer name matched a
-    /// wildcard; nothing for an unsigned zone. hickory picks the records:
-    /// NSEC by name order, NSEC3 by hashed name.
+    /// no data of the asked type or does not exist, or (`wildcard_expanded`
+    /// for a positive answer) that no closer name matched a wildcard; nothing
+    /// for an unsigned zone. NSEC records by name order, as hickory picks
+    /// them; NSEC3 records by hashed name from [`signed_zone::Nsec3Chain`].
     async fn denial_proof(
         &self,
         name: &LowerName,
-        record_type: RecordType,
         wildcard_expanded: bool,
         options: LookupOptions,
     ) -> Vec<Record> {
+        if let Some(chain) = &self.nsec3 {
+            let name = Name::from(name.clone());
+            return if wildcard_expanded {
+                chain.wildcard_answer(&name)
+            } else {
+                chain.denial(&name)
+            };
+        }
         let result = match self.handler.nx_proof_kind() {
             Some(NxProofKind::Nsec) => self.handler.nsec_records(name, options).await,
-            Some(NxProofKind::Nsec3 {
-                algorithm,
-                salt,
-                iterations,
-                opt_out: _,
-            }) => {
-                let info = Nsec3QueryInfo {
-                    qname: name,
-                    qtype: record_type,
-                    has_wildcard_match: wildcard_expanded,
-                    algorithm: *algorithm,
-                    salt,
-                    iterations: *iterations,
-                };
-                self.handler.nsec3_records(info, options).await
-            }
-            None => return Vec::new(),
+            _ => return Vec::new(),
         };
         match result {
             LookupControlFlow::Continue(Ok(lookup)) | LookupControlFlow::Break(Ok(lookup)) => {
@@ -476,6 +470,11 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
         .get(&RrKey::new(LowerName::new(&config.name), RecordType::SOA))
         .map(|set| set.rrsigs().to_vec())
         .unwrap_or_default();
+    let nsec3 = signed_zone::Nsec3Chain::new(
+        &config.name,
+        handler.nx_proof_kind(),
+        &*handler.records().await,
+    );
     let index = ZoneIndex::new(
         &LowerName::new(&config.name),
         handler.records().await.keys(),
@@ -492,6 +491,7 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
         index,
         soa,
         soa_signatures,
+        nsec3,
     })
 }
 
