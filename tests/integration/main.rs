@@ -13,5 +13,6 @@ mod recursion;
 mod shim;
 mod synthesis;
 mod upstream_faults;
+mod validating;
 mod wire;
 mod zones;
