@@ -13,7 +13,8 @@
 //! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
 //!   cache, upstream, DNS64 synthesis; coalesces identical misses.
 //! - [`dns64`]: the pure RFC 6052 / RFC 6147 core: prefixes, exclusions,
-//!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
+//!   the synthesize-or-not decision, the TTL rule, the DNSSEC (AD) rule,
+//!   `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
 //!   negative caching (RFC 2308).
 //! - [`upstream`]: forwarding with timeout, failover and TCP on truncation;
@@ -29,6 +30,7 @@
 //! Operations: [`control`] (the socket `dns64d ctl` talks to),
 //! [`health`] (upstream health, `/healthz`), [`logging`], [`identity`]
 //! (CHAOS TXT and NSID), [`metrics`].
+//! - [`zones`] and [`signed_zone`]: local zones (`[[zones]]`), signed ones included.
 
 pub mod answer;
 pub mod cache;
@@ -54,6 +56,7 @@ pub mod resolver;
 pub mod server;
 pub mod sharded;
 pub mod tls_listener;
+pub mod signed_zone;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;

@@ -569,7 +569,11 @@ impl Resolver {
         options: LookupOptions,
     ) -> Result<Answer, LookupError> {
         if !self.zones.is_empty() {
-            match self.zones.lookup(name, record_type).await {
+            match self
+                .zones
+                .lookup(name, record_type, options.flags.dnssec_ok)
+                .await
+            {
                 ZoneAnswer::Answer { mut answer, .. } => {
                     answer.authoritative = true;
                     return Ok(answer);

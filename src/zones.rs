@@ -8,6 +8,10 @@
 //! A reload parses every file first and swaps all zones at once, so a broken
 //! file leaves the old zones serving.
 //!
+//! DNSSEC-signed zone files are loaded by [`crate::signed_zone`]; for clients
+//! that set DO their answers carry the RRSIGs of each answered RRset, and
+//! negative answers the SOA's RRSIGs and the zone's NSEC or NSEC3 proof.
+//!
 //! Questions with no data (NODATA, NXDOMAIN) are answered from an index of
 //! the zone's owner names ([`ZoneIndex`]) without asking hickory: its
 //! negative path scans every record of the zone, which made each such answer
@@ -19,14 +23,17 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::store::file::{FileConfig, FileZoneHandler};
 use hickory_server::zone_handler::{
     AxfrPolicy, LookupControlFlow, LookupError, LookupOptions, ZoneHandler, ZoneType,
 };
 
 use crate::answer::Answer;
+use crate::signed_zone;
 
 /// One `[[zones]]` entry of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,10 @@ struct LoadedZone {
     handler: FileZoneHandler,
     index: ZoneIndex,
     soa: Option<Record>,
+    /// The RRSIGs of the apex SOA (empty for an unsigned zone).
+    soa_signatures: Vec<Record>,
+    /// The NSEC3 chain of a zone signed with NSEC3.
+    nsec3: Option<signed_zone::Nsec3Chain>,
 }
 
 /// The owner names of a zone and the types at each: enough to tell, before
@@ -248,28 +259,47 @@ impl LocalZones {
         self.zone_for(name).is_some_and(|zone| !zone.config.dns64)
     }
 
-    /// Looks a question up in the local zones.
-    pub async fn lookup(&self, name: &Name, record_type: RecordType) -> ZoneAnswer {
+    /// Looks a question up in the local zones; with `dnssec_ok` (the
+    /// client's DO), a signed zone's RRSIGs and proofs of absence come along.
+    pub async fn lookup(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        dnssec_ok: bool,
+    ) -> ZoneAnswer {
         let Some(zone) = self.zone_for(name) else {
             return ZoneAnswer::NotLocal;
         };
         let lower = LowerName::new(name);
         let origin = LowerName::new(&zone.config.name);
-        let negative = |code: ResponseCode| {
+        let mut options = LookupOptions::default();
+        options.dnssec_ok = dnssec_ok;
+        let (zone_ref, lower_ref) = (&zone, &lower);
+        let negative = |code: ResponseCode| async move {
+            let (zone, lower) = (zone_ref, lower_ref);
             let mut answer = Answer::empty(code);
             answer.authorities.extend(zone.soa.clone());
             answer.normalize_negative_soa();
+            if dnssec_ok {
+                answer
+                    .authorities
+                    .extend(zone.soa_signatures.iter().cloned());
+                // A wildcard NODATA's proof shows the wildcard's types (found by the chain).
+                answer
+                    .authorities
+                    .extend(zone.denial_proof(lower, false, options).await);
+            }
             ZoneAnswer::Answer {
                 answer,
                 dns64: zone.config.dns64,
             }
         };
         if !zone.index.may_answer(&origin, &lower, record_type) {
-            return negative(zone.index.negative_rcode(&origin, &lower));
+            return negative(zone.index.negative_rcode(&origin, &lower)).await;
         }
         let result = zone
             .handler
-            .lookup(&lower, record_type, None, LookupOptions::default())
+            .lookup(&lower, record_type, None, options)
             .await;
         let result = match result {
             LookupControlFlow::Continue(result) | LookupControlFlow::Break(result) => result,
@@ -294,7 +324,20 @@ impl LocalZones {
                     referral.additionals = additionals;
                     return ZoneAnswer::Referral(referral);
                 }
+                // An RRSIG with fewer labels than its owner: a wildcard expanded (RFC 4035 §5.3.4).
+                let wildcard_expanded = records.iter().any(|record| match &record.data {
+                    RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => {
+                        rrsig.input().num_labels < record.name.num_labels()
+                    }
+                    _ => false,
+                });
                 let mut answer = Answer::empty(ResponseCode::NoError);
+                if dnssec_ok && wildcard_expanded {
+                    // The proof that no closer name matched (RFC 4035 §3.1.3.3).
+                    answer
+                        .authorities
+                        .extend(zone.denial_proof(&lower, true, options).await);
+                }
                 answer.answers = records
                     .into_iter()
                     .map(|mut record| {
@@ -313,7 +356,7 @@ impl LocalZones {
                         && zone.config.name.zone_of(&target)
                     {
                         if let ZoneAnswer::Answer { answer: tail, .. } =
-                            Box::pin(self.lookup(&target, record_type)).await
+                            Box::pin(self.lookup(&target, record_type, dnssec_ok)).await
                         {
                             if tail.answers.is_empty() {
                                 answer.response_code = tail.response_code;
@@ -327,15 +370,15 @@ impl LocalZones {
                     dns64: zone.config.dns64,
                 }
             }
-            Err(LookupError::NameExists) => negative(ResponseCode::NoError),
+            Err(LookupError::NameExists) => negative(ResponseCode::NoError).await,
             Err(LookupError::ResponseCode(ResponseCode::NXDomain))
                 if zone.index.covered_by_wildcard(&origin, &lower) =>
             {
                 // RFC 4592 §4.1: a name a wildcard matches exists; other types are NODATA.
-                negative(ResponseCode::NoError)
+                negative(ResponseCode::NoError).await
             }
             Err(LookupError::ResponseCode(ResponseCode::Refused)) => ZoneAnswer::NotLocal,
-            Err(LookupError::ResponseCode(code)) => negative(code),
+            Err(LookupError::ResponseCode(code)) => negative(code).await,
             Err(error) => {
                 tracing::warn!(zone = %zone.config.name, %error, "local zone lookup failed");
                 let answer = Answer::empty(ResponseCode::ServFail);
@@ -344,6 +387,43 @@ impl LocalZones {
                     dns64: zone.config.dns64,
                 }
             }
+        }
+    }
+}
+
+impl LoadedZone {
+    /// The NSEC or NSEC3 records (with their RRSIGs) that prove `name` has
+    /// no data of the asked type or does not exist, or (`wildcard_expanded`
+    /// for a positive answer) that no closer name matched a wildcard; nothing
+    /// for an unsigned zone. NSEC records by name order, as hickory picks
+    /// them; NSEC3 records by hashed name from [`signed_zone::Nsec3Chain`].
+    async fn denial_proof(
+        &self,
+        name: &LowerName,
+        wildcard_expanded: bool,
+        options: LookupOptions,
+    ) -> Vec<Record> {
+        if let Some(chain) = &self.nsec3 {
+            let name = Name::from(name.clone());
+            return if wildcard_expanded {
+                chain.wildcard_answer(&name)
+            } else {
+                chain.denial(&name)
+            };
+        }
+        let result = match self.handler.nx_proof_kind() {
+            Some(NxProofKind::Nsec) => self.handler.nsec_records(name, options).await,
+            _ => return Vec::new(),
+        };
+        match result {
+            LookupControlFlow::Continue(Ok(lookup)) | LookupControlFlow::Break(Ok(lookup)) => {
+                lookup.iter().cloned().collect()
+            }
+            LookupControlFlow::Continue(Err(error)) | LookupControlFlow::Break(Err(error)) => {
+                tracing::warn!(zone = %self.config.name, %name, %error, "no proof of absence");
+                Vec::new()
+            }
+            LookupControlFlow::Skip => Vec::new(),
         }
     }
 }
@@ -365,7 +445,7 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
     if !Path::new(&config.file).is_file() {
         return Err(error("the file does not exist".into()));
     }
-    let handler = FileZoneHandler::try_from_config(
+    let handler = match FileZoneHandler::try_from_config(
         config.name.clone(),
         ZoneType::Primary,
         AxfrPolicy::Deny,
@@ -373,10 +453,28 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
         &FileConfig {
             zone_path: config.file.clone(),
         },
-        None, // not signed here: no NSEC/NSEC3 chain
-    )
-    .map_err(|reason| error(with_line(&config.file, &config.name, reason)))?;
+        None, // unsigned: no NSEC/NSEC3 chain
+    ) {
+        Ok(handler) => handler,
+        Err(reason) if signed_zone::is_refused_for_dnssec_records(&reason) => {
+            signed_zone::load(&config.name, &config.file)
+                .await
+                .map_err(error)?
+        }
+        Err(reason) => return Err(error(with_line(&config.file, &config.name, reason))),
+    };
     let soa = apex_soa(&handler, &config.name).await;
+    let soa_signatures = handler
+        .records()
+        .await
+        .get(&RrKey::new(LowerName::new(&config.name), RecordType::SOA))
+        .map(|set| set.rrsigs().to_vec())
+        .unwrap_or_default();
+    let nsec3 = signed_zone::Nsec3Chain::new(
+        &config.name,
+        handler.nx_proof_kind(),
+        &*handler.records().await,
+    );
     let index = ZoneIndex::new(
         &LowerName::new(&config.name),
         handler.records().await.keys(),
@@ -392,6 +490,8 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
         handler,
         index,
         soa,
+        soa_signatures,
+        nsec3,
     })
 }
 

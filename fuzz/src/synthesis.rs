@@ -206,10 +206,30 @@ fn check_chain_target(answer: &Answer, name: &Name) {
 }
 
 fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
-    assert!(!answer.authentic_data, "synthesized answer with AD");
-    assert!(answer.authorities.is_empty() && answer.additionals.is_empty());
+    // RFC 6147 §5.5: validated only when the A answer was (and the AAAA denial).
+    assert!(
+        !answer.authentic_data || a.authentic_data,
+        "synthesized answer validated although its A answer was not"
+    );
+    assert!(answer.additionals.is_empty());
+    // The authority section: the A answer's NSEC/NSEC3 records and their RRSIGs only.
+    for record in &answer.authorities {
+        let proof = [RecordType::NSEC, RecordType::NSEC3].into_iter().any(|kind| {
+            record.record_type() == kind || dns64d::answer::is_rrsig_covering(record, kind)
+        });
+        assert!(
+            proof && a.authorities.contains(record),
+            "{} {} in the authority of a synthesized answer",
+            record.name,
+            record.record_type()
+        );
+    }
     let mut aaaa_count = 0;
     for record in &answer.answers {
+        if dns64d::answer::is_rrsig_covering(record, RecordType::CNAME) {
+            assert!(a.answers.contains(record), "an RRSIG the A answer did not have");
+            continue;
+        }
         match &record.data {
             RData::CNAME(_) => {}
             RData::AAAA(address) => {

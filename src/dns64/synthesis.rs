@@ -241,8 +241,9 @@ pub fn synthesize_from_a(
 /// - The AAAA answer was NODATA: that answer as it came (the CNAME chain,
 ///   the SOA and the NSEC/NSEC3 proof, all with their RRSIGs, and its AD).
 /// - Its AAAA records were all excluded: its chain, and the SOA with its
-///   RRSIG from the A answer when that was NODATA too. No proof of absence
-///   exists for AAAA records that exist, so this answer is never validated.
+///   RRSIG from the A answer when that was NODATA too (also used when an
+///   AAAA NODATA came without SOA). No proof of absence exists for AAAA
+///   records that exist, so this answer is never validated.
 /// - The AAAA lookup failed (§5.1.2): the A answer without its A records,
 ///   which keeps an NXDOMAIN with its proof, or the failure.
 fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
@@ -253,14 +254,17 @@ fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
         let mut answer = fallback.nodata;
         if fallback.had_excluded {
             answer.authentic_data = false;
-            if answer.negative_ttl().is_none() && a.response_code == ResponseCode::NoError {
-                answer.authorities.extend(
-                    a.authorities
-                        .iter()
-                        .filter(|record| is_type_or_its_rrsig(record, RecordType::SOA))
-                        .cloned(),
-                );
-            }
+        }
+        // A NODATA needs an SOA for negative caching (RFC 2308 §2.2): when the
+        // AAAA answer had none (excluded records, or an upstream that sent
+        // none), the A answer's NODATA SOA, from the same zone, with its RRSIGs.
+        if answer.negative_ttl().is_none() && a.response_code == ResponseCode::NoError {
+            answer.authorities.extend(
+                a.authorities
+                    .iter()
+                    .filter(|record| is_type_or_its_rrsig(record, RecordType::SOA))
+                    .cloned(),
+            );
         }
         answer.additionals.clear();
         return answer;
@@ -284,4 +288,249 @@ fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
 /// True if `record` is of `record_type` or an RRSIG covering that type.
 fn is_type_or_its_rrsig(record: &Record, record_type: RecordType) -> bool {
     record.record_type() == record_type || is_rrsig_covering(record, record_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns64::Nat64Prefix;
+    use hickory_proto::dnssec::Algorithm;
+    use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC, RRSIG, SigInput};
+    use hickory_proto::rr::rdata::{A, CNAME, SOA};
+    use std::str::FromStr;
+
+    fn name(text: &str) -> Name {
+        Name::from_str(text).unwrap()
+    }
+
+    fn rrsig(owner: &str, covered: RecordType) -> Record {
+        let input = SigInput {
+            type_covered: covered,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: name(owner).num_labels(),
+            original_ttl: 300,
+            sig_expiration: 2_000_000_000.into(),
+            sig_inception: 1_000_000_000.into(),
+            key_tag: 1,
+            signer_name: name("test."),
+        };
+        let data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, vec![1; 64])));
+        Record::from_rdata(name(owner), 300, data)
+    }
+
+    fn soa() -> Record {
+        let soa = SOA::new(name("ns.test."), name("h.test."), 1, 3600, 900, 604800, 60);
+        Record::from_rdata(name("test."), 3600, RData::SOA(soa))
+    }
+
+    fn nsec(owner: &str, types: &[RecordType]) -> Record {
+        let data = NSEC::new(name("z.test."), types.iter().copied());
+        Record::from_rdata(name(owner), 60, RData::DNSSEC(DNSSECRData::NSEC(data)))
+    }
+
+    /// A signed answer: `answers`, and a signed SOA plus the NSEC at `nodata_at` when set.
+    fn answer(
+        code: ResponseCode,
+        answers: Vec<Record>,
+        nodata_at: Option<(&str, &[RecordType])>,
+        authentic_data: bool,
+    ) -> Answer {
+        let mut answer = Answer::empty(code);
+        answer.answers = answers;
+        answer.authentic_data = authentic_data;
+        if let Some((owner, types)) = nodata_at {
+            answer.authorities = vec![
+                soa(),
+                rrsig("test.", RecordType::SOA),
+                nsec(owner, types),
+                rrsig(owner, RecordType::NSEC),
+            ];
+        }
+        answer
+    }
+
+    fn summary(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|record| match &record.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+                    format!("{} RRSIG({})", record.name, sig.input().type_covered)
+                }
+                _ => format!("{} {}", record.name, record.record_type()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn answers_keep_every_true_record_with_its_signatures() {
+        let prefixes = [SynthesisPrefix::new(Nat64Prefix::well_known(), None)];
+        let qname = name("alias.test.");
+        let chain = || {
+            vec![
+                Record::from_rdata(qname.clone(), 300, RData::CNAME(CNAME(name("host.test.")))),
+                rrsig("alias.test.", RecordType::CNAME),
+            ]
+        };
+        let a_record = |address: A| Record::from_rdata(name("host.test."), 300, RData::A(address));
+        let secure_a = |address: A| {
+            let mut answers = chain();
+            answers.extend([a_record(address), rrsig("host.test.", RecordType::A)]);
+            answer(ResponseCode::NoError, answers, None, true)
+        };
+        let aaaa_nodata = |authentic_data| {
+            answer(
+                ResponseCode::NoError,
+                chain(),
+                Some((
+                    "host.test.",
+                    &[RecordType::A, RecordType::RRSIG, RecordType::NSEC],
+                )),
+                authentic_data,
+            )
+        };
+        let a_nodata = answer(
+            ResponseCode::NoError,
+            chain(),
+            Some((
+                "host.test.",
+                &[RecordType::TXT, RecordType::RRSIG, RecordType::NSEC],
+            )),
+            true,
+        );
+        let mapped_aaaa = {
+            let mut answers = chain();
+            answers.push(Record::from_rdata(
+                name("host.test."),
+                300,
+                RData::AAAA(AAAA("::ffff:1.2.3.4".parse().unwrap())),
+            ));
+            answers.push(rrsig("host.test.", RecordType::AAAA));
+            answer(ResponseCode::NoError, answers, None, true)
+        };
+        let proof = [
+            "test. SOA",
+            "test. RRSIG(SOA)",
+            "host.test. NSEC",
+            "host.test. RRSIG(NSEC)",
+        ];
+        let chain_lines = ["alias.test. CNAME", "alias.test. RRSIG(CNAME)"];
+        // (case, AAAA answer, A answer, answer lines, authority lines, validated, synthesized)
+        type Case<'a> = (
+            &'a str,
+            Answer,
+            Answer,
+            Vec<&'a str>,
+            Vec<&'a str>,
+            bool,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "synthesized from a secure chain",
+                aaaa_nodata(true),
+                secure_a(A::new(93, 184, 216, 34)),
+                [&chain_lines[..], &["host.test. AAAA"]].concat(),
+                vec![],
+                true,
+                true,
+            ),
+            (
+                "synthesized, AAAA denial not validated",
+                aaaa_nodata(false),
+                secure_a(A::new(93, 184, 216, 34)),
+                [&chain_lines[..], &["host.test. AAAA"]].concat(),
+                vec![],
+                false,
+                true,
+            ),
+            (
+                "nothing to embed: the AAAA denial whole",
+                aaaa_nodata(true),
+                secure_a(A::new(127, 0, 0, 1)),
+                chain_lines.to_vec(),
+                proof.to_vec(),
+                true,
+                false,
+            ),
+            (
+                "no A either: the AAAA denial whole",
+                aaaa_nodata(true),
+                a_nodata.clone(),
+                chain_lines.to_vec(),
+                proof.to_vec(),
+                true,
+                false,
+            ),
+            (
+                "excluded AAAA, no A: the signed SOA of the A answer, no proof, not validated",
+                mapped_aaaa,
+                a_nodata,
+                chain_lines.to_vec(),
+                vec!["test. SOA", "test. RRSIG(SOA)"],
+                false,
+                false,
+            ),
+        ];
+        for (case, aaaa, a, answers, authorities, validated, synthesized) in cases {
+            let AaaaDecision::Synthesize(fallback) = decide_on_aaaa(
+                &qname,
+                aaaa,
+                &ExcludedAaaa::default(),
+                false,
+                SynthesizeOn::Rfc,
+            ) else {
+                panic!("{case}: no synthesis");
+            };
+            let result = synthesize_from_a(&qname, &a, fallback, &prefixes);
+            assert_eq!(summary(&result.answer.answers), answers, "{case}");
+            assert_eq!(summary(&result.answer.authorities), authorities, "{case}");
+            assert_eq!(result.answer.authentic_data, validated, "{case}");
+            assert_eq!(result.synthesized, synthesized, "{case}");
+        }
+    }
+
+    #[test]
+    fn ignored_native_aaaa_is_returned_when_nothing_can_be_synthesized() {
+        let qname = name("v6.test.");
+        let mut aaaa = Answer::empty(ResponseCode::NoError);
+        aaaa.answers = vec![
+            Record::from_rdata(
+                qname.clone(),
+                300,
+                RData::AAAA(AAAA("2001:db8::1".parse().unwrap())),
+            ),
+            rrsig("v6.test.", RecordType::AAAA),
+        ];
+        aaaa.authentic_data = true;
+        let AaaaDecision::Synthesize(fallback) = decide_on_aaaa(
+            &qname,
+            aaaa.clone(),
+            &ExcludedAaaa::default(),
+            true,
+            SynthesizeOn::Rfc,
+        ) else {
+            panic!("ignore_aaaa: synthesis first");
+        };
+        let prefixes = [SynthesisPrefix::new(Nat64Prefix::well_known(), None)];
+        let a = answer(
+            ResponseCode::NoError,
+            vec![],
+            Some((
+                "v6.test.",
+                &[RecordType::AAAA, RecordType::RRSIG, RecordType::NSEC],
+            )),
+            true,
+        );
+        let result = synthesize_from_a(&qname, &a, fallback.clone(), &prefixes);
+        assert_eq!(result.answer, aaaa, "the native answer, whole");
+        assert!(!result.synthesized);
+        // The A lookup failed: the native answer too.
+        let result = synthesize_from_a(
+            &qname,
+            &Answer::empty(ResponseCode::ServFail),
+            fallback,
+            &prefixes,
+        );
+        assert_eq!(result.answer, aaaa);
+    }
 }

@@ -19,5 +19,6 @@ mod shim;
 mod stale;
 mod synthesis;
 mod upstream_faults;
+mod validating;
 mod wire;
 mod zones;

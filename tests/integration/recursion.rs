@@ -206,6 +206,62 @@ impl SignedZone {
         self.zone.secure_zone_mut().unwrap();
         (self.origin, std::sync::Arc::new(self.zone))
     }
+
+    /// Like [`Self::sign`], then spoils the signature of `owner`'s A set (one
+    /// bit of the signature flipped): that set is bogus, the rest of the zone
+    /// (the NSEC proofs for `owner` included) stays secure.
+    fn sign_with_bad_a_signature(
+        mut self,
+        key: Box<dyn hickory_proto::dnssec::SigningKey>,
+        owner: &str,
+    ) -> (
+        Name,
+        std::sync::Arc<dyn hickory_server::zone_handler::ZoneHandler>,
+    ) {
+        use hickory_proto::dnssec::DnssecSigner;
+        use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+        let signer = DnssecSigner::new(
+            DNSKEY::from_key(&self.public_key),
+            key,
+            self.origin.clone(),
+            std::time::Duration::from_secs(86400),
+        );
+        self.zone.add_zone_signing_key_mut(signer).unwrap();
+        self.zone.secure_zone_mut().unwrap();
+        let key = hickory_proto::rr::RrKey::new(
+            hickory_proto::rr::LowerName::new(&Name::from_ascii(owner).unwrap()),
+            RecordType::A,
+        );
+        let set = self
+            .zone
+            .records_get_mut()
+            .get_mut(&key)
+            .expect("the A set to spoil");
+        let set = std::sync::Arc::make_mut(set);
+        let spoiled: Vec<Record> = set
+            .rrsigs()
+            .iter()
+            .map(|record| {
+                let RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) = &record.data else {
+                    panic!("not an RRSIG: {record}");
+                };
+                let mut signature = rrsig.sig().to_vec();
+                signature[0] ^= 1;
+                let rrsig = RRSIG::from_sig(rrsig.input().clone(), signature);
+                Record::from_rdata(
+                    record.name.clone(),
+                    record.ttl,
+                    RData::DNSSEC(DNSSECRData::RRSIG(rrsig)),
+                )
+            })
+            .collect();
+        assert!(!spoiled.is_empty());
+        set.clear_rrsigs();
+        for record in spoiled {
+            set.insert_rrsig(record);
+        }
+        (self.origin, std::sync::Arc::new(self.zone))
+    }
 }
 
 /// "owner TYPE" for the type each RRSIG among `records` covers.
@@ -257,7 +313,7 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         let zones = [
             (1, root.sign(root_key, &children_of_root)),
             (2, tld.sign(tld_key, &children_of_tld)),
-            (3, rec.sign(rec_key, &[])),
+            (3, rec.sign_with_bad_a_signature(rec_key, "badsig.rec.test.")),
             (4, (far_origin, far)),
             (5, bad.sign(bad_key, &[])),
         ];
@@ -407,6 +463,22 @@ fn dnssec_validation_on_a_signed_hierarchy() {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(answer_summary(&m), ["host.bad.test. 300 A 93.184.216.50"]);
         assert!(!m.metadata.authentic_data);
+        // A bogus A set behind a secure AAAA denial (RFC 6147 §5.5): SERVFAIL with
+        // EDE 6 for AAAA too, never a synthesized answer and never NODATA.
+        for q in [
+            Q::new("badsig.rec.test", RecordType::AAAA).edns(1232),
+            Q::new("badsig.rec.test", RecordType::AAAA).do_bit(),
+            Q::new("badsig.rec.test", RecordType::A).do_bit(),
+        ] {
+            let m = query_udp(d.addr, &q).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{q:?}");
+            assert!(m.answers.is_empty() && m.authorities.is_empty(), "{q:?}");
+            assert_eq!(ede(&m).iter().map(|(code, _)| *code).collect::<Vec<_>>(), [6], "{q:?}");
+        }
+        // The denial itself is secure: asked on its own, it validates.
+        let m = query_udp(d.addr, &Q::new("badsig.rec.test", RecordType::TXT).do_bit()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authentic_data, "{:?}", authority_summary(&m));
         drop(authorities);
     });
 }

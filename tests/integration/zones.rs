@@ -227,3 +227,200 @@ async fn a_bad_zone_file_at_start_names_file_and_line() {
         "the line is named: {error}"
     );
 }
+
+const UNSIGNED_ZONE: &str = "\
+$ORIGIN signed.test.
+@        3600 IN SOA   ns.signed.test. hostmaster.signed.test. 1 3600 900 604800 30
+@        3600 IN NS    ns.signed.test.
+ns       300  IN A     93.184.216.53
+v4only   300  IN A     93.184.216.34
+dual     300  IN A     93.184.216.40
+dual     300  IN AAAA  2001:db8::40
+alias    300  IN CNAME v4only.signed.test.
+mail     300  IN MX    10 v4only.signed.test.
+*.wild   300  IN A     93.184.216.41
+a.b.ent  300  IN A     93.184.216.42
+";
+
+fn rrsig_covers(record: &Record) -> Option<RecordType> {
+    match &record.data {
+        RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(sig)) => {
+            Some(sig.input().type_covered)
+        }
+        _ => None,
+    }
+}
+
+/// The zone's records at `owner` of `record_type`, then their RRSIGs.
+fn zone_set(zone: &SignedZoneFile, owner: &str, record_type: RecordType) -> Vec<String> {
+    let owner = Name::from_ascii(owner).unwrap();
+    let data = zone
+        .records
+        .iter()
+        .filter(|r| r.name == owner && r.record_type() == record_type);
+    let signatures = zone
+        .records
+        .iter()
+        .filter(|r| r.name == owner && rrsig_covers(r) == Some(record_type));
+    data.chain(signatures).map(record_line).collect()
+}
+
+/// Every NSEC/NSEC3 record in `records` is one of the zone's, and comes with its RRSIG.
+fn assert_proof_from_zone(
+    zone: &SignedZoneFile,
+    records: &[Record],
+    proof: RecordType,
+    what: &str,
+) {
+    let proofs: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.record_type() == proof)
+        .collect();
+    assert!(
+        !proofs.is_empty(),
+        "{what}: no {proof} in {:?}",
+        records.iter().map(record_line).collect::<Vec<_>>()
+    );
+    for record in proofs {
+        let owner = record.name.to_string();
+        let expected = zone_set(zone, &owner, proof);
+        let got: Vec<String> = records
+            .iter()
+            .filter(|r| {
+                r.name == record.name
+                    && (r.record_type() == proof || rrsig_covers(r) == Some(proof))
+            })
+            .map(record_line)
+            .collect();
+        assert_eq!(got, expected, "{what}: {owner}");
+    }
+}
+
+#[tokio::test]
+async fn signed_zone_files_serve_signatures_and_proofs() {
+    use hickory_server::dnssec::NxProofKind;
+    let nsec3 = NxProofKind::Nsec3 {
+        algorithm: Default::default(),
+        salt: std::sync::Arc::from(&b"\xab\xcd"[..]),
+        iterations: 1,
+        opt_out: false,
+    };
+    for (kind, proof) in [
+        (NxProofKind::Nsec, RecordType::NSEC),
+        (nsec3, RecordType::NSEC3),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let unsigned = dir.path().join("unsigned.zone");
+        std::fs::write(&unsigned, UNSIGNED_ZONE).unwrap();
+        let zone = sign_zone_file("signed.test.", &unsigned, kind);
+        let file = dir.path().join("signed.test.zone");
+        std::fs::write(&file, &zone.text).unwrap();
+        let auth = start_auth_upstream(LO).await;
+        let d = start_dns64d(
+            &[auth.addr()],
+            "",
+            &format!(
+                "[[zones]]\nname = \"signed.test\"\nfile = {:?}\n",
+                file.display().to_string()
+            ),
+        )
+        .await;
+        let ask = |name: &str, qtype: RecordType, dnssec_ok: bool| {
+            let q = Q::new(name, qtype).edns(1232);
+            if dnssec_ok { q.do_bit() } else { q }
+        };
+
+        // A native AAAA with its RRSIG for DO, without for others; AA, never AD.
+        let m = query_udp(d.addr, &ask("dual.signed.test", RecordType::AAAA, true)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proof}");
+        assert!(m.metadata.authoritative && !m.metadata.authentic_data);
+        assert_eq!(
+            answer_summary(&m),
+            zone_set(&zone, "dual.signed.test.", RecordType::AAAA)
+        );
+        assert_eq!(answer_summary(&m).len(), 2, "the AAAA and its RRSIG");
+        let m = query_tcp(d.addr, &ask("dual.signed.test", RecordType::AAAA, false)).await;
+        assert_eq!(
+            answer_summary(&m),
+            ["dual.signed.test. 300 AAAA 2001:db8::40"]
+        );
+        // DNSKEY at the apex, signed.
+        let m = query_udp(d.addr, &ask("signed.test", RecordType::DNSKEY, true)).await;
+        assert_eq!(
+            answer_summary(&m),
+            zone_set(&zone, "signed.test.", RecordType::DNSKEY)
+        );
+
+        // NODATA: the SOA with its RRSIG and the proof, each with its RRSIG.
+        let m = query_udp(d.addr, &ask("mail.signed.test", RecordType::AAAA, true)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proof}");
+        assert!(m.answers.is_empty(), "{:?}", answer_summary(&m));
+        let soa: Vec<String> = m
+            .authorities
+            .iter()
+            .filter(|r| {
+                r.record_type() == RecordType::SOA || rrsig_covers(r) == Some(RecordType::SOA)
+            })
+            .map(record_line)
+            .collect();
+        let mut expected_soa = zone_set(&zone, "signed.test.", RecordType::SOA);
+        expected_soa[0] =
+            "signed.test. 30 SOA ns.signed.test. hostmaster.signed.test. 2 3600 900 604800 30"
+                .into();
+        assert_eq!(
+            soa, expected_soa,
+            "{proof}: the SOA (negative TTL) and its RRSIG"
+        );
+        assert_proof_from_zone(&zone, &m.authorities, proof, "NODATA");
+        if proof == RecordType::NSEC {
+            let owners: Vec<String> = m
+                .authorities
+                .iter()
+                .filter(|r| r.record_type() == proof)
+                .map(|r| r.name.to_string())
+                .collect();
+            assert_eq!(owners, ["mail.signed.test."], "the NSEC at the name itself");
+        }
+        // Without DO: the SOA alone.
+        let m = query_udp(d.addr, &ask("mail.signed.test", RecordType::AAAA, false)).await;
+        assert_eq!(authority_summary(&m), [expected_soa[0].clone()]);
+
+        // NXDOMAIN: the SOA and the proofs.
+        let m = query_udp(d.addr, &ask("nope.signed.test", RecordType::AAAA, true)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{proof}");
+        assert!(m.answers.is_empty());
+        assert!(
+            m.authorities
+                .iter()
+                .any(|r| rrsig_covers(r) == Some(RecordType::SOA))
+        );
+        assert_proof_from_zone(&zone, &m.authorities, proof, "NXDOMAIN");
+        // An empty non-terminal is NODATA with a proof too.
+        let m = query_udp(d.addr, &ask("b.ent.signed.test", RecordType::A, true)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_proof_from_zone(&zone, &m.authorities, proof, "empty non-terminal");
+
+        // Synthesized from local data: the CNAME keeps its RRSIG, the AAAA has none.
+        let m = query_udp(d.addr, &ask("alias.signed.test", RecordType::AAAA, true)).await;
+        let mut expected = zone_set(&zone, "alias.signed.test.", RecordType::CNAME);
+        expected.push("v4only.signed.test. 30 AAAA 64:ff9b::5db8:d822".into());
+        assert_eq!(answer_summary(&m), expected, "{proof}");
+        assert!(!m.metadata.authentic_data);
+        assert!(ede(&m).iter().any(|(code, _)| *code == 29));
+
+        // A wildcard answer: owned by the name asked, its RRSIG too (with the
+        // wildcard's label count), and with NSEC the proof that no closer name exists.
+        let m = query_udp(d.addr, &ask("x.wild.signed.test", RecordType::A, true)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let wildcard = zone_set(&zone, "*.wild.signed.test.", RecordType::A);
+        let expanded: Vec<String> = wildcard
+            .iter()
+            .map(|line| line.replacen("*.wild", "x.wild", 1))
+            .collect();
+        assert_eq!(answer_summary(&m), expanded, "{proof}");
+        if proof == RecordType::NSEC {
+            assert_proof_from_zone(&zone, &m.authorities, proof, "wildcard");
+        }
+        drop(auth);
+    }
+}

@@ -17,6 +17,7 @@ mod daemon;
 mod fake;
 mod netns;
 mod seen;
+mod signed;
 
 pub use auth::*;
 pub use certs::*;
@@ -25,6 +26,7 @@ pub use daemon::*;
 pub use fake::*;
 pub use netns::*;
 pub use seen::*;
+pub use signed::*;
 
 pub use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 pub use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
