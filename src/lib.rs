@@ -16,11 +16,13 @@
 //! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
+//! - [`cookies`]: DNS Cookies (RFC 7873, RFC 9018 server cookies).
 //! - [`config`]: figment-loaded, validated configuration.
 
 pub mod answer;
 pub mod cache;
 pub mod config;
+pub mod cookies;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;

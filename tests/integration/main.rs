@@ -2,6 +2,7 @@
 
 mod common;
 mod config_example;
+mod cookies;
 mod discovery;
 mod harness_selftest;
 mod limits;
