@@ -141,6 +141,62 @@ impl CookieKeys {
     }
 }
 
+/// The cookies toward one upstream server (RFC 7873 §5.1, §5.3): a random
+/// client cookie of our own for that server, and the server cookie it last
+/// sent us, sent back with every query.
+#[derive(Debug)]
+pub struct UpstreamCookie {
+    client: [u8; CLIENT_COOKIE_LEN],
+    server: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl Default for UpstreamCookie {
+    fn default() -> Self {
+        Self {
+            client: rand::random(),
+            server: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl UpstreamCookie {
+    /// The COOKIE option data for the next query to this server.
+    pub fn option_data(&self) -> Vec<u8> {
+        let mut data = self.client.to_vec();
+        if let Some(server) = &*self
+            .server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            data.extend_from_slice(server);
+        }
+        data
+    }
+
+    /// Reads the COOKIE option data of a reply (`None`: the reply has none,
+    /// as from a server without cookies). False if the reply must be
+    /// ignored: its client cookie is not ours (a forged reply, RFC 7873
+    /// §5.3) or the option is malformed. A server cookie is remembered.
+    pub fn accept_reply(&self, option: Option<&[u8]>) -> bool {
+        let Some(option) = option else {
+            return true;
+        };
+        let Some((client, server)) = split(option) else {
+            return false;
+        };
+        if client != self.client {
+            return false;
+        }
+        if !server.is_empty() {
+            *self
+                .server
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(server.to_vec());
+        }
+        true
+    }
+}
+
 /// Splits COOKIE option data into the client cookie and the server cookie
 /// (empty when absent); `None` for the lengths RFC 7873 §5.2.2 calls
 /// malformed: anything but 8, or 16 to 40 octets.
@@ -420,6 +476,23 @@ mod tests {
                 .to_vec(),
             hex("2464c4abcf10c957010000005cf79f111f8130c3eee29480")
         );
+    }
+
+    #[test]
+    fn an_upstream_cookie_learns_the_server_cookie_and_rejects_foreign_replies() {
+        let jar = UpstreamCookie::default();
+        let client = jar.option_data();
+        assert_eq!(client.len(), 8, "only a client cookie at first");
+        assert!(jar.accept_reply(None), "a server without cookies");
+        let mut reply = client.clone();
+        reply.extend_from_slice(&[0xab; 16]);
+        assert!(jar.accept_reply(Some(&reply)));
+        assert_eq!(jar.option_data(), reply, "the server cookie is sent back");
+        let mut foreign = vec![0; 8];
+        foreign.extend_from_slice(&[0xcd; 16]);
+        assert!(!jar.accept_reply(Some(&foreign)), "another client cookie");
+        assert!(!jar.accept_reply(Some(&client[..5])), "malformed");
+        assert_eq!(jar.option_data(), reply, "nothing learned from them");
     }
 
     #[test]

@@ -20,11 +20,13 @@ use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
 use crate::answer::Answer;
 use crate::config::{UpstreamConfig, UpstreamSelection};
+use crate::cookies::{COOKIE_OPTION_CODE, UpstreamCookie};
 use crate::metrics::Metrics;
 
 /// Why no answer came back from any upstream.
@@ -76,11 +78,16 @@ pub trait Forwarder: Send + Sync + 'static {
 /// One upstream server.
 struct Server {
     address: SocketAddr,
+    /// Our DNS Cookies with it (RFC 7873 §5.1).
+    cookie: UpstreamCookie,
 }
 
 impl Server {
     fn new(address: SocketAddr, _timeout: Duration, _runtime: &TokioRuntimeProvider) -> Self {
-        Self { address }
+        Self {
+            address,
+            cookie: UpstreamCookie::default(),
+        }
     }
 }
 
@@ -227,7 +234,8 @@ impl Upstream {
         for attempt in 0..attempts as usize {
             let index = (start + attempt) % servers.len();
             let server = &servers[index];
-            let message = self.request_message(name, record_type, class, flags);
+            let mut message = self.request_message(name, record_type, class, flags);
+            set_cookie(&mut message, server);
             let sent = Instant::now();
             let deadline = sent + timeout;
             self.metrics.upstream_query(server.address);
@@ -304,7 +312,14 @@ impl Upstream {
         request: DnsRequest,
         deadline: Instant,
     ) -> Result<DnsResponse, hickory_net::NetError> {
-        let response = self.exchange_udp(server.address, &request).await?;
+        let mut response = self.exchange_udp(server, &request).await?;
+        let mut request = request;
+        if response.response_code == ResponseCode::BADCOOKIE {
+            // RFC 7873 §5.3: the server sent a fresh cookie; resend once with it.
+            tracing::debug!(server = %server.address, "BADCOOKIE; retrying with the new server cookie");
+            set_cookie(&mut request, server);
+            response = self.exchange_udp(server, &request).await?;
+        }
         if !response.truncation {
             return Ok(response);
         }
@@ -327,9 +342,10 @@ impl Upstream {
     /// query; this is the hot path of every cache miss.)
     async fn exchange_udp(
         &self,
-        server: SocketAddr,
+        upstream: &Server,
         request: &DnsRequest,
     ) -> Result<DnsResponse, hickory_net::NetError> {
+        let server = upstream.address;
         let unspecified: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -366,12 +382,42 @@ impl Upstream {
                 tracing::debug!(%server, "ignoring a reply to another question");
                 continue;
             }
+            if !upstream
+                .cookie
+                .accept_reply(cookie_of(&response).as_deref())
+            {
+                tracing::debug!(%server, "ignoring a reply with another client cookie (RFC 7873 §5.3)");
+                continue;
+            }
             if let Some(original) = request.original_query() {
                 restore_case(&mut response, original);
             }
             return DnsResponse::from_message(response).map_err(Into::into);
         }
     }
+}
+
+/// Puts our COOKIE option for `server` into an upstream query (replacing one there).
+fn set_cookie(request: &mut DnsRequest, server: &Server) {
+    if let Some(edns) = request.edns.as_mut() {
+        let options = edns.options_mut();
+        options.remove(EdnsCode::from(COOKIE_OPTION_CODE));
+        options.insert(EdnsOption::Unknown(
+            COOKIE_OPTION_CODE,
+            server.cookie.option_data(),
+        ));
+    }
+}
+
+/// The data of the first COOKIE option of a message.
+fn cookie_of(message: &Message) -> Option<Vec<u8>> {
+    let option = message
+        .edns
+        .as_ref()?
+        .options()
+        .get(EdnsCode::from(COOKIE_OPTION_CODE))?;
+    // An option hickory cannot turn back into bytes counts as malformed.
+    Some(Vec::<u8>::try_from(option).unwrap_or_default())
 }
 
 /// Puts the client's letter case back after 0x20: the question and every

@@ -334,3 +334,85 @@ async fn cookies_can_be_turned_off() {
         assert!(cookie_of(&m).is_none());
     }
 }
+
+/// The COOKIE option data of each query a fake upstream saw, by name.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A cookie-aware fake upstream: it remembers what each query carried and
+/// answers `*.up.test` A with 192.0.2.1 and the client cookie plus
+/// `server_cookie`; a query for `fresh.up.test` carrying another server
+/// cookie than `renewed` gets BADCOOKIE with `renewed`; `forged.up.test`
+/// gets an answer with someone else's client cookie.
+async fn start_cookie_upstream(seen: Seen) -> FakeUpstream {
+    const SERVER: [u8; 16] = [0xab; 16];
+    const RENEWED: [u8; 16] = [0xcd; 16];
+    start_fake_upstream(LO, move |req, _| {
+        let name = req.queries[0].name().to_string();
+        let sent = cookie_of(req).unwrap_or_default();
+        seen.lock().unwrap().push((name.clone(), sent.clone()));
+        let client = sent.get(..8).unwrap_or_default().to_vec();
+        let (rcode, server, client) = match name.as_str() {
+            "fresh.up.test." if sent.get(8..) != Some(&RENEWED[..]) => {
+                (ResponseCode::BADCOOKIE, RENEWED, client)
+            }
+            "fresh.up.test." => (ResponseCode::NoError, RENEWED, client),
+            "forged.up.test." => (ResponseCode::NoError, SERVER, vec![0; 8]),
+            _ => (ResponseCode::NoError, SERVER, client),
+        };
+        let mut m = reply_rcode(req, rcode);
+        if rcode == ResponseCode::NoError {
+            m.add_answer(rr_a(&name, 300, Ipv4Addr::new(192, 0, 2, 1)));
+        }
+        let mut cookie = client;
+        cookie.extend_from_slice(&server);
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.options_mut().insert(EdnsOption::Unknown(10, cookie));
+        m.set_edns(edns);
+        FakeAction::Reply(m)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upstream_queries_carry_a_client_cookie_and_the_servers_cookie_once_learned() {
+    let seen = Seen::default();
+    let fake = start_cookie_upstream(std::sync::Arc::clone(&seen)).await;
+    let d = start_dns64d(&[fake.addr()], "", "[dns64]\nprefixes = []\n").await;
+    for name in ["one.up.test", "two.up.test", "fresh.up.test"] {
+        let m = query_udp(d.addr, &Q::new(name, RecordType::A)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(answer_summary(&m), [format!("{name}. 300 A 192.0.2.1")]);
+    }
+    let seen = seen.lock().unwrap().clone();
+    let client = seen[0].1.clone();
+    assert_eq!(client.len(), 8, "first a client cookie alone: {seen:?}");
+    let with = |server: u8| {
+        let mut cookie = client.clone();
+        cookie.extend_from_slice(&[server; 16]);
+        cookie
+    };
+    assert_eq!(
+        seen,
+        [
+            ("one.up.test.".to_string(), client.clone()),
+            ("two.up.test.".to_string(), with(0xab)),
+            // BADCOOKIE with a renewed cookie: one retry with it (RFC 7873 §5.3).
+            ("fresh.up.test.".to_string(), with(0xab)),
+            ("fresh.up.test.".to_string(), with(0xcd)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_reply_with_another_client_cookie_is_ignored() {
+    let seen = Seen::default();
+    let fake = start_cookie_upstream(std::sync::Arc::clone(&seen)).await;
+    let d = start_dns64d(&[fake.addr()], "", "[dns64]\nprefixes = []\n").await;
+    let m = query_udp(d.addr, &Q::new("forged.up.test", RecordType::A).edns(1232)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    assert!(
+        ede(&m).iter().any(|(code, _)| *code == 22),
+        "the forged replies count as no reply: {m:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2, "both attempts were tried");
+}
