@@ -416,3 +416,89 @@ async fn an_upstream_reply_with_another_client_cookie_is_ignored() {
     );
     assert_eq!(seen.lock().unwrap().len(), 2, "both attempts were tried");
 }
+
+#[test]
+fn cookie_settings_are_checked() {
+    for (toml, key) in [
+        ("[cookies]\nsecret = \"e5e973\"\n", "cookies.secret"),
+        (
+            "[cookies]\nsecret = \"zz e973e5a6b2a43f48e7dc849e37bfcf\"\n",
+            "cookies.secret",
+        ),
+        (
+            "[cookies]\nprevious_secret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n",
+            "cookies.previous_secret",
+        ),
+    ] {
+        let error = dns64d::config::from_toml_str(toml)
+            .expect_err(toml)
+            .to_string();
+        assert!(error.contains(&format!("`{key}`")), "{error}");
+    }
+    let config = dns64d::config::from_toml_str("").unwrap();
+    assert!(config.cookies.enabled, "on by default");
+    assert!(!config.cookies.require_for_large_udp);
+    assert_eq!(config.cookies.secret, None, "random at start");
+    let config = dns64d::config::from_toml_str(&cookies_config("")).unwrap();
+    assert_eq!(config.cookies.secret, parse_secret(SECRET));
+}
+
+#[tokio::test]
+async fn a_reload_rolls_the_secret_over_and_the_previous_one_still_holds() {
+    const NEW: &str = "445536bcd2513298075a5d379663c962";
+    let auth = start_auth_upstream(LO).await;
+    let toml = |cookies: &str| {
+        format!(
+            "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n[cookies]\n{cookies}",
+            auth.addr()
+        )
+    };
+    let mut d = start_dns64d_toml(&toml(&format!("secret = \"{SECRET}\"\n"))).await;
+    let q = Q::new("v4only.dns64.test", RecordType::A);
+    let old = assert_our_cookie(
+        &exchange_udp(d.addr, &with_cookie(&q, &[6; 8])).await,
+        &[6; 8],
+    );
+
+    let rolled = toml(&format!(
+        "secret = \"{NEW}\"\nprevious_secret = \"{SECRET}\"\n"
+    ));
+    let notes = d
+        .server
+        .reload(dns64d::config::from_toml_str(&rolled).unwrap())
+        .await
+        .unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let m = exchange_udp(d.addr, &with_cookie(&q, &old)).await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "the old cookie holds"
+    );
+    let fresh = cookie_of(&m).unwrap();
+    let new_keys = CookieKeys {
+        current: parse_secret(NEW).unwrap(),
+        previous: None,
+    };
+    assert!(
+        matches!(
+            new_keys.check(&fresh, LO, unix_now()),
+            CookieState::Valid(_)
+        ),
+        "new cookies are made with the new secret"
+    );
+
+    let done = toml(&format!("secret = \"{NEW}\"\n"));
+    d.server
+        .reload(dns64d::config::from_toml_str(&done).unwrap())
+        .await
+        .unwrap();
+    let m = exchange_udp(d.addr, &with_cookie(&q, &old)).await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::BADCOOKIE,
+        "the old secret is gone"
+    );
+    let m = exchange_udp(d.addr, &with_cookie(&q, &fresh)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
