@@ -249,9 +249,16 @@ impl RequestHandler {
                     .response_cookie(&client_cookie, client.ip(), cookies::unix_now()),
             )
         });
-        if let Some(response) =
-            cookie_only_response(&message, cookie, transport, self.edns_udp_size)
-        {
+        // Access control and BADVERS come before cookies (REFUSED stays REFUSED).
+        let cookie_answers_first = listener.is_allowed(client.ip())
+            && message
+                .edns
+                .as_ref()
+                .is_some_and(|edns| edns.version() == 0);
+        let early = cookie_answers_first
+            .then(|| cookie_only_response(&message, cookie, transport, self.edns_udp_size))
+            .flatten();
+        if let Some(response) = early {
             metrics.query(
                 message
                     .queries

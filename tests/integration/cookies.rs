@@ -502,3 +502,26 @@ async fn a_reload_rolls_the_secret_over_and_the_previous_one_still_holds() {
     let m = exchange_udp(d.addr, &with_cookie(&q, &fresh)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
+
+#[tokio::test]
+async fn refused_clients_get_refused_whatever_their_cookie() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        &format!(
+            "[access]\nclients = [\"10.0.0.0/8\"]\n{}",
+            cookies_config("")
+        ),
+    )
+    .await;
+    let q = Q::new("v4only.dns64.test", RecordType::A);
+    for cookie in [vec![1; 9], vec![1; 24], vec![1; 8]] {
+        let m = exchange_udp(d.addr, &with_cookie(&q, &cookie)).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::Refused,
+            "{cookie:?}"
+        );
+    }
+}
