@@ -12,7 +12,8 @@
 //! - [`dns64`]: the pure RFC 6052 / RFC 6147 core: prefixes, exclusions,
 //!   the synthesize-or-not decision, the TTL rule, `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
-//!   negative caching (RFC 2308).
+//!   negative caching (RFC 2308); expired answers kept for serve-stale
+//!   (RFC 8767), late hits flagged for prefetch.
 //! - [`upstream`]: forwarding with timeout, failover and TCP on truncation.
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).

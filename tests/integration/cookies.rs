@@ -253,7 +253,7 @@ async fn a_valid_cookie_exempts_a_client_from_rate_limiting() {
     .await;
     let q = Q::new("v4only.dns64.test", RecordType::A);
     let cookie = assert_our_cookie(
-        &query_tcp_with(&d, &with_cookie(&q, &[3; 8])).await,
+        &exchange_tcp(d.addr, &with_cookie(&q, &[3; 8])).await,
         &[3; 8],
     );
     for _ in 0..10 {
@@ -272,10 +272,6 @@ async fn a_valid_cookie_exempts_a_client_from_rate_limiting() {
         }
     }
     assert!(answered <= 2, "{answered} of 5 answered over the limit");
-}
-
-async fn query_tcp_with(d: &Dns64d, m: &Message) -> Message {
-    exchange_tcp(d.addr, m).await
 }
 
 #[tokio::test]
