@@ -210,7 +210,25 @@ pub fn split(option: &[u8]) -> Option<([u8; CLIENT_COOKIE_LEN], &[u8])> {
 }
 
 /// The seconds since the epoch modulo 2³² (RFC 9018 §4.3 serial arithmetic).
+///
+/// On Linux from the coarse realtime clock: cookies need seconds, and the
+/// UDP fast path calls this for every query with a cookie (measured: about
+/// 75 ns for `SystemTime::now` on the test VM, a third of the cookie's cost).
 pub fn unix_now() -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec for the duration of the
+        // call, and CLOCK_REALTIME_COARSE is a clock every Linux since 2.6.32 has.
+        let result = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
+        if result == 0 {
+            // Truncation is the point: the timestamp is modulo 2³².
+            return now.tv_sec as u32;
+        }
+    }
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
@@ -493,6 +511,15 @@ mod tests {
         assert!(!jar.accept_reply(Some(&foreign)), "another client cookie");
         assert!(!jar.accept_reply(Some(&client[..5])), "malformed");
         assert_eq!(jar.option_data(), reply, "nothing learned from them");
+    }
+
+    #[test]
+    fn the_clock_is_the_system_clock_in_seconds() {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        assert!(unix_now().wrapping_sub(system).wrapping_add(1) <= 2);
     }
 
     #[test]
