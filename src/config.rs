@@ -243,6 +243,8 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     /// `[control]`.
     pub control: RawControl,
+    /// `[cookies]`.
+    pub cookies: RawCookies,
 }
 
 /// The default `control.socket`.
@@ -260,6 +262,31 @@ impl Default for RawControl {
     fn default() -> Self {
         Self {
             socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+/// `[cookies]` as written: DNS Cookies (RFC 7873, RFC 9018).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookies {
+    /// Answer DNS Cookies.
+    pub enabled: bool,
+    /// The server secret, 32 hexadecimal digits (unset: random at start).
+    pub secret: Option<String>,
+    /// The secret before the last rollover, still accepted.
+    pub previous_secret: Option<String>,
+    /// Large UDP responses only to clients with a valid server cookie.
+    pub require_for_large_udp: bool,
+}
+
+impl Default for RawCookies {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: None,
+            previous_secret: None,
+            require_for_large_udp: false,
         }
     }
 }
@@ -632,6 +659,7 @@ impl Default for RawConfig {
             metrics: RawMetrics::default(),
             rate_limit: RawRateLimit::default(),
             control: RawControl::default(),
+            cookies: RawCookies::default(),
         }
     }
 }
@@ -784,6 +812,39 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
     build(user).map_err(|error| error.located(&sources))
 }
 
+/// Validates `[cookies]`.
+fn parse_cookies(raw: &RawCookies) -> Result<CookiesConfig, ConfigError> {
+    let secret = |key: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|text| {
+                crate::cookies::parse_secret(text).ok_or_else(|| {
+                    ConfigError::invalid(
+                        key,
+                        text,
+                        "must be 32 hexadecimal digits (a 128-bit SipHash key, RFC 9018 §4.4), the same on every server of an anycast group",
+                    )
+                })
+            })
+            .transpose()
+    };
+    let previous_secret = secret("cookies.previous_secret", &raw.previous_secret)?;
+    let current = secret("cookies.secret", &raw.secret)?;
+    if current.is_none() && previous_secret.is_some() {
+        return Err(ConfigError::invalid(
+            "cookies.previous_secret",
+            raw.previous_secret.as_deref().unwrap_or_default(),
+            "needs cookies.secret (the secret that replaced it)",
+        ));
+    }
+    Ok(CookiesConfig {
+        enabled: raw.enabled,
+        secret: current,
+        previous_secret,
+        require_for_large_udp: raw.require_for_large_udp,
+    })
+}
+
 /// The serve-stale and prefetch bounds of `[cache]`.
 fn check_stale_and_prefetch(cache: &CacheConfig) -> Result<(), ConfigError> {
     if cache.stale_answer_ttl == 0 || cache.stale_answer_ttl > 3600 {
@@ -835,7 +896,8 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 13] = [
+pub const TOP_LEVEL_KEYS: [&str; 14] = [
+    "cookies",
     "profile",
     "listen",
     "listeners",
@@ -889,6 +951,21 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// What CHAOS TXT and NSID reveal.
     pub identity: crate::identity::Identity,
+    /// DNS Cookies.
+    pub cookies: CookiesConfig,
+}
+
+/// Validated `[cookies]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookiesConfig {
+    /// Answer DNS Cookies.
+    pub enabled: bool,
+    /// The configured secret (`None`: the server makes a random one at start).
+    pub secret: Option<crate::cookies::CookieSecret>,
+    /// The previous secret, still accepted.
+    pub previous_secret: Option<crate::cookies::CookieSecret>,
+    /// Large UDP responses only to clients with a valid server cookie.
+    pub require_for_large_udp: bool,
 }
 
 /// Validated `[log]`.
@@ -1424,6 +1501,7 @@ impl Config {
             control_socket: (!raw.control.socket.as_os_str().is_empty())
                 .then(|| raw.control.socket.clone()),
             identity,
+            cookies: parse_cookies(&raw.cookies)?,
             raw,
             warnings,
             zones,

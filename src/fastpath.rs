@@ -59,6 +59,8 @@ pub struct QueryShape<'a> {
     pub edns_payload: Option<u16>,
     /// The EDNS DO bit.
     pub dnssec_ok: bool,
+    /// The data of the first COOKIE option (RFC 7873), if any.
+    pub cookie: Option<&'a [u8]>,
 }
 
 impl QueryShape<'_> {
@@ -89,8 +91,8 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
     let name_end = name_end(packet, 12)?;
     let question_end = name_end.checked_add(4)?;
     let question = packet.get(12..question_end)?;
-    let (edns_payload, dnssec_ok, end) = match additional_count {
-        0 => (None, false, question_end),
+    let (edns_payload, dnssec_ok, cookie, end) = match additional_count {
+        0 => (None, false, None, question_end),
         1 => {
             // OPT: root name, TYPE 41, CLASS = payload, TTL = ext-rcode/version/flags, RDLEN, options.
             let opt = packet.get(question_end..question_end + 11)?;
@@ -106,10 +108,8 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
             }
             let options_start = question_end + 11;
             let options = packet.get(options_start..options_start + rdlength)?;
-            if !options_are_ignorable(options) {
-                return None;
-            }
-            (Some(payload), dnssec_ok, options_start + rdlength)
+            let cookie = ignorable_options(options)?;
+            (Some(payload), dnssec_ok, cookie, options_start + rdlength)
         }
         _ => return None,
     };
@@ -122,28 +122,33 @@ pub fn parse_query(packet: &[u8]) -> Option<QueryShape<'_>> {
         question,
         edns_payload,
         dnssec_ok,
+        cookie,
     })
 }
 
-/// True if the EDNS options are well-formed and none changes the answer: the
-/// response does not depend on them (a client cookie, padding and the like
-/// are not echoed). Client subnet (code 8) goes to the slow path, which
-/// decodes it, and so does NSID (code 3), which the response answers.
-fn options_are_ignorable(mut options: &[u8]) -> bool {
+/// `Some` if the EDNS options are well-formed and none changes the answer
+/// (padding and the like are not echoed), with the data of the first COOKIE
+/// option: the caller answers cookies itself (RFC 7873 §5.2: only the first
+/// one counts). `None` sends the query to the slow path: client subnet
+/// (code 8), which it decodes, NSID (code 3), which the response answers,
+/// or malformed options.
+fn ignorable_options(mut options: &[u8]) -> Option<Option<&[u8]>> {
     const CLIENT_SUBNET: u16 = 8;
     const NSID: u16 = 3;
+    let mut cookie = None;
     while !options.is_empty() {
-        let Some((header, rest)) = options.split_first_chunk::<4>() else {
-            return false;
-        };
+        let (header, rest) = options.split_first_chunk::<4>()?;
         let code = u16::from_be_bytes([header[0], header[1]]);
         let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
         if code == CLIENT_SUBNET || code == NSID || length > rest.len() {
-            return false;
+            return None;
+        }
+        if code == crate::cookies::COOKIE_OPTION_CODE && cookie.is_none() {
+            cookie = Some(&rest[..length]);
         }
         options = &rest[length..];
     }
-    true
+    Some(cookie)
 }
 
 /// The end of an uncompressed name starting at `start` (queries carry no pointers).
@@ -178,27 +183,87 @@ fn skip_name(message: &[u8], start: usize) -> Option<usize> {
     }
 }
 
-/// The offsets of every TTL in a response (OPT excluded), and the question's end.
-fn ttl_offsets(response: &[u8]) -> Option<(usize, Vec<u16>)> {
+/// Where a response's records are: the question's end, the offsets of every
+/// TTL (OPT excluded), and the offset of the OPT record's RDLENGTH when OPT
+/// is the last record (where an option can be appended).
+struct Layout {
+    question_end: usize,
+    ttl_offsets: Vec<u16>,
+    last_opt_rdlength: Option<usize>,
+}
+
+/// Appends an EDNS option to a response whose last record is its OPT (as
+/// hickory-proto encodes them), at `rdlength_at` (see [`Layout`]); false
+/// (nothing changed) if the OPT would grow too large.
+fn append_option(response: &mut Vec<u8>, rdlength_at: usize, code: u16, data: &[u8]) -> bool {
+    let Some(rdlength) = response
+        .get(rdlength_at..rdlength_at + 2)
+        .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
+    else {
+        return false;
+    };
+    let Some(new_length) = u16::try_from(data.len())
+        .ok()
+        .and_then(|length| length.checked_add(4))
+        .and_then(|added| rdlength.checked_add(added))
+    else {
+        return false;
+    };
+    let Ok(data_length) = u16::try_from(data.len()) else {
+        return false;
+    };
+    response[rdlength_at..rdlength_at + 2].copy_from_slice(&new_length.to_be_bytes());
+    response.extend_from_slice(&code.to_be_bytes());
+    response.extend_from_slice(&data_length.to_be_bytes());
+    response.extend_from_slice(data);
+    true
+}
+
+/// Appends a COOKIE option (RFC 7873 §4) to an encoded response whose last
+/// record is its OPT; false (nothing changed) when it has no OPT there.
+pub fn append_cookie(response: &mut Vec<u8>, cookie: &[u8]) -> bool {
+    match layout(response).and_then(|layout| layout.last_opt_rdlength) {
+        Some(rdlength_at) => append_option(
+            response,
+            rdlength_at,
+            crate::cookies::COOKIE_OPTION_CODE,
+            cookie,
+        ),
+        None => false,
+    }
+}
+
+/// Reads where a response's records are.
+fn layout(response: &[u8]) -> Option<Layout> {
     let header = response.get(..12)?;
     let count = |index: usize| usize::from(u16::from_be_bytes([header[index], header[index + 1]]));
-    if count(4) != 1 {
-        return None;
-    }
-    let question_end = skip_name(response, 12)?.checked_add(4)?;
+    // One question, or none (a cookie-only answer, RFC 7873 §5.4).
+    let question_end = match count(4) {
+        0 => 12,
+        1 => skip_name(response, 12)?.checked_add(4)?,
+        _ => return None,
+    };
     let mut position = question_end;
     let mut offsets = Vec::new();
+    let mut last_opt_rdlength = None;
     for _ in 0..count(6) + count(8) + count(10) {
         position = skip_name(response, position)?;
         let fixed = response.get(position..position + 10)?;
         let record_type = u16::from_be_bytes([fixed[0], fixed[1]]);
         let rdlength = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        if record_type != TYPE_OPT {
+        last_opt_rdlength = None;
+        if record_type == TYPE_OPT {
+            last_opt_rdlength = Some(position + 8);
+        } else {
             offsets.push(u16::try_from(position + 4).ok()?);
         }
         position += 10 + rdlength;
     }
-    (position == response.len()).then_some((question_end, offsets))
+    (position == response.len()).then_some(Layout {
+        question_end,
+        ttl_offsets: offsets,
+        last_opt_rdlength,
+    })
 }
 
 /// Cuts a response down to its header and question, with TC=1 and no
@@ -229,6 +294,8 @@ struct Stored {
     stored: Instant,
     expires: Instant,
     patch_ttls: bool,
+    /// Where to append an EDNS option (see [`Layout`]).
+    last_opt_rdlength: Option<usize>,
     /// What the slow path reported for it, replayed into metrics on a hit.
     pub(crate) note: StoredNote,
 }
@@ -254,6 +321,18 @@ pub struct Hit {
     pub rcode: u8,
     /// The response has AAAA records in its answer (for metrics).
     pub note: StoredNote,
+    /// Where a COOKIE option can be appended to the response (see [`Layout`]).
+    pub last_opt_rdlength: Option<usize>,
+}
+
+impl Hit {
+    /// Appends a COOKIE option to the response this hit wrote into `out`;
+    /// false (nothing changed) when the response has no OPT at its end.
+    pub fn append_cookie(&self, out: &mut Vec<u8>, cookie: &[u8]) -> bool {
+        self.last_opt_rdlength.is_some_and(|rdlength_at| {
+            append_option(out, rdlength_at, crate::cookies::COOKIE_OPTION_CODE, cookie)
+        })
+    }
 }
 
 /// The cache of finished responses, bounded like the answer cache.
@@ -387,6 +466,7 @@ impl ResponseCache {
             qtype,
             rcode: (u16::from_be_bytes([out[2], out[3]]) & RCODE_MASK) as u8,
             note: stored.note,
+            last_opt_rdlength: stored.last_opt_rdlength,
         })
     }
 
@@ -422,7 +502,12 @@ impl ResponseCache {
         if flags & FLAG_TC != 0 || !(rcode == 0 || rcode == 3) {
             return;
         }
-        let Some((question_end, offsets)) = ttl_offsets(response) else {
+        let Some(Layout {
+            question_end,
+            ttl_offsets: offsets,
+            last_opt_rdlength,
+        }) = layout(response)
+        else {
             return;
         };
         if question_end != 12 + query.question.len() {
@@ -459,6 +544,7 @@ impl ResponseCache {
             stored: now,
             expires: now + self.replay_lifetime(min_ttl),
             patch_ttls: flags & FLAG_AA == 0,
+            last_opt_rdlength,
             note,
         };
         let key: Box<[u8]> = key.into();

@@ -13,6 +13,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
+use crate::cookies::{self, CookieSettings, CookieState};
 use crate::discovery::DiscoveredPrefixes;
 use crate::dns64::SynthesisPrefix;
 use crate::dns64::dnssec::{self, ClientDnssec};
@@ -52,6 +53,8 @@ pub struct ListenerPolicy {
     /// Answers here do not depend on the client (no `dns64.clients`, no
     /// per-prefix `clients`), so the fast path may replay them.
     pub client_independent: bool,
+    /// DNS Cookies here (`None`: `cookies.enabled = false`).
+    pub cookies: Option<Arc<CookieSettings>>,
 }
 
 impl ListenerPolicy {
@@ -111,10 +114,40 @@ pub struct RequestHandler {
 /// A response and what the fast path needs to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// The encoded response.
+    /// The encoded response, without the COOKIE option (so it can be
+    /// stored and replayed to other clients).
     pub bytes: Vec<u8>,
     /// Metrics facts about it.
     pub note: StoredNote,
+    /// The COOKIE option data for this client, appended when sending (see
+    /// [`Reply::into_bytes`]).
+    pub cookie: Option<[u8; cookies::COOKIE_LEN]>,
+    /// The query carried a valid server cookie: its source address is not
+    /// forged, so rate limiting does not apply (RFC 7873 §5.2.5).
+    pub valid_cookie: bool,
+}
+
+impl Reply {
+    /// A reply without cookie.
+    fn plain(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            note: StoredNote::default(),
+            cookie: None,
+            valid_cookie: false,
+        }
+    }
+
+    /// The bytes to send: the response with its COOKIE option.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if let Some(cookie) = &self.cookie {
+            // Every response to a query with a well-formed COOKIE has an OPT at its end.
+            if !crate::fastpath::append_cookie(&mut self.bytes, cookie) {
+                tracing::debug!("response without an OPT record at its end; cookie not sent");
+            }
+        }
+        self.bytes
+    }
 }
 
 /// What happened to one request, for metrics and the query log.
@@ -186,7 +219,7 @@ impl RequestHandler {
     ) -> Option<Vec<u8>> {
         self.handle_reply(request, client, transport, listener)
             .await
-            .map(|reply| reply.bytes)
+            .map(Reply::into_bytes)
     }
 
     /// True while the query log is on (the fast path then stays out of the way).
@@ -221,14 +254,65 @@ impl RequestHandler {
                 response.metadata.recursion_desired = header.metadata.recursion_desired;
                 response.metadata.response_code = ResponseCode::FormErr;
                 metrics.query(RecordType::Unknown(0), transport, ResponseCode::FormErr);
-                return encode(&response, transport, MIN_UDP_PAYLOAD).map(|bytes| Reply {
-                    bytes,
-                    note: StoredNote::default(),
-                });
+                return encode(&response, transport, MIN_UDP_PAYLOAD).map(Reply::plain);
             }
         };
+        let cookie = listener
+            .cookies
+            .as_deref()
+            .map_or(CookieState::Absent, |settings| {
+                cookie_state(settings, &message, client)
+            });
+        if cookie != CookieState::Absent {
+            metrics.cookie(cookie.label());
+        }
+        let response_cookie = listener.cookies.as_deref().and_then(|settings| {
+            let client_cookie = cookie.client_cookie()?;
+            Some(
+                settings
+                    .keys
+                    .response_cookie(&client_cookie, client.ip(), cookies::unix_now()),
+            )
+        });
+        // Access control and BADVERS come before cookies (REFUSED stays REFUSED).
+        let cookie_answers_first = listener.is_allowed(client.ip())
+            && message
+                .edns
+                .as_ref()
+                .is_some_and(|edns| edns.version() == 0);
+        let early = cookie_answers_first
+            .then(|| cookie_only_response(&message, cookie, transport, self.edns_udp_size))
+            .flatten();
+        if let Some(response) = early {
+            metrics.query(
+                message
+                    .queries
+                    .first()
+                    .map_or(RecordType::Unknown(0), |query| query.query_type()),
+                transport,
+                response.metadata.response_code,
+            );
+            return encode(&response, transport, MIN_UDP_PAYLOAD).map(|bytes| Reply {
+                cookie: response_cookie,
+                ..Reply::plain(bytes)
+            });
+        }
+        let valid_cookie = matches!(cookie, CookieState::Valid(_));
         let mut outcome = Outcome::default();
-        let (response, limit) = self.respond(message, client, listener, &mut outcome).await;
+        let (response, mut limit) = self.respond(message, client, listener, &mut outcome).await;
+        if transport == Transport::Udp {
+            let requires_cookie = listener
+                .cookies
+                .as_deref()
+                .is_some_and(|settings| settings.require_for_large_udp);
+            if requires_cookie && !valid_cookie {
+                limit = limit.min(cookies::LARGE_UDP_RESPONSE);
+            }
+            if response_cookie.is_some() {
+                // Room for the COOKIE option appended when sending.
+                limit = limit.saturating_sub(4 + cookies::COOKIE_LEN as u16);
+            }
+        }
         let rcode = response.metadata.response_code;
         let question = response.queries.first();
         let qtype = question.map_or(RecordType::Unknown(0), |query| query.query_type());
@@ -271,7 +355,12 @@ impl RequestHandler {
                 "query"
             );
         }
-        encode(&response, transport, limit).map(|bytes| Reply { bytes, note })
+        encode(&response, transport, limit).map(|bytes| Reply {
+            bytes,
+            note,
+            cookie: response_cookie,
+            valid_cookie,
+        })
     }
 
     /// Turns the per-query log on or off (`log.queries`).
@@ -425,6 +514,64 @@ fn refuse(client: SocketAddr, response: &mut Message) {
 
 /// Least seconds between two log lines about refused clients.
 pub const REFUSED_LOG_INTERVAL_SECONDS: u64 = 10;
+
+/// What the COOKIE option of `request` says under `settings` (RFC 7873 §5.2:
+/// only the first COOKIE option counts).
+fn cookie_state(settings: &CookieSettings, request: &Message, client: SocketAddr) -> CookieState {
+    let Some(edns) = &request.edns else {
+        return CookieState::Absent;
+    };
+    let option = edns
+        .options()
+        .options
+        .iter()
+        .find(|(code, _)| u16::from(*code) == cookies::COOKIE_OPTION_CODE);
+    let Some((_, option)) = option else {
+        return CookieState::Absent;
+    };
+    match Vec::<u8>::try_from(option) {
+        Ok(data) => settings.keys.check(&data, client.ip(), cookies::unix_now()),
+        Err(_) => CookieState::Malformed,
+    }
+}
+
+/// The response a query gets for its cookie alone, if any:
+/// - a malformed COOKIE option: FORMERR (RFC 7873 §5.2.2);
+/// - no question, only a COOKIE (RFC 7873 §5.4, asking for a server
+///   cookie): NOERROR, or BADCOOKIE when its server cookie is not ours;
+/// - a server cookie that is not ours (or too old) over UDP: BADCOOKIE with
+///   a fresh cookie and no records (RFC 7873 §5.2.4, §5.3: the client
+///   retries with it), so a forged source gets nothing to amplify.
+fn cookie_only_response(
+    request: &Message,
+    cookie: CookieState,
+    transport: Transport,
+    edns_udp_size: u16,
+) -> Option<Message> {
+    let response_code = match cookie {
+        CookieState::Malformed => ResponseCode::FormErr,
+        CookieState::Invalid(_) if request.queries.is_empty() || transport == Transport::Udp => {
+            ResponseCode::BADCOOKIE
+        }
+        CookieState::ClientOnly(_) | CookieState::Valid(_) if request.queries.is_empty() => {
+            ResponseCode::NoError
+        }
+        _ => return None,
+    };
+    if request.metadata.op_code != OpCode::Query {
+        return None; // NOTIMP comes first
+    }
+    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.metadata.recursion_available = true;
+    response.metadata.response_code = response_code;
+    response.queries = request.queries.clone();
+    let mut edns = Edns::new();
+    edns.set_max_payload(edns_udp_size);
+    response.set_edns(edns);
+    Some(response)
+}
 
 /// Encodes a response; over UDP, one larger than `limit` is sent with TC=1
 /// and no records, so the client retries over TCP (RFC 7766 §5).

@@ -16,12 +16,14 @@
 //!   the synthesize-or-not decision, the TTL rule, the DNSSEC (AD) rule,
 //!   `ipv4only.arpa`.
 //! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
-//!   negative caching (RFC 2308).
+//!   negative caching (RFC 2308); expired answers kept for serve-stale
+//!   (RFC 8767), late hits flagged for prefetch.
 //! - [`upstream`]: forwarding with timeout, failover and TCP on truncation;
 //!   [`upstream_tls`]: DoT/DoH upstream connections; [`upstream_url`]: their
 //!   `tls://` / `https://` form in `upstream.servers`.
 //! - [`answer`]: the RCODE-plus-sections value passed between them.
 //! - [`ede`]: Extended DNS Errors (RFC 8914).
+//! - [`cookies`]: DNS Cookies (RFC 7873, RFC 9018 server cookies).
 //! - [`config`]: figment-loaded, validated configuration.
 //! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
 //!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
@@ -37,6 +39,7 @@ pub mod cache;
 pub mod certificate;
 pub mod config;
 pub mod control;
+pub mod cookies;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;
@@ -55,8 +58,8 @@ pub mod recursive;
 pub mod resolver;
 pub mod server;
 pub mod sharded;
-pub mod tls_listener;
 pub mod signed_zone;
+pub mod tls_listener;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 pub mod upstream;

@@ -333,11 +333,12 @@ impl Metrics {
     }
 
     /// A query with a DNS Cookie, by what its server cookie was.
+    /// `kind` is one of `client_only`, `valid`, `invalid`, `malformed`
+    /// (others are not counted).
     pub fn cookie(&self, kind: &'static str) {
-        self.resilience
-            .cookies
-            .get_or_create(&CookieLabels { kind })
-            .inc();
+        if let Some(index) = COOKIE_KINDS.iter().position(|known| *known == kind) {
+            self.resilience.cookies[index].inc();
+        }
     }
 
     /// A query or connection shed under load.
@@ -561,8 +562,11 @@ mod tests {
     }
 }
 
+/// The `kind` labels of `dns64d_cookies_total`.
+const COOKIE_KINDS: [&str; 4] = ["client_only", "valid", "invalid", "malformed"];
+
 /// Label of `dns64d_cookies_total`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CookieLabels {
     /// `client_only`, `valid`, `invalid`, `malformed`.
     kind: &'static str,
@@ -573,7 +577,8 @@ struct CookieLabels {
 struct Resilience {
     stale_answers: Counter,
     prefetches: Counter,
-    cookies: prometheus_client::metrics::family::Family<CookieLabels, Counter>,
+    /// One series per [`COOKIE_KINDS`] entry, made at start (the fast path counts them).
+    cookies: [Counter; 4],
 }
 
 impl Resilience {
@@ -590,13 +595,13 @@ impl Resilience {
             "Cached answers refreshed in the background because they were asked for late in their TTL",
             prefetches.clone(),
         );
-        let cookies =
-            prometheus_client::metrics::family::Family::<CookieLabels, Counter>::default();
+        let family = Family::<CookieLabels, Counter>::default();
         registry.register(
             "cookies",
             "Queries carrying a DNS Cookie (RFC 7873), by the state of their server cookie",
-            cookies.clone(),
+            family.clone(),
         );
+        let cookies = COOKIE_KINDS.map(|kind| family.get_or_create(&CookieLabels { kind }).clone());
         Self {
             stale_answers,
             prefetches,

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use crate::certificate::CertificateError;
 use crate::config::Config;
 use crate::config::ListenerConfig;
+use crate::cookies::{self, CookieKeys, CookieSecret, CookieSettings, CookieState};
 use crate::discovery::{self, DiscoveredPrefixes};
 use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
@@ -99,6 +100,8 @@ pub struct RunningServer {
     in_flight: Arc<InFlight>,
     certificates: Vec<tls_listener::ListenerCertificate>,
     health: Arc<crate::health::HealthCheck>,
+    /// The cookie secret used while `cookies.secret` is unset.
+    fallback_cookie_secret: CookieSecret,
 }
 
 /// Counts queries being answered, so a shutdown can wait for them (and a
@@ -217,6 +220,7 @@ impl RunningServer {
                 "\"discover\" was added to the prefixes: restart dns64d to start discovery".into(),
             );
         }
+        let cookies = cookie_settings(&config, &self.fallback_cookie_secret);
         for (index, (old, slot)) in self.listeners.iter().enumerate() {
             // Policies follow the listener with the same address (or position).
             let new = config
@@ -225,7 +229,12 @@ impl RunningServer {
                 .find(|new| new.address == old.address)
                 .or_else(|| config.listeners.get(index));
             if let Some(new) = new {
-                slot.set(listener_policy(new, &config, self.discovered.as_ref()));
+                slot.set(listener_policy(
+                    new,
+                    &config,
+                    self.discovered.as_ref(),
+                    cookies.as_ref(),
+                ));
             }
         }
         // Stored responses reflect the old policy and zones. Last, so a
@@ -293,6 +302,7 @@ fn listener_policy(
     listener: &ListenerConfig,
     config: &Config,
     discovered: Option<&Arc<DiscoveredPrefixes>>,
+    cookies: Option<&Arc<CookieSettings>>,
 ) -> ListenerPolicy {
     let prefixes = listener
         .prefixes
@@ -312,7 +322,23 @@ fn listener_policy(
             .unwrap_or(config.dns64.discover)
             .then(|| discovered.cloned())
             .flatten(),
+        cookies: cookies.cloned(),
     }
+}
+
+/// The cookie settings of a configuration; `fallback_secret` stands in for
+/// an unset `cookies.secret` (made at start, kept across reloads).
+fn cookie_settings(config: &Config, fallback_secret: &CookieSecret) -> Option<Arc<CookieSettings>> {
+    let cookies = &config.cookies;
+    cookies.enabled.then(|| {
+        Arc::new(CookieSettings {
+            keys: CookieKeys {
+                current: cookies.secret.unwrap_or(*fallback_secret),
+                previous: cookies.previous_secret,
+            },
+            require_for_large_udp: cookies.require_for_large_udp,
+        })
+    })
 }
 
 /// Binds every listen address and starts serving.
@@ -372,11 +398,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         background.spawn(discovery::run_pref64(Arc::clone(&discovered)));
         discovered
     });
+    let fallback_cookie_secret = cookies::random_secret();
+    let cookie_settings = cookie_settings(config, &fallback_cookie_secret);
     for listener in &config.listeners {
         let slot = Arc::new(PolicySlot::new(listener_policy(
             listener,
             config,
             discovered.as_ref(),
+            cookie_settings.as_ref(),
         )));
         let address = listener.address;
         let (udp, tcp) = bind_listener(
@@ -486,6 +515,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         in_flight,
         certificates,
         health,
+        fallback_cookie_secret,
     })
 }
 
@@ -504,11 +534,16 @@ pub(crate) struct ServeContext {
 }
 
 impl ServeContext {
-    /// Applies response rate limiting to a UDP response in `reply`; false: send nothing.
-    fn rate_limit(&self, client: SocketAddr, reply: &mut Vec<u8>) -> bool {
+    /// Applies response rate limiting to a UDP response in `reply`; false:
+    /// send nothing. A client with a valid server cookie is not limited: its
+    /// address is not forged (RFC 7873 §5.2.5).
+    fn rate_limit(&self, client: SocketAddr, valid_cookie: bool, reply: &mut Vec<u8>) -> bool {
         let Some(limiter) = &self.limiter else {
             return true;
         };
+        if valid_cookie {
+            return true;
+        }
         match limiter.check(client.ip()) {
             Verdict::Send => true,
             Verdict::Slip => {
@@ -730,15 +765,53 @@ impl ServeContext {
         {
             return FastOutcome::Slow;
         }
-        let limit = query.udp_limit(self.handler.edns_udp_size());
+        let mut limit = query.udp_limit(self.handler.edns_udp_size());
+        let mut cookie = None;
+        if let Some(settings) = &policy.cookies {
+            let now = cookies::unix_now();
+            let state = match query.cookie {
+                Some(option) => settings.keys.check(option, client.ip(), now),
+                None => CookieState::Absent,
+            };
+            let client_cookie = match state {
+                CookieState::Absent => None,
+                CookieState::ClientOnly(client_cookie) | CookieState::Valid(client_cookie) => {
+                    Some(client_cookie)
+                }
+                // FORMERR and BADCOOKIE come from the slow path.
+                CookieState::Malformed | CookieState::Invalid(_) => return FastOutcome::Slow,
+            };
+            let valid = matches!(state, CookieState::Valid(_));
+            if settings.require_for_large_udp && !valid {
+                limit = limit.min(usize::from(cookies::LARGE_UDP_RESPONSE));
+            }
+            if let Some(client_cookie) = client_cookie {
+                limit = limit.saturating_sub(4 + cookies::COOKIE_LEN);
+                cookie = Some((
+                    state,
+                    settings
+                        .keys
+                        .response_cookie(&client_cookie, client.ip(), now),
+                ));
+            }
+        }
         let Some(hit) =
             self.responses
                 .answer(&query, self.listener_id, policy.generation(), limit, reply)
         else {
             return FastOutcome::Slow;
         };
-        record_hit(self.handler.resolver().metrics(), &hit);
-        if self.rate_limit(client, reply) {
+        let metrics = self.handler.resolver().metrics();
+        let mut valid_cookie = false;
+        if let Some((state, response_cookie)) = &cookie {
+            if !hit.append_cookie(reply, response_cookie) {
+                return FastOutcome::Slow;
+            }
+            metrics.cookie(state.label());
+            valid_cookie = matches!(state, CookieState::Valid(_));
+        }
+        record_hit(metrics, &hit);
+        if self.rate_limit(client, valid_cookie, reply) {
             FastOutcome::Answer
         } else {
             FastOutcome::Silenced
@@ -799,18 +872,10 @@ impl ServeContext {
             else {
                 return;
             };
-            // A copy only when rate limiting may cut it: the original is stored below.
-            let mut limited;
-            let bytes = if context.limiter.is_some() {
-                limited = response.bytes.clone();
-                context
-                    .rate_limit(client, &mut limited)
-                    .then_some(&limited[..])
-            } else {
-                Some(&response.bytes[..])
-            };
-            if let Some(bytes) = bytes {
-                send_reply(&socket, bytes, client, source).await;
+            // The stored response has no cookie; the one sent has this client's.
+            let mut sent = response.clone().into_bytes();
+            if context.rate_limit(client, response.valid_cookie, &mut sent) {
+                send_reply(&socket, &sent, client, source).await;
             }
             if policy.client_independent {
                 context.responses.store(

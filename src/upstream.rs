@@ -21,12 +21,14 @@ use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
 use crate::answer::Answer;
 use crate::certificate;
 use crate::config::{UpstreamConfig, UpstreamSelection};
+use crate::cookies::{COOKIE_OPTION_CODE, UpstreamCookie};
 use crate::dns64;
 use crate::ede::ExtendedError;
 use crate::metrics::Metrics;
@@ -85,6 +87,8 @@ struct Server {
     address: SocketAddr,
     /// Set for a DoT or DoH server: its shared connection.
     encrypted: Option<Arc<EncryptedConnection>>,
+    /// Our DNS Cookies with it (RFC 7873 §5.1).
+    cookie: UpstreamCookie,
 }
 
 impl Server {
@@ -101,7 +105,11 @@ impl Server {
                     runtime.clone(),
                 ))
             });
-        Self { address, encrypted }
+        Self {
+            address,
+            encrypted,
+            cookie: UpstreamCookie::default(),
+        }
     }
 }
 
@@ -302,7 +310,8 @@ impl Upstream {
         for attempt in 0..attempts as usize {
             let index = (start + attempt) % servers.len();
             let server = &servers[index];
-            let message = self.request_message(name, record_type, class, flags);
+            let mut message = self.request_message(name, record_type, class, flags);
+            set_cookie(&mut message, server);
             let sent = Instant::now();
             let deadline = sent + timeout;
             self.metrics.upstream_query(server.address);
@@ -399,7 +408,14 @@ impl Upstream {
             let remaining = deadline.saturating_duration_since(Instant::now());
             return connection.exchange(request, remaining).await;
         }
-        let response = self.exchange_udp(server.address, &request).await?;
+        let mut response = self.exchange_udp(server, &request).await?;
+        let mut request = request;
+        if response.response_code == ResponseCode::BADCOOKIE {
+            // RFC 7873 §5.3: the server sent a fresh cookie; resend once with it.
+            tracing::debug!(server = %server.address, "BADCOOKIE; retrying with the new server cookie");
+            set_cookie(&mut request, server);
+            response = self.exchange_udp(server, &request).await?;
+        }
         if !response.truncation {
             return Ok(response);
         }
@@ -422,9 +438,10 @@ impl Upstream {
     /// query; this is the hot path of every cache miss.)
     async fn exchange_udp(
         &self,
-        server: SocketAddr,
+        upstream: &Server,
         request: &DnsRequest,
     ) -> Result<DnsResponse, hickory_net::NetError> {
+        let server = upstream.address;
         let unspecified: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -461,12 +478,42 @@ impl Upstream {
                 tracing::debug!(%server, "ignoring a reply to another question");
                 continue;
             }
+            if !upstream
+                .cookie
+                .accept_reply(cookie_of(&response).as_deref())
+            {
+                tracing::debug!(%server, "ignoring a reply with another client cookie (RFC 7873 §5.3)");
+                continue;
+            }
             if let Some(original) = request.original_query() {
                 restore_case(&mut response, original);
             }
             return DnsResponse::from_message(response).map_err(Into::into);
         }
     }
+}
+
+/// Puts our COOKIE option for `server` into an upstream query (replacing one there).
+fn set_cookie(request: &mut DnsRequest, server: &Server) {
+    if let Some(edns) = request.edns.as_mut() {
+        let options = edns.options_mut();
+        options.remove(EdnsCode::from(COOKIE_OPTION_CODE));
+        options.insert(EdnsOption::Unknown(
+            COOKIE_OPTION_CODE,
+            server.cookie.option_data(),
+        ));
+    }
+}
+
+/// The data of the first COOKIE option of a message.
+fn cookie_of(message: &Message) -> Option<Vec<u8>> {
+    let option = message
+        .edns
+        .as_ref()?
+        .options()
+        .get(EdnsCode::from(COOKIE_OPTION_CODE))?;
+    // An option hickory cannot turn back into bytes counts as malformed.
+    Some(Vec::<u8>::try_from(option).unwrap_or_default())
 }
 
 /// Puts the client's letter case back after 0x20: the question and every
@@ -534,7 +581,20 @@ impl Upstream {
             UpstreamFlags::default(),
         );
         let health = self.metrics.upstream_health();
-        match tokio::time::timeout(self.timeout(), self.exchange_udp(server, &request)).await {
+        let known = self
+            .servers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .find(|known| known.address == server)
+            .cloned();
+        let Some(known) = known else {
+            return; // no longer an upstream: nothing to report
+        };
+        // The same exchange as for queries: over DoT/DoH for an encrypted
+        // server, with its DNS Cookie for a plain one.
+        let deadline = Instant::now() + self.timeout();
+        match tokio::time::timeout(self.timeout(), self.exchange(&known, request, deadline)).await {
             Ok(Ok(_)) => health.answered(server),
             Ok(Err(error)) => {
                 tracing::debug!(%server, %error, "health probe failed");

@@ -71,6 +71,7 @@ fn state() -> &'static State {
             prefixes: config.dns64.prefixes.clone(),
             discovered: None,
             client_independent: true,
+            cookies: None,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()

@@ -2,6 +2,7 @@
 
 mod common;
 mod config_example;
+mod cookies;
 mod day2;
 mod discovery;
 mod dnssec;

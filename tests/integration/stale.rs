@@ -235,3 +235,41 @@ async fn prefetch_keeps_a_name_cached_across_its_ttl_with_one_upstream_query() {
     let ttl = a_answers(&after)[0].1;
     assert!(ttl >= 2, "the refreshed answer's TTL is {ttl}");
 }
+
+#[test]
+fn stale_and_prefetch_settings_are_checked() {
+    for (toml, key, value) in [
+        (
+            "[cache]\nstale_answer_ttl = 0\n",
+            "cache.stale_answer_ttl",
+            "0",
+        ),
+        (
+            "[cache]\nstale_client_timeout_ms = 0\n",
+            "cache.stale_client_timeout_ms",
+            "0",
+        ),
+        (
+            "[cache]\nprefetch_threshold_percent = 90\n",
+            "cache.prefetch_threshold_percent",
+            "90",
+        ),
+    ] {
+        let error = dns64d::config::from_toml_str(toml)
+            .expect_err(toml)
+            .to_string();
+        assert!(error.starts_with(&format!("{key} = {value}: ")), "{error}");
+    }
+    let config = dns64d::config::from_toml_str("").unwrap();
+    assert_eq!(
+        (
+            config.cache.stale_max_ttl,
+            config.cache.stale_answer_ttl,
+            config.cache.stale_client_timeout,
+            config.cache.prefetch,
+            config.cache.prefetch_threshold_percent,
+        ),
+        (86400, 30, Duration::from_millis(1800), true, 10),
+        "the defaults of RFC 8767 and Unbound's prefetch"
+    );
+}
