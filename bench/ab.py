@@ -2,7 +2,7 @@
 """bench/ab.py - interleaved A/B of two dns64d binaries on the warm workload
 (AAAA for 1000 A-only names, every answer synthesized from the fast path's
 cache), each listening on 127.0.0.1 and on the wildcard 0.0.0.0 (where
-pktinfo is on). Prints queries per server CPU-second and qps per run, the
+pktinfo is on), and with LISTENS="127.0.0.1,0.0.0.0,::1,::" on IPv6 too. Prints queries per server CPU-second and qps per run, the
 medians with their range, and the per-repeat ratios B/A.
 
     python3 bench/gen_zone.py --out /tmp/ab/zone
@@ -22,6 +22,16 @@ BINS = {"base": os.path.join(HERE, "dns64d-base"), "mine": os.path.join(HERE, "d
 REPEATS = int(os.environ.get("REPEATS", "5"))
 DURATION = int(os.environ.get("DURATION", "8"))
 WARM = os.path.join(HERE, "zone/warm.txt")
+# The listen addresses compared (LISTENS="127.0.0.1,0.0.0.0,::1,::" adds IPv6);
+# a wildcard is queried on the loopback address of its family.
+LISTENS = os.environ.get("LISTENS", "127.0.0.1,0.0.0.0").split(",")
+TARGET = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+def target(listen):
+    return TARGET.get(listen, listen)
+
+def socket_address(listen, port):
+    return ("[%s]:%d" if ":" in listen else "%s:%d") % (listen, port)
 
 def cpu(pid):
     total = 0
@@ -31,23 +41,23 @@ def cpu(pid):
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
-def wait_ready(port):
+def wait_ready(port, address="127.0.0.1"):
     # An A query for ns1.bench.test until answered (deadline 10 s).
     q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x03ns1\x05bench\x04test\x00\x00\x01\x00\x01"
     deadline = time.time() + 10
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.2)
     while time.time() < deadline:
         try:
-            s.sendto(q, ("127.0.0.1", port))
+            s.sendto(q, (address, port))
             s.recvfrom(4096)
             return
         except OSError:
             pass
     sys.exit("server on %d not ready" % port)
 
-def dnsperf(port, extra):
-    out = subprocess.run(["taskset", "-c", "0", "nice", "-n", "-10", "dnsperf", "-s", "127.0.0.1",
+def dnsperf(port, extra, address="127.0.0.1"):
+    out = subprocess.run(["taskset", "-c", "0", "nice", "-n", "-10", "dnsperf", "-s", address,
                           "-p", str(port), "-d", WARM, "-T", "1"] + extra,
                          capture_output=True, text=True).stdout
     completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
@@ -64,18 +74,17 @@ wait_ready(5400)
 results = {}
 try:
     for repeat in range(REPEATS):
-        order = [("base", "127.0.0.1"), ("mine", "127.0.0.1"), ("base", "0.0.0.0"), ("mine", "0.0.0.0")]
-        if repeat % 2:
-            order = [order[1], order[0], order[3], order[2]]
+        pair = ["base", "mine"] if repeat % 2 == 0 else ["mine", "base"]
+        order = [(name, listen) for listen in LISTENS for name in pair]
         for name, listen in order:
             server = subprocess.Popen(["taskset", "-c", "1", "nice", "-n", "-10", BINS[name],
-                                       "--listen", "%s:5402" % listen, "--upstream", "127.0.0.1:5400",
+                                       "--listen", socket_address(listen, 5402), "--upstream", "127.0.0.1:5400",
                                        "--prefix", "64:ff9b::/96"], stderr=subprocess.DEVNULL)
             try:
-                wait_ready(5402)
-                dnsperf(5402, ["-n", "2", "-c", "1", "-q", "64"])  # fill the cache
+                wait_ready(5402, target(listen))
+                dnsperf(5402, ["-n", "2", "-c", "1", "-q", "64"], target(listen))  # fill the cache
                 before = cpu(server.pid)
-                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION), "-c", "4", "-q", "256"])
+                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION), "-c", "4", "-q", "256"], target(listen))
                 used = cpu(server.pid) - before
             finally:
                 server.send_signal(signal.SIGTERM)
@@ -88,7 +97,7 @@ finally:
     upstream.wait()
 
 print("\nmedians (min..max) over %d repeats of %d s:" % (REPEATS, DURATION))
-for listen in ["127.0.0.1", "0.0.0.0"]:
+for listen in LISTENS:
     med = {}
     for name in ["base", "mine"]:
         rows = results[(name, listen)]
