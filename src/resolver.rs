@@ -21,9 +21,10 @@ use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
 use crate::dns64::dnssec::AnswerOrigin;
+use crate::dns64::policy::excluded_aaaa_for;
 use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
-use crate::dns64::{SynthesisPrefix, ipv4only, policy};
+use crate::dns64::{SynthesisPrefix, ipv4only};
 use crate::ede::{ExtendedError, InfoCode};
 use crate::metrics::Metrics;
 use crate::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
@@ -379,7 +380,7 @@ impl Resolver {
             }
             Err(error) => return Resolution::failure(&error),
         };
-        let excluded_aaaa = policy::excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
+        let excluded_aaaa = excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
         let aaaa_stale = aaaa.stale;
         let decision = synthesis::decide_on_aaaa(
             name,
