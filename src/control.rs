@@ -35,6 +35,7 @@ commands:
 ";
 
 /// Longest command line accepted.
+#[cfg_attr(not(unix), allow(dead_code))]
 const MAX_COMMAND: usize = 4096;
 
 /// How long `ctl` waits for a reply (a reload loads zone files).
@@ -160,6 +161,7 @@ pub enum Reply {
     Error(String),
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl Reply {
     fn to_wire(&self) -> String {
         match self {
@@ -333,6 +335,7 @@ pub enum ControlError {
     Unsupported,
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 impl ControlError {
     fn from_io(path: &Path, source: std::io::Error) -> Self {
         use std::io::ErrorKind;

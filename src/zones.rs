@@ -495,9 +495,10 @@ async fn load_zone(config: &ZoneConfig) -> Result<LoadedZone, ZoneError> {
     })
 }
 
-/// Adds the line of the first error to hickory's parse message, which names
-/// the problem but not where: the smallest prefix of the file, ending at a
-/// line with balanced parentheses, that fails to parse ends at that line.
+/// Says where the first error is, which hickory's load message does not:
+/// the smallest prefix of the file, ending at a line with balanced
+/// parentheses, that fails to parse ends at that line; its parse error
+/// names the problem. `file:line: problem, in the record `…``.
 fn with_line(path: &Path, origin: &Name, reason: String) -> String {
     const MAX_LINES_SEARCHED: usize = 20_000;
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -523,15 +524,36 @@ fn with_line(path: &Path, origin: &Name, reason: String) -> String {
             Some(origin.clone()),
         )
         .parse();
-        if parsed.is_err() {
+        if let Err(error) = parsed {
+            // hickory's own message for the line, not the loader's Debug form
+            // (`AddrParse(AddrParseError(Ipv4))`).
             return format!(
-                "line {}: {reason} (the line reads: {})",
+                "{}:{}: {error}, in the record `{}`{}",
+                path.display(),
                 index + 1,
-                line.trim()
+                line.trim(),
+                included_file(path, line)
+                    .map(|file| format!(" (looked for {})", file.display()))
+                    .unwrap_or_default()
             );
         }
     }
     reason
+}
+
+/// The file a `$INCLUDE` line names, resolved as hickory does (relative to
+/// the including file's directory).
+fn included_file(path: &Path, line: &str) -> Option<PathBuf> {
+    let mut words = line.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("$INCLUDE") {
+        return None;
+    }
+    let named = Path::new(words.next()?);
+    Some(if named.is_absolute() {
+        named.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).join(named)
+    })
 }
 
 /// The apex SOA, looked up once at load time.

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -660,8 +660,13 @@ async fn ede_texts_never_carry_upstream_addresses_or_os_errors() {
     }
 }
 
-/// Runs the binary with `args` and `config` written to a file; returns (exit code, stderr).
-async fn check_binary(config: &str, zone: Option<&str>) -> (Option<i32>, String, PathBuf) {
+/// Runs `dns64d --check-config` on `config` (and a zone file `local.zone`),
+/// written to a new directory (`DIR` in `config`); returns (exit code,
+/// stderr, the directory).
+async fn check_binary(
+    config: &str,
+    zone: Option<&str>,
+) -> (Option<i32>, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dns64d.toml");
     if let Some(zone) = zone {
@@ -679,7 +684,7 @@ async fn check_binary(config: &str, zone: Option<&str>) -> (Option<i32>, String,
         .arg(&path)
         .env("NO_COLOR", "1");
     let out = run(command).await;
-    (out.status.code(), text(&out.stderr), dir.keep())
+    (out.status.code(), text(&out.stderr), dir)
 }
 
 #[tokio::test]
@@ -694,7 +699,7 @@ async fn check_config_rejects_with_file_line_key_value_and_exit_2() {
         stderr,
         format!(
             "dns64d: configuration error: {}/dns64d.toml:4:9: log.level = \"warning\": \"warning\" is not a log level; allowed: trace, debug, info, warn, error, off or directives like \"dns64d=debug,warn\"\n",
-            dir.display()
+            dir.path().display()
         )
     );
     // --check-config loads the zone files a start would.
@@ -704,11 +709,28 @@ async fn check_config_rejects_with_file_line_key_value_and_exit_2() {
     )
     .await;
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "dns64d: configuration error: zone local.test.: cannot load {}/local.zone: line 3: ",
-            dir.display()
-        )) && stderr.contains("host 300 IN A 192.0.2.300"),
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "dns64d: configuration error: zone local.test.: cannot load {dir}/local.zone: {dir}/local.zone:3: network address parse error: invalid IPv4 address syntax, in the record `host 300 IN A 192.0.2.300`",
+            dir = dir.path().display()
+        ),
+        "{stderr}"
+    );
+    let (code, stderr, dir) = check_binary(
+        "[upstream]\nservers = [\"192.0.2.1\"]\n[[zones]]\nname = \"local.test\"\nfile = \"DIR/local.zone\"\n",
+        Some("$ORIGIN local.test.\n@ 3600 IN SOA ns hostmaster 1 2 3 4 5\n$INCLUDE hosts.inc\n"),
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "dns64d: configuration error: zone local.test.: cannot load {dir}/local.zone: {dir}/local.zone:3: io error: No such file or directory (os error 2), in the record `$INCLUDE hosts.inc` (looked for {dir}/hosts.inc)",
+            dir = dir.path().display()
+        ),
         "{stderr}"
     );
     let (code, stderr, _) = check_binary(
@@ -717,4 +739,42 @@ async fn check_config_rejects_with_file_line_key_value_and_exit_2() {
     )
     .await;
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn warnings_while_loading_are_logged_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dns64d.toml");
+    std::fs::write(
+        &path,
+        "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"127.0.0.1:5300\", \"192.0.2.1\"]\n",
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    // stderr is a pipe, not a terminal: no colour even without NO_COLOR.
+    command
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG");
+    let out = run(command).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("skipping upstream server"))
+        .unwrap_or_else(|| panic!("the warning from loading is logged:\n{stderr}"));
+    assert!(
+        warning.contains(" WARN ")
+            && warning.contains("server=127.0.0.1:5300")
+            && warning
+                .contains("reason=\"dns64d itself listens there (it would forward to itself)\""),
+        "{warning}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+    assert!(text(&out.stdout).contains("servers = [\"192.0.2.1:53\"]"));
 }
