@@ -85,6 +85,18 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     /// `[rate_limit]`.
     pub rate_limit: RawRateLimit,
+    /// `[ddr]`: Discovery of Designated Resolvers (RFC 9462).
+    pub ddr: RawDdr,
+}
+
+/// `[ddr]` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDdr {
+    /// The name the encrypted listeners' certificate is valid for; set, it
+    /// turns on the `_dns.resolver.arpa` SVCB answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// How logs are written.
@@ -432,6 +444,7 @@ impl Default for RawConfig {
             log: RawLog::default(),
             metrics: RawMetrics::default(),
             rate_limit: RawRateLimit::default(),
+            ddr: RawDdr::default(),
         }
     }
 }
@@ -597,7 +610,7 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 12] = [
+pub const TOP_LEVEL_KEYS: [&str; 13] = [
     "profile",
     "listen",
     "listeners",
@@ -610,6 +623,7 @@ pub const TOP_LEVEL_KEYS: [&str; 12] = [
     "log",
     "metrics",
     "rate_limit",
+    "ddr",
 ];
 
 /// The shim's default listen address.
@@ -646,6 +660,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Response rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// `ddr.name`: the designated resolvers' name (RFC 9462); `None`: no DDR.
+    pub ddr_name: Option<Name>,
 }
 
 /// Validated `[log]`.
@@ -980,6 +996,23 @@ impl Config {
                 ));
             }
         }
+        let ddr_name = match &raw.ddr.name {
+            None => None,
+            Some(text) => {
+                if !listeners
+                    .iter()
+                    .any(|listener| listener.encrypted.is_some())
+                {
+                    return Err(ConfigError::invalid(
+                        "ddr.name",
+                        text,
+                        "DDR designates the encrypted listeners: add a [[listeners]] with protocols = [\"tls\"] or [\"https\"]",
+                    ));
+                }
+                let name = parse_domains("ddr.name", std::slice::from_ref(text))?;
+                name.into_iter().next()
+            }
+        };
         let upstream = UpstreamConfig {
             servers,
             encrypted,
@@ -1157,6 +1190,7 @@ impl Config {
             },
             metrics_listen,
             rate_limit,
+            ddr_name,
             raw,
             warnings,
             zones,

@@ -21,12 +21,13 @@
 //! - [`config`]: figment-loaded, validated configuration.
 //! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
 //!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
-//!   PEM certificates, reloadable.
+//!   PEM certificates, reloadable; [`ddr`]: their discovery (RFC 9462).
 
 pub mod answer;
 pub mod cache;
 pub mod certificate;
 pub mod config;
+pub mod ddr;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;

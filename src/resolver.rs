@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
+use crate::ddr::Designation;
 use crate::dns64::reverse::{self, ReverseMode};
 use crate::dns64::synthesis::{self, AaaaDecision};
 use crate::dns64::{SynthesisPrefix, ipv4only};
@@ -155,6 +156,8 @@ pub struct Resolver {
     cache: Cache,
     dns64: RwLock<Arc<Dns64Config>>,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
+    /// DDR (RFC 9462): the `resolver.arpa` answers, when configured.
+    designation: RwLock<Option<Arc<Designation>>>,
 }
 
 impl Resolver {
@@ -198,6 +201,7 @@ impl Resolver {
             cache: Cache::new(config.cache),
             dns64: RwLock::new(Arc::new(config.dns64.clone())),
             in_flight: Mutex::new(HashMap::new()),
+            designation: RwLock::new(None),
         })
     }
 
@@ -223,6 +227,14 @@ impl Resolver {
             .dns64
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
+    }
+
+    /// Replaces the DDR answers (the listeners are bound, or a reload).
+    pub fn set_designation(&self, designation: Option<Designation>) {
+        *self
+            .designation
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = designation.map(Arc::new);
     }
 
     /// The metrics.
@@ -251,6 +263,16 @@ impl Resolver {
             },
             cache_only: !flags.recursion_desired,
         };
+        let designation = self
+            .designation
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(answer) = designation.and_then(|designation| {
+            designation.answer(&question.name, question.record_type, question.class)
+        }) {
+            return Resolution::plain(answer);
+        }
         let policy = self.dns64();
         let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
         if dns64_active && ipv4only::is_ipv4only_name(&question.name) {

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::certificate::CertificateError;
 use crate::config::Config;
 use crate::config::ListenerConfig;
+use crate::ddr::Designation;
 use crate::discovery::{self, DiscoveredPrefixes};
 use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
@@ -174,6 +175,17 @@ impl RunningServer {
             .replace(&config.zones)
             .await?;
         let mut notes = tls_listener::reload_certificates(&self.certificates, &config);
+        // DDR names the listeners running now (changes to them need a restart).
+        let running: Vec<ListenerConfig> = self
+            .listeners
+            .iter()
+            .map(|(listener, _)| listener.clone())
+            .collect();
+        self.handler.resolver().set_designation(Designation::new(
+            config.ddr_name.as_ref(),
+            &running,
+            &self.addresses,
+        ));
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
         self.handler.set_log_queries(config.log.queries);
@@ -399,6 +411,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         listeners.push((listener.clone(), slot));
     }
+    handler.resolver().set_designation(Designation::new(
+        config.ddr_name.as_ref(),
+        &config.listeners,
+        &addresses,
+    ));
     if let Some(address) = config.metrics_listen {
         let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
             address,

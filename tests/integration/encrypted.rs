@@ -556,3 +556,103 @@ async fn read_framed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8
         .await
         .expect("an answer in time")
 }
+
+#[tokio::test]
+async fn ddr_designates_the_encrypted_listeners_and_a_client_can_follow_it() {
+    let setup = setup_with("[ddr]\nname = \"dns.test\"\n").await;
+    let mut args = strings(&["@127.0.0.1", "-p"]);
+    args.push(setup.plain.port().to_string());
+    args.extend(strings(&[
+        "+tries=1",
+        "+timeout=2",
+        "+noall",
+        "+answer",
+        "_dns.resolver.arpa",
+        "SVCB",
+    ]));
+    let dig = run("dig", &args).await;
+    assert!(dig.status.success(), "{dig:?}");
+    assert_eq!(
+        answer_lines(&dig),
+        [
+            format!(
+                "_dns.resolver.arpa. 300 IN SVCB 1 dns.test. alpn=\"dot\" port={} ipv4hint=127.0.0.1",
+                setup.dot.port()
+            ),
+            // key7 is dohpath (RFC 9461), which dig 9.18 does not name yet.
+            format!(
+                "_dns.resolver.arpa. 300 IN SVCB 2 dns.test. alpn=\"h2\" port={} ipv4hint=127.0.0.1 key7=\"/dns-query{{?dns}}\"",
+                setup.doh.port()
+            ),
+        ]
+    );
+    // The client upgrades: the DoT endpoint from the answer, verified for the target name.
+    let answer = decode(
+        &send_udp_raw(
+            setup.plain,
+            &Q::new("_dns.resolver.arpa", RecordType::SVCB)
+                .to_message()
+                .to_vec()
+                .expect("encode"),
+            TEST_TIMEOUT,
+        )
+        .await
+        .expect("an answer"),
+    );
+    let RData::SVCB(dot) = &answer.answers[0].data else {
+        panic!("SVCB expected: {answer:?}");
+    };
+    let port = dot
+        .svc_params
+        .iter()
+        .find_map(|(_, value)| match value {
+            hickory_proto::rr::rdata::svcb::SvcParamValue::Port(port) => Some(*port),
+            _ => None,
+        })
+        .expect("a port");
+    let target = dot.target_name.to_string();
+    let upgraded = kdig_tls(
+        SocketAddr::new(LO, port),
+        &setup.ca.ca_pem,
+        target.trim_end_matches('.'),
+        "v4only.dns64.test",
+    )
+    .await;
+    assert_eq!(answer_lines(&upgraded), [V4ONLY_ANSWER]);
+
+    // Other names under resolver.arpa are answered here, never forwarded.
+    for (name, qtype, rcode) in [
+        ("_dns.resolver.arpa", RecordType::A, ResponseCode::NoError),
+        ("resolver.arpa", RecordType::SVCB, ResponseCode::NoError),
+        (
+            "other.resolver.arpa",
+            RecordType::SVCB,
+            ResponseCode::NXDomain,
+        ),
+    ] {
+        let reply = query_udp(setup.plain, &Q::new(name, qtype)).await;
+        assert_eq!(reply.metadata.response_code, rcode, "{name} {qtype}");
+        assert!(reply.answers.is_empty(), "{name} {qtype}");
+        assert_eq!(
+            authority_summary(&reply),
+            ["resolver.arpa. 300 SOA resolver.arpa. nobody.invalid. 1 3600 1200 604800 300"],
+            "{name} {qtype}"
+        );
+    }
+    assert!(
+        !setup
+            ._auth
+            .seen()
+            .iter()
+            .any(|query| query.name.contains("resolver.arpa")),
+        "resolver.arpa is never forwarded"
+    );
+
+    // Without encrypted listeners there is nothing to designate.
+    let error = dns64d::config::from_toml_str(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5353\"]\n[ddr]\nname = \"dns.test\"\n",
+    )
+    .expect_err("ddr.name alone")
+    .to_string();
+    assert!(error.contains("ddr.name"), "{error}");
+}
