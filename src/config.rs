@@ -227,6 +227,14 @@ pub struct RawListener {
     /// PEM private key of a `tls` or `https` listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Most connections open at once on this listener (TCP, DoT, DoH)
+    /// instead of `server.max_tcp_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Idle timeout of this listener's connections, in milliseconds, instead
+    /// of `server.tcp_idle_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 fn both_protocols() -> Vec<ListenerProtocol> {
@@ -694,6 +702,17 @@ pub struct ListenerConfig {
     pub clients: Option<Vec<IpNet>>,
     /// A DoT or DoH listener (then `udp` and `tcp` are false).
     pub encrypted: Option<EncryptedListener>,
+    /// Connection limit and idle timeout instead of `[server]`'s.
+    pub connections: ConnectionLimits,
+}
+
+/// A listener's own connection limit and idle timeout (`None`: `[server]`'s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
+    /// Idle timeout of a connection.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The encrypted transport of a listener.
@@ -867,6 +886,7 @@ impl Config {
                 discover: None,
                 clients: None,
                 encrypted: None,
+                connections: ConnectionLimits::default(),
             });
         }
         for (index, listener) in raw.listeners.iter().enumerate() {
@@ -895,6 +915,13 @@ impl Config {
                 ));
             }
             let encrypted = validate_encrypted_listener(&key, listener)?;
+            if listener.idle_timeout_ms == Some(0) {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.idle_timeout_ms"),
+                    0,
+                    "must be at least 1 (milliseconds)",
+                ));
+            }
             listeners.push(ListenerConfig {
                 address: parse_listen(&format!("{key}.address"), &listener.address)?,
                 udp: listener.protocols.contains(&ListenerProtocol::Udp),
@@ -904,6 +931,10 @@ impl Config {
                 discover: listener_discover,
                 clients,
                 encrypted,
+                connections: ConnectionLimits {
+                    max_connections: listener.max_connections,
+                    idle_timeout: listener.idle_timeout_ms.map(Duration::from_millis),
+                },
             });
         }
         if listeners.is_empty() {

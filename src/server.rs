@@ -203,10 +203,11 @@ impl RunningServer {
                         && new.tcp == old.tcp
                         && new.encrypted.as_ref().map(|encrypted| encrypted.protocol)
                             == old.encrypted.as_ref().map(|encrypted| encrypted.protocol)
+                        && new.connections == old.connections
                 });
         if !same_listeners {
             notes.push(
-                "listener addresses or protocols changed: restart dns64d to apply them".into(),
+                "listener addresses, protocols or connection limits changed: restart dns64d to apply them".into(),
             );
         }
         let wants_discovery = config.dns64.discover
@@ -380,8 +381,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             limiter: limiter.clone(),
             max_inflight_queries: config.server.max_inflight_queries,
             tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            max_tcp_connections: config.server.max_tcp_connections,
+            max_tcp_connections: listener
+                .connections
+                .max_connections
+                .unwrap_or(config.server.max_tcp_connections),
         };
+        let idle_timeout = listener
+            .connections
+            .idle_timeout
+            .unwrap_or(config.server.tcp_idle_timeout);
         for socket in udp {
             let serving =
                 serve_udp(socket, context.clone()).map_err(|source| ServerError::Bind {
@@ -393,19 +401,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         match (tcp, &listener.encrypted) {
             (Some(tcp), Some(encrypted)) => {
-                let (serving, certificate) = tls_listener::start(
-                    tcp,
-                    address,
-                    context,
-                    encrypted,
-                    config.server.tcp_idle_timeout,
-                )
-                .map_err(|source| ServerError::Tls { address, source })?;
+                let (serving, certificate) =
+                    tls_listener::start(tcp, address, context, encrypted, idle_timeout)
+                        .map_err(|source| ServerError::Tls { address, source })?;
                 listener_tasks.spawn(serving);
                 certificates.push(certificate);
             }
             (Some(tcp), None) => {
-                listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
+                listener_tasks.spawn(serve_tcp(tcp, context, idle_timeout));
             }
             (None, _) => {}
         }

@@ -656,3 +656,77 @@ async fn ddr_designates_the_encrypted_listeners_and_a_client_can_follow_it() {
     .to_string();
     assert!(error.contains("ddr.name"), "{error}");
 }
+
+#[tokio::test]
+async fn dot_listener_has_its_own_connection_limit_and_idle_timeout() {
+    let auth = start_auth_upstream(LO).await;
+    let ca = TestCa::new("limits");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let dns64d = start_dns64d_toml(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\nprotocols = [\"tls\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         max_connections = 1\nidle_timeout_ms = 300\n",
+        auth.addr(),
+        cert.cert.display(),
+        cert.key.display()
+    ))
+    .await;
+    let (plain, dot) = (dns64d.addr, dns64d.server.local_addrs()[1]);
+    let connector = tls_connector(&ca.ca_pem, b"dot");
+    let name = rustls_pki_types::ServerName::try_from(TLS_NAME).expect("name");
+    let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    let mut first = connector
+        .connect(name.clone(), tcp)
+        .await
+        .expect("TLS handshake");
+    write_framed(
+        &mut first,
+        &Q::new("v4only.dns64.test", RecordType::AAAA)
+            .to_message()
+            .to_vec()
+            .expect("encode"),
+    )
+    .await;
+    assert_eq!(
+        answer_summary(&decode(&read_framed(&mut first).await)),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    // The second connection is over the limit: closed at once.
+    let mut second = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    assert!(read_until_closed(&mut second).await.is_empty());
+    // The first is closed after 300 ms without a query (RFC 7766 §6.2.3).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        TEST_TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_end(&mut first, &mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the idle DoT connection was not closed");
+    // Its slot is freed (by the server's task, just after the close: polled
+    // until a deadline); the plain listener has the default limits throughout.
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    let mut third = loop {
+        let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+        match connector.connect(name.clone(), tcp).await {
+            Ok(stream) => break stream,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error; // refused while the slot was still taken; try again
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("no DoT connection after the idle one closed: {error}"),
+        }
+    };
+    write_framed(
+        &mut third,
+        &Q::new("v4only.dns64.test", RecordType::AAAA)
+            .to_message()
+            .to_vec()
+            .expect("encode"),
+    )
+    .await;
+    assert_eq!(
+        answer_summary(&decode(&read_framed(&mut third).await)),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert_still_answers(plain).await;
+}
