@@ -730,3 +730,47 @@ async fn dot_listener_has_its_own_connection_limit_and_idle_timeout() {
     );
     assert_still_answers(plain).await;
 }
+
+#[tokio::test]
+async fn dot_answers_pipelined_queries_as_they_are_ready() {
+    let fake = start_fake_upstream(LO, |request, _| {
+        let name = request.queries[0].name().to_string();
+        let answer = reply_with(
+            request,
+            vec![rr_a(&name, 300, Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        if name.starts_with("slow.") {
+            FakeAction::Delayed(std::time::Duration::from_millis(1500), answer)
+        } else {
+            FakeAction::Reply(answer)
+        }
+    })
+    .await;
+    let ca = TestCa::new("pipelined");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let toml =
+        encrypted_toml(fake.addr(), &cert, "").replace("timeout_ms = 1000", "timeout_ms = 3000");
+    let dns64d = start_dns64d_toml(&toml).await;
+    let dot = dns64d.server.local_addrs()[1];
+    let connector = tls_connector(&ca.ca_pem, b"dot");
+    let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from(TLS_NAME).expect("name");
+    let mut stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    for (id, qname) in [(1u16, "slow.example"), (2, "fast.example")] {
+        let mut query = Q::new(qname, RecordType::A).to_message();
+        query.metadata.id = id;
+        write_framed(&mut stream, &query.to_vec().expect("encode")).await;
+    }
+    // The fast answer does not wait for the slow one (RFC 7858 §3.3).
+    let first = decode(&read_framed(&mut stream).await);
+    let second = decode(&read_framed(&mut stream).await);
+    assert_eq!((first.metadata.id, second.metadata.id), (2, 1));
+    assert_eq!(
+        answer_summary(&first),
+        ["fast.example. 300 A 93.184.216.34"]
+    );
+    assert_eq!(
+        answer_summary(&second),
+        ["slow.example. 300 A 93.184.216.34"]
+    );
+}
