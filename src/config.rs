@@ -245,6 +245,8 @@ pub struct RawConfig {
     pub control: RawControl,
     /// `[cookies]`.
     pub cookies: RawCookies,
+    /// `[ddr]`: Discovery of Designated Resolvers (RFC 9462).
+    pub ddr: RawDdr,
 }
 
 /// The default `control.socket`.
@@ -289,6 +291,16 @@ impl Default for RawCookies {
             require_for_large_udp: false,
         }
     }
+}
+
+/// `[ddr]` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDdr {
+    /// The name the encrypted listeners' certificate is valid for; set, it
+    /// turns on the `_dns.resolver.arpa` SVCB answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// How logs are written.
@@ -419,6 +431,14 @@ pub struct RawListener {
     /// PEM private key of a `tls` or `https` listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Most connections open at once on this listener (TCP, DoT, DoH)
+    /// instead of `server.max_tcp_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Idle timeout of this listener's connections, in milliseconds, instead
+    /// of `server.tcp_idle_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 fn both_protocols() -> Vec<ListenerProtocol> {
@@ -660,6 +680,7 @@ impl Default for RawConfig {
             rate_limit: RawRateLimit::default(),
             control: RawControl::default(),
             cookies: RawCookies::default(),
+            ddr: RawDdr::default(),
         }
     }
 }
@@ -896,7 +917,7 @@ fn build(user: Figment) -> Result<Config, ConfigError> {
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 14] = [
+pub const TOP_LEVEL_KEYS: [&str; 15] = [
     "cookies",
     "profile",
     "listen",
@@ -911,6 +932,7 @@ pub const TOP_LEVEL_KEYS: [&str; 14] = [
     "metrics",
     "rate_limit",
     "control",
+    "ddr",
 ];
 
 /// The shim's default listen address.
@@ -953,6 +975,8 @@ pub struct Config {
     pub identity: crate::identity::Identity,
     /// DNS Cookies.
     pub cookies: CookiesConfig,
+    /// `ddr.name`: the designated resolvers' name (RFC 9462); `None`: no DDR.
+    pub ddr_name: Option<Name>,
 }
 
 /// Validated `[cookies]`.
@@ -998,6 +1022,17 @@ pub struct ListenerConfig {
     pub clients: Option<Vec<IpNet>>,
     /// A DoT or DoH listener (then `udp` and `tcp` are false).
     pub encrypted: Option<EncryptedListener>,
+    /// Connection limit and idle timeout instead of `[server]`'s.
+    pub connections: ConnectionLimits,
+}
+
+/// A listener's own connection limit and idle timeout (`None`: `[server]`'s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
+    /// Idle timeout of a connection.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The encrypted transport of a listener.
@@ -1182,6 +1217,7 @@ impl Config {
                 discover: None,
                 clients: None,
                 encrypted: None,
+                connections: ConnectionLimits::default(),
             });
         }
         for (index, listener) in raw.listeners.iter().enumerate() {
@@ -1211,6 +1247,13 @@ impl Config {
                 ));
             }
             let encrypted = validate_encrypted_listener(&key, listener)?;
+            if listener.idle_timeout_ms == Some(0) {
+                return Err(ConfigError::invalid(
+                    &format!("{key}.idle_timeout_ms"),
+                    0,
+                    "must be at least 1 (milliseconds)",
+                ));
+            }
             listeners.push(ListenerConfig {
                 address: parse_listen(&format!("{key}.address"), &listener.address)?,
                 udp: listener.protocols.contains(&ListenerProtocol::Udp),
@@ -1220,6 +1263,10 @@ impl Config {
                 discover: listener_discover,
                 clients,
                 encrypted,
+                connections: ConnectionLimits {
+                    max_connections: listener.max_connections,
+                    idle_timeout: listener.idle_timeout_ms.map(Duration::from_millis),
+                },
             });
         }
         if listeners.is_empty() {
@@ -1312,6 +1359,23 @@ impl Config {
                 ));
             }
         }
+        let ddr_name = match &raw.ddr.name {
+            None => None,
+            Some(text) => {
+                if !listeners
+                    .iter()
+                    .any(|listener| listener.encrypted.is_some())
+                {
+                    return Err(ConfigError::invalid(
+                        "ddr.name",
+                        text,
+                        "DDR designates the encrypted listeners: add a [[listeners]] with protocols = [\"tls\"] or [\"https\"]",
+                    ));
+                }
+                let name = parse_domains("ddr.name", std::slice::from_ref(text))?;
+                name.into_iter().next()
+            }
+        };
         let upstream = UpstreamConfig {
             servers,
             encrypted,
@@ -1502,6 +1566,7 @@ impl Config {
                 .then(|| raw.control.socket.clone()),
             identity,
             cookies: parse_cookies(&raw.cookies)?,
+            ddr_name,
             raw,
             warnings,
             zones,

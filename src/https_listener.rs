@@ -179,17 +179,25 @@ async fn answer(
             None => return status(StatusCode::BAD_REQUEST),
         },
         Method::POST => {
-            let content_type = request.headers().get(CONTENT_TYPE);
-            if content_type.and_then(|value| value.to_str().ok()) != Some(DNS_MESSAGE) {
-                return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-            }
-            match Limited::new(request.into_body(), MAX_MESSAGE)
+            let is_dns_message = request
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                == Some(DNS_MESSAGE);
+            // The body is read before any answer, even a refusal: answering
+            // while the client still sends makes HTTP/2 reset the stream, and
+            // some clients (curl) then report the reset, not the status.
+            let body = match Limited::new(request.into_body(), MAX_MESSAGE)
                 .collect()
                 .await
             {
                 Ok(body) => body.to_bytes().to_vec(),
                 Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            };
+            if !is_dns_message {
+                return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
             }
+            body
         }
         _ => {
             let mut response = status(StatusCode::METHOD_NOT_ALLOWED);

@@ -27,7 +27,7 @@
 //! - [`config`]: figment-loaded, validated configuration.
 //! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
 //!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
-//!   PEM certificates, reloadable.
+//!   PEM certificates, reloadable; [`ddr`]: their discovery (RFC 9462).
 //!
 //! Operations: [`control`] (the socket `dns64d ctl` talks to),
 //! [`health`] (upstream health, `/healthz`), [`logging`], [`identity`]
@@ -40,6 +40,7 @@ pub mod certificate;
 pub mod config;
 pub mod control;
 pub mod cookies;
+pub mod ddr;
 pub mod discovery;
 pub mod dns64;
 pub mod ede;

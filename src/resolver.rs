@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 use crate::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::cache::{Cache, CacheKey};
 use crate::config::{Config, Dns64Config};
+use crate::ddr::Designation;
 use crate::dns64::dnssec::AnswerOrigin;
 use crate::dns64::policy::excluded_aaaa_for;
 use crate::dns64::reverse::{self, ReverseMode};
@@ -169,6 +170,8 @@ pub struct Resolver {
     me: Weak<Resolver>,
     /// Some answer is being served stale now (logged when this changes).
     serving_stale: AtomicBool,
+    /// DDR (RFC 9462): the `resolver.arpa` answers, when configured.
+    designation: RwLock<Option<Arc<Designation>>>,
 }
 
 impl Resolver {
@@ -214,6 +217,7 @@ impl Resolver {
             in_flight: Mutex::new(HashMap::new()),
             me: me.clone(),
             serving_stale: AtomicBool::new(false),
+            designation: RwLock::new(None),
         })
     }
 
@@ -239,6 +243,14 @@ impl Resolver {
             .dns64
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
+    }
+
+    /// Replaces the DDR answers (the listeners are bound, or a reload).
+    pub fn set_designation(&self, designation: Option<Designation>) {
+        *self
+            .designation
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = designation.map(Arc::new);
     }
 
     /// The metrics.
@@ -267,6 +279,16 @@ impl Resolver {
             },
             cache_only: !flags.recursion_desired,
         };
+        let designation = self
+            .designation
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(answer) = designation.and_then(|designation| {
+            designation.answer(&question.name, question.record_type, question.class)
+        }) {
+            return Resolution::plain(answer);
+        }
         let policy = self.dns64();
         let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
         if dns64_active && ipv4only::is_ipv4only_name(&question.name) {

@@ -33,6 +33,7 @@ use crate::certificate::CertificateError;
 use crate::config::Config;
 use crate::config::ListenerConfig;
 use crate::cookies::{self, CookieKeys, CookieSecret, CookieSettings, CookieState};
+use crate::ddr::Designation;
 use crate::discovery::{self, DiscoveredPrefixes};
 use crate::fastpath::{self, ResponseCache};
 use crate::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
@@ -183,6 +184,17 @@ impl RunningServer {
             .replace(&config.zones)
             .await?;
         let mut notes = tls_listener::reload_certificates(&self.certificates, &config);
+        // DDR names the listeners running now (changes to them need a restart).
+        let running: Vec<ListenerConfig> = self
+            .listeners
+            .iter()
+            .map(|(listener, _)| listener.clone())
+            .collect();
+        self.handler.resolver().set_designation(Designation::new(
+            config.ddr_name.as_ref(),
+            &running,
+            &self.addresses,
+        ));
         self.upstream.reconfigure(&config.upstream);
         self.handler.resolver().set_dns64(config.dns64.clone());
         self.handler.set_log_queries(config.log.queries);
@@ -204,10 +216,11 @@ impl RunningServer {
                         && new.tcp == old.tcp
                         && new.encrypted.as_ref().map(|encrypted| encrypted.protocol)
                             == old.encrypted.as_ref().map(|encrypted| encrypted.protocol)
+                        && new.connections == old.connections
                 });
         if !same_listeners {
             notes.push(
-                "listener addresses or protocols changed: restart dns64d to apply them".into(),
+                "listener addresses, protocols or connection limits changed: restart dns64d to apply them".into(),
             );
         }
         let wants_discovery = config.dns64.discover
@@ -444,8 +457,15 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             limiter: limiter.clone(),
             max_inflight_queries: config.server.max_inflight_queries,
             tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            max_tcp_connections: config.server.max_tcp_connections,
+            max_tcp_connections: listener
+                .connections
+                .max_connections
+                .unwrap_or(config.server.max_tcp_connections),
         };
+        let idle_timeout = listener
+            .connections
+            .idle_timeout
+            .unwrap_or(config.server.tcp_idle_timeout);
         for socket in udp {
             let serving =
                 serve_udp(socket, context.clone()).map_err(|source| ServerError::Bind {
@@ -457,19 +477,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         match (tcp, &listener.encrypted) {
             (Some(tcp), Some(encrypted)) => {
-                let (serving, certificate) = tls_listener::start(
-                    tcp,
-                    address,
-                    context,
-                    encrypted,
-                    config.server.tcp_idle_timeout,
-                )
-                .map_err(|source| ServerError::Tls { address, source })?;
+                let (serving, certificate) =
+                    tls_listener::start(tcp, address, context, encrypted, idle_timeout)
+                        .map_err(|source| ServerError::Tls { address, source })?;
                 listener_tasks.spawn(serving);
                 certificates.push(certificate);
             }
             (Some(tcp), None) => {
-                listener_tasks.spawn(serve_tcp(tcp, context, config.server.tcp_idle_timeout));
+                listener_tasks.spawn(serve_tcp(tcp, context, idle_timeout));
             }
             (None, _) => {}
         }
@@ -480,6 +495,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         resolver: Arc::clone(handler.resolver()),
         recursive: config.upstream.recursive.is_some(),
     });
+    handler.resolver().set_designation(Designation::new(
+        config.ddr_name.as_ref(),
+        &config.listeners,
+        &addresses,
+    ));
     if let Some(address) = config.metrics_listen {
         let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
             address,

@@ -556,3 +556,221 @@ async fn read_framed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8
         .await
         .expect("an answer in time")
 }
+
+#[tokio::test]
+async fn ddr_designates_the_encrypted_listeners_and_a_client_can_follow_it() {
+    let setup = setup_with("[ddr]\nname = \"dns.test\"\n").await;
+    let mut args = strings(&["@127.0.0.1", "-p"]);
+    args.push(setup.plain.port().to_string());
+    args.extend(strings(&[
+        "+tries=1",
+        "+timeout=2",
+        "+noall",
+        "+answer",
+        "_dns.resolver.arpa",
+        "SVCB",
+    ]));
+    let dig = run("dig", &args).await;
+    assert!(dig.status.success(), "{dig:?}");
+    assert_eq!(
+        answer_lines(&dig),
+        [
+            format!(
+                "_dns.resolver.arpa. 300 IN SVCB 1 dns.test. alpn=\"dot\" port={} ipv4hint=127.0.0.1",
+                setup.dot.port()
+            ),
+            // key7 is dohpath (RFC 9461), which dig 9.18 does not name yet.
+            format!(
+                "_dns.resolver.arpa. 300 IN SVCB 2 dns.test. alpn=\"h2\" port={} ipv4hint=127.0.0.1 key7=\"/dns-query{{?dns}}\"",
+                setup.doh.port()
+            ),
+        ]
+    );
+    // The client upgrades: the DoT endpoint from the answer, verified for the target name.
+    let answer = decode(
+        &send_udp_raw(
+            setup.plain,
+            &Q::new("_dns.resolver.arpa", RecordType::SVCB)
+                .to_message()
+                .to_vec()
+                .expect("encode"),
+            TEST_TIMEOUT,
+        )
+        .await
+        .expect("an answer"),
+    );
+    let RData::SVCB(dot) = &answer.answers[0].data else {
+        panic!("SVCB expected: {answer:?}");
+    };
+    let port = dot
+        .svc_params
+        .iter()
+        .find_map(|(_, value)| match value {
+            hickory_proto::rr::rdata::svcb::SvcParamValue::Port(port) => Some(*port),
+            _ => None,
+        })
+        .expect("a port");
+    let target = dot.target_name.to_string();
+    let upgraded = kdig_tls(
+        SocketAddr::new(LO, port),
+        &setup.ca.ca_pem,
+        target.trim_end_matches('.'),
+        "v4only.dns64.test",
+    )
+    .await;
+    assert_eq!(answer_lines(&upgraded), [V4ONLY_ANSWER]);
+
+    // Other names under resolver.arpa are answered here, never forwarded.
+    for (name, qtype, rcode) in [
+        ("_dns.resolver.arpa", RecordType::A, ResponseCode::NoError),
+        ("resolver.arpa", RecordType::SVCB, ResponseCode::NoError),
+        (
+            "other.resolver.arpa",
+            RecordType::SVCB,
+            ResponseCode::NXDomain,
+        ),
+    ] {
+        let reply = query_udp(setup.plain, &Q::new(name, qtype)).await;
+        assert_eq!(reply.metadata.response_code, rcode, "{name} {qtype}");
+        assert!(reply.answers.is_empty(), "{name} {qtype}");
+        assert_eq!(
+            authority_summary(&reply),
+            ["resolver.arpa. 300 SOA resolver.arpa. nobody.invalid. 1 3600 1200 604800 300"],
+            "{name} {qtype}"
+        );
+    }
+    assert!(
+        !setup
+            ._auth
+            .seen()
+            .iter()
+            .any(|query| query.name.contains("resolver.arpa")),
+        "resolver.arpa is never forwarded"
+    );
+
+    // Without encrypted listeners there is nothing to designate.
+    let error = dns64d::config::from_toml_str(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5353\"]\n[ddr]\nname = \"dns.test\"\n",
+    )
+    .expect_err("ddr.name alone")
+    .to_string();
+    assert!(error.contains("ddr.name"), "{error}");
+}
+
+#[tokio::test]
+async fn dot_listener_has_its_own_connection_limit_and_idle_timeout() {
+    let auth = start_auth_upstream(LO).await;
+    let ca = TestCa::new("limits");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let dns64d = start_dns64d_toml(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\nprotocols = [\"tls\"]\ncert = \"{}\"\nkey = \"{}\"\n\
+         max_connections = 1\nidle_timeout_ms = 300\n",
+        auth.addr(),
+        cert.cert.display(),
+        cert.key.display()
+    ))
+    .await;
+    let (plain, dot) = (dns64d.addr, dns64d.server.local_addrs()[1]);
+    let connector = tls_connector(&ca.ca_pem, b"dot");
+    let name = rustls_pki_types::ServerName::try_from(TLS_NAME).expect("name");
+    let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    let mut first = connector
+        .connect(name.clone(), tcp)
+        .await
+        .expect("TLS handshake");
+    write_framed(
+        &mut first,
+        &Q::new("v4only.dns64.test", RecordType::AAAA)
+            .to_message()
+            .to_vec()
+            .expect("encode"),
+    )
+    .await;
+    assert_eq!(
+        answer_summary(&decode(&read_framed(&mut first).await)),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    // The second connection is over the limit: closed at once.
+    let mut second = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    assert!(read_until_closed(&mut second).await.is_empty());
+    // The first is closed after 300 ms without a query (RFC 7766 §6.2.3).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        TEST_TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_end(&mut first, &mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the idle DoT connection was not closed");
+    // Its slot is freed (by the server's task, just after the close: polled
+    // until a deadline); the plain listener has the default limits throughout.
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    let mut third = loop {
+        let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+        match connector.connect(name.clone(), tcp).await {
+            Ok(stream) => break stream,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error; // refused while the slot was still taken; try again
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("no DoT connection after the idle one closed: {error}"),
+        }
+    };
+    write_framed(
+        &mut third,
+        &Q::new("v4only.dns64.test", RecordType::AAAA)
+            .to_message()
+            .to_vec()
+            .expect("encode"),
+    )
+    .await;
+    assert_eq!(
+        answer_summary(&decode(&read_framed(&mut third).await)),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert_still_answers(plain).await;
+}
+
+#[tokio::test]
+async fn dot_answers_pipelined_queries_as_they_are_ready() {
+    let fake = start_fake_upstream(LO, |request, _| {
+        let name = request.queries[0].name().to_string();
+        let answer = reply_with(
+            request,
+            vec![rr_a(&name, 300, Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        if name.starts_with("slow.") {
+            FakeAction::Delayed(std::time::Duration::from_millis(1500), answer)
+        } else {
+            FakeAction::Reply(answer)
+        }
+    })
+    .await;
+    let ca = TestCa::new("pipelined");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let toml =
+        encrypted_toml(fake.addr(), &cert, "").replace("timeout_ms = 1000", "timeout_ms = 3000");
+    let dns64d = start_dns64d_toml(&toml).await;
+    let dot = dns64d.server.local_addrs()[1];
+    let connector = tls_connector(&ca.ca_pem, b"dot");
+    let tcp = tokio::net::TcpStream::connect(dot).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from(TLS_NAME).expect("name");
+    let mut stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    for (id, qname) in [(1u16, "slow.example"), (2, "fast.example")] {
+        let mut query = Q::new(qname, RecordType::A).to_message();
+        query.metadata.id = id;
+        write_framed(&mut stream, &query.to_vec().expect("encode")).await;
+    }
+    // The fast answer does not wait for the slow one (RFC 7858 §3.3).
+    let first = decode(&read_framed(&mut stream).await);
+    let second = decode(&read_framed(&mut stream).await);
+    assert_eq!((first.metadata.id, second.metadata.id), (2, 1));
+    assert_eq!(
+        answer_summary(&first),
+        ["fast.example. 300 A 93.184.216.34"]
+    );
+    assert_eq!(
+        answer_summary(&second),
+        ["slow.example. 300 A 93.184.216.34"]
+    );
+}

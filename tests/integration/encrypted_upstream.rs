@@ -178,3 +178,41 @@ async fn encrypted_upstream_configuration_errors_name_the_key() {
         assert!(rendered.contains(server), "{server} in {rendered}");
     }
 }
+
+#[tokio::test]
+async fn shim_forwards_over_dot() {
+    let ca = TestCa::new("shim");
+    let cert = ca.issue("upstream", &[TLS_NAME]);
+    let (auth, dot, _) =
+        start_auth_encrypted(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), &cert).await;
+    let dns64d = start_dns64d_toml(&format!(
+        "profile = \"shim\"\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\nca_file = \"{}\"\n[dns64]\nprefixes = [\"64:ff9b::/96\"]\n",
+        dot_url(TLS_NAME, dot),
+        ca.ca_pem.display()
+    ))
+    .await;
+    assert_forwarded_answers(&dns64d, &auth).await;
+    assert!(
+        auth.seen()
+            .iter()
+            .all(|query| query.protocol == Transport::Tcp && query.src.is_ipv6())
+    );
+
+    // The command line takes them too: `--shim --upstream tls://…`.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dns64d"))
+        .args([
+            "--shim",
+            "--upstream",
+            "tls://dns.test@[::1]",
+            "--check-config",
+        ])
+        .output()
+        .await
+        .expect("run dns64d");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        printed.contains("\"tls://dns.test@[::1]:853\""),
+        "{printed}"
+    );
+}
