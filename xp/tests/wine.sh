@@ -127,10 +127,11 @@ for arch in "${arches[@]}"; do
         bash -c "dig @127.0.0.1 -p 5400 big.xp.test TXT +noedns +ignore | grep -o 'flags: [a-z ]*;'"
     check "$arch: dig retries over TCP and gets all 6 TXT" "6" \
         bash -c "dig @127.0.0.1 -p 5400 big.xp.test TXT +noedns +short | wc -l"
+    relay_rss() { awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "dns64d-xp.exe run --listen 127.0.0.1:5400" | head -1)/status" 2>/dev/null || echo "?"; }
+    rss_before=$(relay_rss)
     if out=$("${client[@]}" flood 127.0.0.1 5400 400 www.xp.test 93.184.215.14); then pass "$arch: $out"; else fail "$arch: $out"; fi
     if out=$("${client[@]}" malformed 127.0.0.1 5400); then pass "$arch: $out"; else fail "$arch: $out"; fi
-    rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "dns64d-xp.exe run --listen 127.0.0.1:5400" | head -1)/status" 2>/dev/null || echo "?")
-    echo "info $arch: resident memory of the Wine process after 400 queries: ${rss} KiB (Wine's own DLLs included)"
+    echo "info $arch: resident memory of the Wine process (Wine's own DLLs included): ${rss_before} KiB idle, $(relay_rss) KiB after 400 concurrent queries"
     stop_relay
 
     # Failover: the first upstream's port is closed (ICMP unreachable).
@@ -204,6 +205,17 @@ for arch in "${arches[@]}"; do
         bash -c "grep -c -E 'relaying 127.0.0.1:5407|stopped' '$exe_dir/dns64d-xp.log'"
     check "$arch: after sc stop nothing answers" "" \
         bash -c "dig @127.0.0.1 -p 5407 www.xp.test A +short +time=1 +tries=1 | grep -v '^;' || true"
+    printf 'upstream = [::1]:%s\ntimeout_ms = 5\n' "$UP" > "$exe_dir/dns64d-xp.conf"
+    wine sc start dns64d-xp > /dev/null 2>&1 || true
+    deadline=$((SECONDS + 15))
+    until grep -q 'timeout_ms' "$exe_dir/dns64d-xp.log" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.1; done
+    check "$arch: a bad configuration file is logged with its line" \
+        "dns64d-xp: C:\\dns64d-xp\\dns64d-xp.conf: line 2: timeout_ms = \"5\": expected a whole number from 100 to 30000" \
+        bash -c "grep -o 'dns64d-xp: C:.*timeout_ms.*' '$exe_dir/dns64d-xp.log' | tr -d '\r' | tail -1"
+    deadline=$((SECONDS + 15))
+    until wine sc query dns64d-xp 2>/dev/null | grep -q STOPPED || ((SECONDS >= deadline)); do sleep 0.2; done
+    check "$arch: ...and the service stops with exit code 2" "SERVICE_EXIT_CODE : 2" \
+        bash -c "wine sc query dns64d-xp | tr -d '\r' | grep -o 'SERVICE_EXIT_CODE *: *[0-9]*' | sed 's/  */ /g'"
     check "$arch: uninstall" "removed the service dns64d-xp" bash -c "wine '$exe' uninstall | tr -d '\r'"
     check "$arch: sc query no longer knows it" "1" bash -c "wine sc query dns64d-xp > /dev/null 2>&1; echo \$?"
     rm -f "$exe_dir/dns64d-xp.conf"

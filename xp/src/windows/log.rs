@@ -41,9 +41,10 @@ pub fn set_console(to_console: bool) {
     unsafe { LOG.get() }.to_console = to_console;
 }
 
-/// Opens `dns64d-xp.log` beside the exe for appending, capped at
-/// `max_kb`. Returns false (and logs to the console only) if it cannot.
-pub fn open_file(max_kb: u32) -> bool {
+/// Opens (or reopens) `dns64d-xp.log` beside the exe for appending, capped
+/// at `max_kb`. If it cannot, lines go to the console only (none for a
+/// service): the relay works on without a log.
+pub fn open_file(max_kb: u32) {
     // SAFETY: as in `set_console`.
     let log = unsafe { LOG.get() };
     let mut path = Buffer::new();
@@ -53,10 +54,11 @@ pub fn open_file(max_kb: u32) -> bool {
         || text::utf8_to_utf16(path.as_str(), &mut log.path).is_none()
         || text::utf8_to_utf16(rotated.as_str(), &mut log.rotated_path).is_none()
     {
-        return false;
+        return;
     }
     log.max_bytes = max_kb.saturating_mul(1024);
-    log.reopen()
+    // A false return leaves no file open: lines go to the console only.
+    let _ = log.reopen();
 }
 
 impl Log {

@@ -195,11 +195,16 @@ fn main() -> u32 {
             serve(&settings, None)
         }
         Command::Service => {
+            // A service has no console: everything, configuration errors
+            // included, goes to the log file, and the SCM is told the exit
+            // code (the service thread runs even for a bad configuration).
             log::set_console(false);
-            match load_settings(&arguments, &mut inputs.file) {
+            SERVICE_MODE.store(true, Ordering::SeqCst);
+            log::open_file(settings::LOG_MAX_KB.default);
+            if let Ok(settings) = load_settings(&arguments, &mut inputs.file) {
+                log::open_file(settings.log_max_kb);
                 // SAFETY: only `main` uses it until the dispatcher starts the service thread.
-                Ok(settings) => *unsafe { SETTINGS.get() } = Some(settings),
-                Err(code) => return code,
+                *unsafe { SETTINGS.get() } = Some(settings);
             }
             match service::dispatch(service_body) {
                 Ok(()) => exit::OK,
@@ -220,16 +225,23 @@ fn service_body(reporter: &service::Reporter) -> u32 {
     // no longer touches the settings.
     match unsafe { SETTINGS.get() } {
         Some(settings) => serve(settings, Some(reporter)),
-        None => exit::FAILURE,
+        None => exit::USAGE,
     }
 }
+
+/// Set when started by the SCM: errors go to the log file.
+static SERVICE_MODE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Prints an error to the console and, for the service, the log.
 fn error_line(arguments: core::fmt::Arguments<'_>) {
     let mut line = Buffer::<600>::new();
     // Writing to a Buffer never fails.
     let _ = line.write_fmt(arguments);
-    system::print_error(line.as_str());
+    if SERVICE_MODE.load(Ordering::SeqCst) {
+        log!("{}", line.as_str());
+    } else {
+        system::print_error(line.as_str());
+    }
 }
 
 /// Reads the file (the `--config` one, or `dns64d-xp.conf` beside the exe
@@ -279,9 +291,6 @@ fn load_settings<'a>(
 
 /// Starts Winsock, picks the upstreams, binds and relays until stopped.
 fn serve(settings: &Settings, reporter: Option<&service::Reporter>) -> u32 {
-    if reporter.is_some() && !log::open_file(settings.log_max_kb) {
-        // Without a log file the service still relays; nothing to tell.
-    }
     if let Err(code) = net::start() {
         log!("cannot start Winsock 2.2 (error {code})");
         return exit::FAILURE;
