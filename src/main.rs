@@ -11,6 +11,9 @@ use clap::Parser;
 use dns64d::config::{self, Config, LogFormat, Overrides};
 use tracing_subscriber::EnvFilter;
 
+#[cfg(windows)]
+mod windows_scm;
+
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -53,7 +56,16 @@ impl Arguments {
 }
 
 fn main() -> ExitCode {
-    let arguments = Arguments::parse();
+    #[cfg(windows)]
+    if let Some(code) = windows_scm::command() {
+        return code;
+    }
+    run(Arguments::parse())
+}
+
+/// Loads the configuration, sets up logs and serves until stopped (also the
+/// Windows service's body).
+fn run(arguments: Arguments) -> ExitCode {
     let config = match arguments.load() {
         Ok(config) => config,
         Err(error) => {
@@ -210,8 +222,15 @@ fn notify_systemd(state: ServiceState) {
     }
 }
 
-/// systemd exists only on Unix.
-#[cfg(not(unix))]
+/// On Windows the Service Control Manager is told instead (when running as
+/// a service).
+#[cfg(windows)]
+fn notify_systemd(state: ServiceState) {
+    windows_scm::report(state);
+}
+
+/// Neither systemd nor an SCM elsewhere.
+#[cfg(not(any(unix, windows)))]
 fn notify_systemd(_state: ServiceState) {}
 
 /// The signals dns64d acts on.
@@ -259,10 +278,15 @@ impl Signals {
         Ok(Self)
     }
 
+    /// Ctrl+C, or (on Windows) a stop request from the SCM.
     async fn next(&mut self) -> Signal {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => Signal::Stop,
-            Err(_) => std::future::pending().await,
+        #[cfg(windows)]
+        let service_stop = windows_scm::stop_requested();
+        #[cfg(not(windows))]
+        let service_stop = std::future::pending::<()>();
+        tokio::select! {
+            Ok(()) = tokio::signal::ctrl_c() => Signal::Stop,
+            () = service_stop => Signal::Stop,
         }
     }
 }
