@@ -14,10 +14,6 @@ pub const MAX_QUERY_LEN: usize = 512;
 /// The smallest query: a header and a question for the root (1 + 4 bytes).
 pub const MIN_QUERY_LEN: usize = HEADER_LEN + 5;
 
-/// The largest reply relayed over UDP: EDNS lets a client ask for up to
-/// 4096 bytes; 65535 over TCP (the two-byte length prefix's limit).
-pub const MAX_UDP_REPLY_LEN: usize = 4096;
-
 /// RCODE 2, the server failed (RFC 1035 §4.1.1).
 pub const RCODE_SERVFAIL: u8 = 2;
 /// RCODE 5, the server refused (RFC 1035 §4.1.1).

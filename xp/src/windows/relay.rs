@@ -11,7 +11,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use dns64d_xp::exchange::{Exchange, Verdict};
-use dns64d_xp::header::{self, MAX_QUERY_LEN, MAX_UDP_REPLY_LEN};
+use dns64d_xp::header::{self, MAX_QUERY_LEN};
 use dns64d_xp::upstreams::Upstreams;
 use dns64d_xp::{Tick, is_due, until};
 
@@ -191,8 +191,15 @@ struct Tables {
     read: SocketSet,
     write: SocketSet,
     error: SocketSet,
-    scratch: [u8; MAX_UDP_REPLY_LEN + 1],
+    /// Every datagram is read here first: a query (at most 512 bytes are
+    /// relayed, the rest is there to see that it is longer) or an upstream
+    /// reply (up to the UDP maximum, so an EDNS client's large answer is
+    /// relayed whole rather than failing as too long).
+    scratch: [u8; UDP_DATAGRAM_LEN],
 }
+
+/// The largest UDP payload.
+const UDP_DATAGRAM_LEN: usize = 65_536;
 
 static TABLES: Global<Tables> = Global::new(Tables {
     udp: [const { UdpSlot::new() }; UDP_SLOTS],
@@ -200,7 +207,7 @@ static TABLES: Global<Tables> = Global::new(Tables {
     read: SocketSet::new(),
     write: SocketSet::new(),
     error: SocketSet::new(),
-    scratch: [0; MAX_UDP_REPLY_LEN + 1],
+    scratch: [0; UDP_DATAGRAM_LEN],
 });
 
 /// A bound relay, ready to serve.
@@ -507,7 +514,8 @@ impl Relay {
             return;
         };
         if tables.read.contains(socket) {
-            loop {
+            // Bounded: a flood of stray datagrams cannot hold the loop.
+            for _ in 0..BURST {
                 let slot = &mut tables.udp[index];
                 let Some(socket) = &slot.socket else { return };
                 let length = socket.receive(&mut tables.scratch);
