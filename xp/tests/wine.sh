@@ -99,7 +99,7 @@ for arch in "${arches[@]}"; do
     wineboot -i > "$work/wineboot-$arch.log" 2>&1
     wine reg add 'HKCU\Software\Wine' /v Version /d "$version" /f > /dev/null 2>&1
     check "$arch: Wine reports the XP version" \
-        "$(if [[ $arch == i686 ]]; then echo 'Microsoft Windows XP 5.1.2600'; else echo 'Microsoft Windows 5.2.3790'; fi)" \
+        "$(if [[ $arch == i686 ]]; then echo 'Microsoft Windows 5.1.2600'; else echo 'Microsoft Windows 5.2.3790'; fi)" \
         bash -c "wine cmd /c ver | grep -o 'Microsoft.*' | tr -d '\r'"
     exe_dir="$WINEPREFIX/drive_c/dns64d-xp"
     mkdir -p "$exe_dir"
