@@ -114,6 +114,30 @@ impl Upstreams {
         !was_skipped
     }
 
+    /// Replaces the list with `addresses` (the first [`MAX_UPSTREAMS`]) if
+    /// it differs, keeping the hold-down of servers still listed. Returns
+    /// whether it changed. Used when the adapters' servers are re-read.
+    pub fn replace(&mut self, addresses: &[SocketAddrV6]) -> bool {
+        let addresses = addresses
+            .get(..addresses.len().min(MAX_UPSTREAMS))
+            .unwrap_or(&[]);
+        if self.addresses().eq(addresses.iter().copied()) {
+            return false;
+        }
+        let mut next = Self::new(addresses, self.skip_ms);
+        for entry in next.entries.iter_mut().take(next.count) {
+            if let Some(old) = self
+                .active()
+                .iter()
+                .find(|old| old.address == entry.address)
+            {
+                entry.skipped_until = old.skipped_until;
+            }
+        }
+        *self = next;
+        true
+    }
+
     /// Records that upstream `index` answered. Returns whether it had been
     /// marked failed (so the edge logs the recovery once).
     pub fn mark_answered(&mut self, index: usize) -> bool {
@@ -178,6 +202,25 @@ mod tests {
         assert!(upstreams.mark_answered(0), "recovered");
         assert!(!upstreams.mark_answered(0), "was healthy");
         assert_eq!(upstreams.choose(2, 0), Some(0));
+    }
+
+    #[test]
+    fn a_new_list_keeps_the_hold_down_of_servers_still_in_it() {
+        let mut upstreams = list(3);
+        let before: [SocketAddrV6; 3] =
+            core::array::from_fn(|index| upstreams.address(index).expect("listed"));
+        upstreams.mark_failed(1, 0);
+        assert!(!upstreams.replace(&before), "the same list is no change");
+        let reordered = [before[1], before[2]];
+        assert!(upstreams.replace(&reordered));
+        assert_eq!(upstreams.len(), 2);
+        assert!(
+            upstreams.is_skipped(0, 10),
+            "the failed server is still skipped at its new place"
+        );
+        assert!(!upstreams.is_skipped(1, 10));
+        assert!(upstreams.replace(&[]));
+        assert!(upstreams.is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ if [[ "${1:-}" != "--in-namespace" ]]; then
         echo "wine.sh needs root (it runs in a network namespace of its own)" >&2
         exit 1
     fi
-    exec unshare --net -- bash "$0" --in-namespace "$@"
+    exec unshare --net --mount -- bash "$0" --in-namespace "$@"
 fi
 shift
 ip link set lo up
@@ -34,6 +34,11 @@ dns64d=${DNS64D:-$root/target/debug/dns64d}
 client=(python3 "$root/xp/tests/dns_client.py")
 
 work=$(mktemp -d /tmp/dns64d-xp-wine.XXXXXX)
+# Wine gives every adapter the resolv.conf servers as its DNS servers; the
+# namespace gets its own file (a private mount), so the discovery tests
+# control what the relay finds and the host's file is untouched.
+printf 'nameserver ::1\n' > "$work/resolv.conf"
+mount --bind "$work/resolv.conf" /etc/resolv.conf
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -70,7 +75,7 @@ wait_for_answer() {
 # The upstreams, all on ::1 inside the namespace.
 UP=5300 SILENT=5301 SERVFAIL=5302 DEAD=5303
 cat > "$work/upstream.toml" <<TOML
-listen = ["[::1]:$UP"]
+listen = ["[::1]:$UP", "[::1]:53"]
 [upstream]
 servers = ["[::1]:9"]
 [dns64]
@@ -190,19 +195,43 @@ for arch in "${arches[@]}"; do
     if wait_for_answer 53; then pass "$arch: default 127.0.0.1:53 answers"; else fail "$arch: default 127.0.0.1:53: $(cat "$work/relay-$arch-53.log")"; fi
     stop_relay
 
+    # No --upstream and no file: the adapters' IPv6 DNS servers (here ::1,
+    # port 53, from the namespace's resolv.conf) ...
+    printf 'nameserver ::1\n' > "$work/resolv.conf"
+    start_relay 5409
+    if wait_for_answer 5409; then pass "$arch: upstream discovered from the adapters"; else fail "$arch: discovery: $(cat "$work/relay-$arch-5409.log")"; fi
+    check "$arch: ...and logged" "upstreams from the adapters' IPv6 DNS servers: [::1]:53" \
+        bash -c "grep -o 'upstreams from.*' '$work/relay-$arch-5409.log' | tr -d '\r'"
+    stop_relay
+    # ... else XP's well-known site-local servers (no route to them in this
+    # namespace, so every attempt fails at once and the answer is SERVFAIL).
+    printf 'nameserver 192.0.2.1\n' > "$work/resolv.conf"
+    start_relay 5410
+    deadline=$((SECONDS + 30))
+    until grep -q relaying "$work/relay-$arch-5410.log" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.1; done
+    check "$arch: no IPv6 DNS server on any adapter: the well-known site-local ones" \
+        "upstreams from well-known site-local: [fec0:0:0:ffff::1]:53 [fec0:0:0:ffff::2]:53 [fec0:0:0:ffff::3]:53" \
+        bash -c "grep -o 'upstreams from.*' '$work/relay-$arch-5410.log' | tr -d '\r' | sed 's/ (.*)//'"
+    check "$arch: ...unreachable here: SERVFAIL" "status: SERVFAIL" \
+        bash -c "dig @127.0.0.1 -p 5410 www.xp.test A +tries=1 +time=8 | grep -o 'status: [A-Z]*'"
+    stop_relay
+    printf 'nameserver ::1\n' > "$work/resolv.conf"
+
     # The Windows service through Wine's sc and net.
     printf 'upstream = [::1]:%s\nlisten = 127.0.0.1:5407\n' "$UP" > "$exe_dir/dns64d-xp.conf"
     check "$arch: install" "service command line: C:\\dns64d-xp\\dns64d-xp.exe service installed the service dns64d-xp; start it with: net start dns64d-xp" \
         bash -c "wine '$exe' install | tr -d '\r'"
-    check "$arch: sc query knows the installed service" "STOPPED" bash -c "wine sc query dns64d-xp | tr -d '\r' | grep -o STOPPED"
+    # Wine's services.exe may start an automatic service by itself at once.
+    check "$arch: sc query knows the installed service" "known" \
+        bash -c "wine sc query dns64d-xp | tr -d '\r' | grep -qE 'STOPPED|START_PENDING|RUNNING' && echo known"
     wine sc start dns64d-xp > "$work/sc-start.log" 2>&1 || true
     if wait_for_answer 5407; then pass "$arch: the service answers after sc start"; else fail "$arch: the service does not answer: $(cat "$work/sc-start.log")"; fi
     check "$arch: sc query says RUNNING" "RUNNING" bash -c "wine sc query dns64d-xp | tr -d '\r' | grep -o RUNNING"
     wine sc stop dns64d-xp > "$work/sc-stop.log" 2>&1 || true
     deadline=$((SECONDS + 15))
     until grep -q stopped "$exe_dir/dns64d-xp.log" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.1; done
-    check "$arch: the service logged its start and stop to dns64d-xp.log" "2" \
-        bash -c "grep -c -E 'relaying 127.0.0.1:5407|stopped' '$exe_dir/dns64d-xp.log'"
+    check "$arch: the service logged its start and stop to dns64d-xp.log" "yes" \
+        bash -c "grep -q 'relaying 127.0.0.1:5407' '$exe_dir/dns64d-xp.log' && grep -q stopped '$exe_dir/dns64d-xp.log' && echo yes"
     check "$arch: after sc stop nothing answers" "" \
         bash -c "dig @127.0.0.1 -p 5407 www.xp.test A +short +time=1 +tries=1 | grep -v '^;' || true"
     printf 'upstream = [::1]:%s\ntimeout_ms = 5\n' "$UP" > "$exe_dir/dns64d-xp.conf"

@@ -16,6 +16,11 @@ use windows_sys::Win32::Networking::WinSock::AF_INET6;
 use super::net::RawAddress;
 use super::system::Global;
 
+/// ERROR_NO_DATA.
+const NO_DATA: u32 = 232;
+/// DNS_ERROR_NO_DNS_SERVERS.
+const NO_DNS_SERVERS: u32 = 9852;
+
 /// Room for the adapter list (a few adapters need a few KiB).
 const BUFFER_LEN: usize = 32 * 1024;
 
@@ -45,8 +50,12 @@ pub fn adapter_dns_servers(
             &mut size,
         )
     };
-    if result != 0 {
-        return Err(result);
+    match result {
+        0 => {}
+        // No adapter (ERROR_NO_DATA), or none with a DNS server of this
+        // family (DNS_ERROR_NO_DNS_SERVERS, as Wine answers): none found.
+        NO_DATA | NO_DNS_SERVERS => return Ok(0),
+        code => return Err(code),
     }
     let mut count = 0;
     let mut adapter = first.cast_const();

@@ -317,14 +317,18 @@ fn serve(settings: &Settings, reporter: Option<&service::Reporter>) -> u32 {
         }
     };
     let upstreams = Upstreams::new(list, settings.skip_failed_s.saturating_mul(1000));
-    let mut relay =
-        match relay::Relay::bind(settings.listen(), upstreams.clone(), settings.timeout_ms) {
-            Ok(relay) => relay,
-            Err(error) => {
-                log!("dns64d-xp: {error}");
-                return error.exit_code();
-            }
-        };
+    let mut relay = match relay::Relay::bind(
+        settings.listen(),
+        upstreams.clone(),
+        settings.timeout_ms,
+        settings.upstream_source == UpstreamSource::None,
+    ) {
+        Ok(relay) => relay,
+        Err(error) => {
+            log!("dns64d-xp: {error}");
+            return error.exit_code();
+        }
+    };
     if let Some(reporter) = reporter {
         reporter.running();
     }

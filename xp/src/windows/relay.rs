@@ -218,15 +218,24 @@ pub struct Relay {
     timeout_ms: u32,
     /// Queries dropped as malformed or for lack of a slot (logged now and then).
     dropped: u32,
+    /// When the upstreams came from the adapters: when to read them again.
+    rediscover_at: Option<Tick>,
 }
+
+/// How often the adapters' DNS servers are read again when the upstreams
+/// came from them (a service starts at boot, perhaps before the network).
+const REDISCOVER_MS: u32 = 60_000;
 
 impl Relay {
     /// Checks for an IPv6 stack and binds UDP and TCP on every listen
     /// address.
+    /// `rediscover`: the upstreams came from the adapters; read them again
+    /// every [`REDISCOVER_MS`].
     pub fn bind(
         listen: &[SocketAddr],
         upstreams: Upstreams,
         timeout_ms: u32,
+        rediscover: bool,
     ) -> Result<Self, StartError> {
         let probe = SocketAddr::new(core::net::Ipv6Addr::UNSPECIFIED.into(), 0);
         match Socket::new(probe, Transport::Udp) {
@@ -242,6 +251,7 @@ impl Relay {
             upstreams,
             timeout_ms,
             dropped: 0,
+            rediscover_at: rediscover.then(|| system::now().wrapping_add(REDISCOVER_MS)),
         };
         for (index, &address) in listen.iter().enumerate() {
             let udp = Socket::new(address, Transport::Udp)
@@ -299,12 +309,49 @@ impl Relay {
             for index in 0..TCP_SLOTS {
                 self.step_tcp(tables, index, now);
             }
+            if self.rediscover_at.is_some_and(|at| is_due(now, at)) {
+                self.rediscover_at = Some(now.wrapping_add(REDISCOVER_MS));
+                self.rediscover();
+            }
         }
         for slot in tables.udp.iter_mut() {
             slot.free();
         }
         for slot in tables.tcp.iter_mut() {
             slot.free();
+        }
+    }
+
+    /// Reads the adapters' IPv6 DNS servers again and switches to them if
+    /// they changed (the well-known site-local ones when there are none).
+    fn rediscover(&mut self) {
+        let mut listen = [SocketAddr::V4(core::net::SocketAddrV4::new(
+            core::net::Ipv4Addr::LOCALHOST,
+            0,
+        )); dns64d_xp::settings::MAX_LISTEN];
+        let mut listen_count = 0;
+        for ((_, address), slot) in self.udp_listeners.iter().flatten().zip(listen.iter_mut()) {
+            *slot = *address;
+            listen_count += 1;
+        }
+        let mut found =
+            [dns64d_xp::address::WELL_KNOWN_SITE_LOCAL[0]; dns64d_xp::upstreams::MAX_UPSTREAMS];
+        let list = match super::discover::adapter_dns_servers(&listen[..listen_count], &mut found) {
+            Ok(count) if count > 0 => &found[..count],
+            Ok(_) => &dns64d_xp::address::WELL_KNOWN_SITE_LOCAL[..],
+            // Keep the current list when the adapters cannot be read.
+            Err(_) => return,
+        };
+        if self.upstreams.replace(list) {
+            let mut line = dns64d_xp::text::Buffer::<300>::new();
+            for address in self.upstreams.addresses() {
+                // Writing to a Buffer never fails.
+                let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {address}"));
+            }
+            log!(
+                "the adapters' DNS servers changed; upstreams now:{}",
+                line.as_str()
+            );
         }
     }
 
