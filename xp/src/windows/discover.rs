@@ -1,6 +1,6 @@
 //! The IPv6 DNS servers of the adapters that are up (GetAdaptersAddresses,
-//! iphlpapi, XP SP1 and later), read once at start when neither the
-//! command line nor the file names upstreams.
+//! iphlpapi, XP SP1 and later), read at start and every minute when neither
+//! the command line nor the file names upstreams.
 
 use core::net::{SocketAddr, SocketAddrV6};
 

@@ -22,7 +22,7 @@ use super::system::{self, Global};
 /// UDP queries in flight at once.
 pub const UDP_SLOTS: usize = 1024;
 /// TCP connections at once.
-pub const TCP_SLOTS: usize = 16;
+pub const TCP_SLOTS: usize = 8;
 /// A TCP client idle this long is disconnected.
 pub const TCP_IDLE_MS: u32 = 10_000;
 /// The longest `select` wait, so a stop request is seen within it.
