@@ -9,6 +9,8 @@
   silent PORT                       an upstream on [::1]:PORT that never answers
   servfail PORT                     an upstream on [::1]:PORT answering SERVFAIL
   hold PORT                         holds 127.0.0.1:PORT (UDP and TCP)
+  tcp HOST PORT NAME IPV4           two queries on one TCP connection are both
+                                    answered; a message of a bad length closes it
 
 Only the 12-byte header and a plain question are built here; the answers are
 checked by header fields and by the A record's four bytes at the end.
@@ -142,6 +144,47 @@ def hold(port):
     signal.pause()
 
 
+def read_message(sock, deadline):
+    data = b""
+    while True:
+        want = 2 + int.from_bytes(data[:2], "big") if len(data) >= 2 else 2
+        if len(data) >= want:
+            return data[2:want]
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+
+
+def tcp(host, port, name, ipv4):
+    expected = socket.inet_aton(ipv4)
+    deadline = time.monotonic() + 10
+    sock = socket.create_connection((host, port), timeout=5)
+    first_id, first = query(name)
+    second_id, second = query(name)
+    # Both queries in one write: the relay must answer them in turn.
+    sock.sendall(len(first).to_bytes(2, "big") + first + len(second).to_bytes(2, "big") + second)
+    for ident in (first_id, second_id):
+        reply = read_message(sock, deadline)
+        if reply is None:
+            sys.exit(f"tcp: connection closed before the answer to {ident}")
+        got, flags = struct.unpack(">HH", reply[:4])
+        if got != ident or flags & 0x000F != 0 or reply[-4:] != expected:
+            sys.exit(f"tcp: bad answer id={got} (expected {ident}) flags={flags:#06x}")
+    sock.close()
+    bad = socket.create_connection((host, port), timeout=5)
+    bad.sendall(b"\x00\x05hello")
+    bad.settimeout(5)
+    try:
+        closed = bad.recv(100) == b""
+    except ConnectionResetError:
+        closed = True
+    if not closed:
+        sys.exit("tcp: a 5-byte message got an answer")
+    print("tcp: two pipelined queries answered in order; a 5-byte message closed the connection")
+
+
 def main():
     command, *arguments = sys.argv[1:]
     if command == "flood":
@@ -153,6 +196,9 @@ def main():
         silent(int(arguments[0]))
     elif command == "servfail":
         servfail(int(arguments[0]))
+    elif command == "tcp":
+        host, port, name, ipv4 = arguments
+        tcp(host, int(port), name, ipv4)
     elif command == "hold":
         hold(int(arguments[0]))
     else:

@@ -136,6 +136,7 @@ for arch in "${arches[@]}"; do
     rss_before=$(relay_rss)
     if out=$("${client[@]}" flood 127.0.0.1 5400 400 www.xp.test 93.184.215.14); then pass "$arch: $out"; else fail "$arch: $out"; fi
     if out=$("${client[@]}" malformed 127.0.0.1 5400); then pass "$arch: $out"; else fail "$arch: $out"; fi
+    if out=$("${client[@]}" tcp 127.0.0.1 5400 www.xp.test 93.184.215.14); then pass "$arch: $out"; else fail "$arch: $out"; fi
     echo "info $arch: resident memory of the Wine process (Wine's own DLLs included): ${rss_before} KiB idle, $(relay_rss) KiB after 400 concurrent queries"
     stop_relay
 
@@ -154,6 +155,23 @@ for arch in "${arches[@]}"; do
     elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
     if ((elapsed < 1500)); then pass "$arch: the silent upstream is skipped afterwards (${elapsed} ms < the 1500 ms timeout)"
     else fail "$arch: the next query took ${elapsed} ms: the silent upstream was asked again"; fi
+    stop_relay
+
+    # Failover over TCP too, with no hold-down (skip_failed_s = 0), so every
+    # query goes through the closed port and the silent upstream first.
+    printf 'timeout_ms = 1500\nskip_failed_s = 0\n' > "$work/no-skip.conf"
+    start_relay 5411 --config "$(winepath -w "$work/no-skip.conf" 2>/dev/null)" \
+        --upstream "[::1]:$DEAD" --upstream "[::1]:$SILENT" --upstream "[::1]:$UP"
+    deadline=$((SECONDS + 30))
+    until grep -q relaying "$work/relay-$arch-5411.log" 2>/dev/null || ((SECONDS >= deadline)); do sleep 0.1; done
+    for transport in +notcp +tcp; do
+        started=$(date +%s%N)
+        check "$arch: $transport past a closed port and a silent upstream" "93.184.215.14" \
+            dig @127.0.0.1 -p 5411 www.xp.test A +short $transport +tries=1 +time=6
+        elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
+        if ((elapsed >= 1400)); then pass "$arch: $transport waited out the silent one (${elapsed} ms)"
+        else fail "$arch: $transport answered in ${elapsed} ms: the silent upstream was not asked"; fi
+    done
     stop_relay
 
     # Failover on SERVFAIL.
