@@ -12,6 +12,9 @@ use dns64d::config::{self, Config, Overrides};
 use dns64d::control::{self, Command, Reply, Request, StatusInfo};
 use dns64d::logging::Logging;
 
+#[cfg(windows)]
+mod windows_scm;
+
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -90,7 +93,16 @@ impl Arguments {
 }
 
 fn main() -> ExitCode {
-    let arguments = Arguments::parse();
+    #[cfg(windows)]
+    if let Some(code) = windows_scm::command() {
+        return code;
+    }
+    run(Arguments::parse())
+}
+
+/// Loads the configuration, sets up logs and serves until stopped (also the
+/// Windows service's body); or runs `dns64d ctl`.
+fn run(arguments: Arguments) -> ExitCode {
     if let Some(Subcommand::Ctl(ctl)) = &arguments.subcommand {
         return run_ctl(ctl, arguments.config.as_deref());
     }
@@ -376,8 +388,15 @@ fn notify_systemd(state: ServiceState) {
     }
 }
 
-/// systemd exists only on Unix.
-#[cfg(not(unix))]
+/// On Windows the Service Control Manager is told instead (when running as
+/// a service).
+#[cfg(windows)]
+fn notify_systemd(state: ServiceState) {
+    windows_scm::report(state);
+}
+
+/// Neither systemd nor an SCM elsewhere.
+#[cfg(not(any(unix, windows)))]
 fn notify_systemd(_state: ServiceState) {}
 
 /// The signals dns64d acts on.
@@ -425,10 +444,15 @@ impl Signals {
         Ok(Self)
     }
 
+    /// Ctrl+C, or (on Windows) a stop request from the SCM.
     async fn next(&mut self) -> Signal {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => Signal::Stop,
-            Err(_) => std::future::pending().await,
+        #[cfg(windows)]
+        let service_stop = windows_scm::stop_requested();
+        #[cfg(not(windows))]
+        let service_stop = std::future::pending::<()>();
+        tokio::select! {
+            Ok(()) = tokio::signal::ctrl_c() => Signal::Stop,
+            () = service_stop => Signal::Stop,
         }
     }
 }
