@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dns64d::config::{self, Config, LogFormat, Overrides};
 use tracing_subscriber::EnvFilter;
+
+mod man;
 
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -38,6 +40,9 @@ struct Arguments {
     /// Validate the configuration, print the effective settings and exit.
     #[arg(long)]
     check_config: bool,
+    /// Write the man pages into DIR and exit (deploy/package.sh).
+    #[arg(long, value_name = "DIR", hide = true)]
+    write_man_pages: Option<PathBuf>,
 }
 
 impl Arguments {
@@ -54,6 +59,9 @@ impl Arguments {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    if let Some(directory) = &arguments.write_man_pages {
+        return man::write(Arguments::command(), directory);
+    }
     let config = match arguments.load() {
         Ok(config) => config,
         Err(error) => {

@@ -15,6 +15,7 @@ mod client;
 mod daemon;
 mod fake;
 mod netns;
+mod process;
 mod seen;
 
 pub use auth::*;
@@ -22,6 +23,7 @@ pub use client::*;
 pub use daemon::*;
 pub use fake::*;
 pub use netns::*;
+pub use process::*;
 pub use seen::*;
 
 pub use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
