@@ -221,7 +221,7 @@ if [[ -x $MUSL_BIN ]]; then
     if [[ $desc =~ static(-pie)?\ linked|statically\ linked ]] && ! readelf -lW "$MUSL_BIN" | grep -q INTERP; then
         ok "statically linked, no ELF interpreter"
     else ko "not static: $desc"; fi
-    if TEST_DNS64D_BINARY=$REPO/$MUSL_BIN cargo test --locked --test integration binary_smoke >"$WORK/smoke.log" 2>&1; then
+    if TEST_DNS64D_BINARY=$REPO/$MUSL_BIN cargo test --locked -p dns64d --test integration binary_smoke >"$WORK/smoke.log" 2>&1; then
         ok "the smoke subset against it: $(grep -E '^test result' "$WORK/smoke.log" | head -1)"
     else tail -30 "$WORK/smoke.log"; ko "the smoke subset against the static binary"; fi
 else ko "no static binary at $MUSL_BIN"; fi
@@ -247,8 +247,8 @@ for f in dns64d.exe shim.toml README.txt; do grep -qE "^[^/]+/$f$" <<<"$list" ||
     || ko "$(basename "$zipfile") lacks: ${missing[*]}"
 if [[ -f xp/Cargo.toml ]]; then
     for z in "$OUT"/dns64d-xp-*.zip; do
-        [[ -f $z ]] && python3 -c 'import sys, zipfile; n = zipfile.ZipFile(sys.argv[1]).namelist(); sys.exit(not any(x.endswith("/dns64d-xp.exe") for x in n))' "$z" \
-            && ok "$(basename "$z") ($(du -h "$z" | cut -f1)): dns64d-xp.exe" || ko "XP zip $z"
+        [[ -f $z ]] && python3 -c 'import sys, zipfile; n = zipfile.ZipFile(sys.argv[1]).namelist(); sys.exit(not all(any(x.endswith(f) for x in n) for f in ("/dns64d-xp.exe", "/README.txt")))' "$z" \
+            && ok "$(basename "$z") ($(du -h "$z" | cut -f1)): dns64d-xp.exe, README.txt" || ko "XP zip $z: no dns64d-xp.exe or README.txt"
     done
 fi
 (cd "$OUT" && sha256sum --quiet -c SHA256SUMS) && ok "SHA256SUMS matches" || ko "SHA256SUMS"

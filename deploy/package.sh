@@ -13,7 +13,8 @@
 #                                            man pages
 #   dns64d-VERSION-x86_64-windows.zip        dns64d.exe (Windows 10 and later), example config,
 #                                            install-service.ps1 and the service notes
-#   dns64d-xp-VERSION-TARGET.zip             the XP relay, when xp/Cargo.toml exists
+#   dns64d-xp-VERSION-TARGET.zip             the XP relay (i686, x86_64) and its install notes
+#                                            (deploy/windows-xp/), when xp/Cargo.toml exists
 #   man/dns64d.8, man/dns64d.toml.5          the man pages: dns64d.8 from the clap definition
 #                                            (dns64d --write-man-pages), dns64d.toml.5 from
 #                                            README's option table (package/toml-man.py)
@@ -133,11 +134,12 @@ if [[ -f xp/Cargo.toml ]]; then
         dir=$STAGE/$name
         mkdir -p "$dir"
         cp "target/$target/release/dns64d-xp.exe" "$dir/"
-        for doc in xp/README.md xp/*.toml xp/*.ini xp/*.txt; do
-            [[ -f $doc && $doc != xp/xp-sp3-imports.txt ]] || continue
+        # the install notes (README.md as README.txt, CRLF) and any example dns64d-xp.conf
+        for doc in "$HERE"/windows-xp/README.md xp/README.md "$HERE"/windows-xp/*.conf xp/*.conf; do
+            [[ -f $doc ]] || continue
             case $doc in
-                *.md) sed 's/$/\r/' "$doc" >"$dir/$(basename "$doc" .md).txt" ;;
-                *) cp "$doc" "$dir/" ;;
+                *.md) sed 's/$/\r/' "$doc" >"$dir/README.txt" ;;
+                *) sed 's/$/\r/' "$doc" >"$dir/$(basename "$doc")" ;;
             esac
         done
         (cd "$STAGE" && zip -qrX "../$name.zip" "$name")
