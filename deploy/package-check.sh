@@ -16,9 +16,9 @@
 #          subset (tests/integration/binary_smoke.rs) run against it over UDP and TCP
 # archives tarball and zips list what they should
 #
-# Needs root, dpkg, lintian, rpm, dig, python3 and the artifacts in target/package/. A dns64d
-# package already installed (by an earlier interrupted run) is purged first. Traffic goes only
-# to loopback. Last line: "N passed, N failed"; exit 1 if anything failed.
+# Needs root, dpkg, lintian, rpm, dig, python3 and the artifacts in target/package/. With a
+# dns64d package already installed it stops, unless CI=true (then it is purged first, as left
+# by an interrupted run). Traffic goes only to loopback. Last line: "N passed, N failed"; exit 1 if anything failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -33,11 +33,12 @@ section() { printf '\n== %s\n' "$*"; }
 [[ $(id -u) == 0 ]] || { echo "package-check.sh: needs root (dpkg -i)" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/dns64d-package-check.XXXXXX)
-PIDS=()
+PIDS=() installed_here=0
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    if dpkg-query -W -f='${Status}' dns64d 2>/dev/null | grep -q 'installed\|config-files'; then
+    # only a package this run installed
+    if ((installed_here)) && dpkg-query -W -f='${Status}' dns64d 2>/dev/null | grep -q 'installed\|config-files'; then
         dpkg --purge dns64d >/dev/null 2>&1
     fi
     rm -rf "$WORK"
@@ -70,10 +71,18 @@ rpm=$(ls "$OUT"/dns64d-*.x86_64.rpm 2>/dev/null | head -1)
 # ---------------------------------------------------------------- deb
 section "Debian package $(basename "$deb") ($(du -h "$deb" | cut -f1))"
 if dpkg-query -W -f='${Status}' dns64d 2>/dev/null | grep -q 'installed\|config-files'; then
-    echo "purging a dns64d package left by an earlier run"
-    dpkg --purge dns64d >/dev/null
+    # CI's machine may keep one from an interrupted run; anywhere else it may be in use
+    if [[ ${CI:-} == true ]]; then
+        echo "purging a dns64d package left by an earlier run"
+        dpkg --purge dns64d >/dev/null
+    else
+        echo "package-check.sh: dns64d is installed here; this check installs and purges its own." \
+            "Purge it first (dpkg --purge dns64d: its /etc/dns64d goes too) or run with CI=true." >&2
+        exit 2
+    fi
 fi
 snapshot >"$WORK/before"
+installed_here=1
 if DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" </dev/null >"$WORK/dpkg.log" 2>&1; then
     ok "dpkg -i: installed ($(dpkg-query -W -f='${Version}' dns64d))"
 else
