@@ -67,7 +67,7 @@ install_packages() {
   fi
   before="$(daemon_pids)"
   log "apt-get install ${PACKAGES[*]}"
-  apt-get update -q
+  apt-get update -q || log "apt-get update: some indexes failed; installing from what is there"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
   if [[ "$(trap -p EXIT)" == *policy* ]]; then rm -f "$policy"; trap - EXIT; fi
   # Stop what the packages started despite policy-rc.d: under systemd, the units of newly

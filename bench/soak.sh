@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v dnsperf >/dev/null || { apt-get update -qq && apt-get install -y -qq dnsperf >/dev/null; }
+command -v dnsperf >/dev/null || { { apt-get update -qq || true; } && apt-get install -y -qq dnsperf >/dev/null; }
 [ -x "$BIN" ] || (cd "$REPO_DIR" && cargo build --release)
 
 python3 - "$WORK" "$SOAK_SECONDS" <<'PY'

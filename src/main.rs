@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dns64d::config::{self, Config, Overrides};
 use dns64d::control::{self, Command, Reply, Request, StatusInfo};
 use dns64d::logging::Logging;
 
 #[cfg(windows)]
 mod windows_scm;
+
+mod man;
 
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -49,6 +51,9 @@ struct Arguments {
     /// 0 if valid, 2 if not.
     #[arg(long)]
     check_config: bool,
+    /// Write the man pages into DIR and exit (deploy/package.sh).
+    #[arg(long, value_name = "DIR", hide = true)]
+    write_man_pages: Option<PathBuf>,
     /// A subcommand (`ctl`); none runs the server.
     #[command(subcommand)]
     subcommand: Option<Subcommand>,
@@ -103,6 +108,9 @@ fn main() -> ExitCode {
 /// Loads the configuration, sets up logs and serves until stopped (also the
 /// Windows service's body); or runs `dns64d ctl`.
 fn run(arguments: Arguments) -> ExitCode {
+    if let Some(directory) = &arguments.write_man_pages {
+        return man::write(Arguments::command(), directory);
+    }
     if let Some(Subcommand::Ctl(ctl)) = &arguments.subcommand {
         return run_ctl(ctl, arguments.config.as_deref());
     }

@@ -76,7 +76,7 @@ install_tools() {
     if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made=1; fi
     log "apt-get install ${PACKAGES[*]}"
     local rc=0
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    { { apt-get update -qq || true; } && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${PACKAGES[@]}"; } >&2 || rc=$?
     [[ $made == 1 ]] && rm -f "$policy"
     [[ $rc == 0 ]] || die "apt-get failed"

@@ -1,5 +1,6 @@
 //! Single integration-test binary for dns64d: `cargo test --test integration`.
 
+mod binary_smoke;
 mod common;
 mod config_example;
 mod cookies;

@@ -4,8 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::process::{Command, Stdio};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -194,51 +193,6 @@ async fn reload_applies_new_prefixes_and_rejects_a_broken_zone() {
         ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"],
         "old config still serving"
     );
-}
-
-/// A dns64d process; killed if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // already exited in the normal case
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: sending a signal to our own child process.
-    let result = unsafe { libc::kill(child.id() as i32, signal) };
-    assert_eq!(result, 0, "kill failed");
-}
-
-/// A free loopback port for a child process (the child binds it right after).
-fn free_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
-}
-
-/// Queries until `check` accepts the answer.
-async fn wait_until_answer(server: SocketAddr, q: &Q, check: impl Fn(&Message) -> bool) -> Message {
-    let deadline = Instant::now() + TEST_TIMEOUT;
-    loop {
-        if let Some(bytes) = send_udp_raw(
-            server,
-            &q.to_message().to_vec().unwrap(),
-            std::time::Duration::from_millis(200),
-        )
-        .await
-        {
-            let m = Message::from_vec(&bytes).unwrap();
-            if check(&m) {
-                return m;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dns64d did not give the expected answer in time"
-        );
-    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod client;
 mod daemon;
 mod fake;
 mod netns;
+mod process;
 mod seen;
 mod signed;
 
@@ -25,6 +26,7 @@ pub use client::*;
 pub use daemon::*;
 pub use fake::*;
 pub use netns::*;
+pub use process::*;
 pub use seen::*;
 pub use signed::*;
 
