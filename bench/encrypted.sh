@@ -5,17 +5,20 @@
 #
 #   each server pinned to CPU $SERVER_CPU, dnsperf and NSD to CPU $CLIENT_CPU;
 #   per mode, connection policy and repeat: Unbound then dns64d, $DURATION s each;
-#   figures: qps, server CPU-seconds (utime+stime from /proc), q/CPU-s, average latency.
+#   figures: qps, server CPU-seconds (utime+stime from /proc), q/CPU-s, average latency;
+#   DoH with h2load (dnsperf's DoH mode loses answers, bench/README.md).
 #
 # As root with dnsperf (2.10+), nsd, unbound (1.17, built with nghttp2 as Debian's is),
-# openssl and python3 installed; bench/run.sh's install step installs them all.
-#   DURATION=10 REPEATS=3 PER_CONN="0 100" bench/encrypted.sh
+# openssl, python3, kdig and dig installed (bench/run.sh's install step and .ci/run bring
+# them), and h2load for DoH (apt-get install nghttp2-client; skipped when missing).
+#   DURATION=10 REPEATS=3 PER_CONN="0 100" DNSPERF_MODES="dot doh" bench/encrypted.sh
 # PER_CONN: 0 = persistent connections; N = a new connection every N queries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 REPEATS="${REPEATS:-3}"
 PER_CONN="${PER_CONN:-0 100}"
+DNSPERF_MODES="${DNSPERF_MODES:-dot doh}"   # dnsperf -m modes (its DoH loses answers; see below)
 CLIENTS="${CLIENTS:-4}"
 OUTSTANDING="${OUTSTANDING:-256}"
 # DoH: one query in flight per connection. dnsperf 2.10 loses answers when the HTTP/2
@@ -168,18 +171,56 @@ print(f"{mode} per_conn={per} {server}: completed {completed} qps {float(qps or 
       f"cpu_s {cpu:.2f} q_per_cpu_s {completed / cpu if cpu else 0:.0f} avg_latency_s {latency}")
 PY
 }
+# DoH with h2load (nghttp2-client): POST of one warm query, -c H2_CLIENTS connections
+# with -m H2_STREAMS streams each, persistent; dnsperf's DoH mode loses answers whose
+# HTTP/2 frames interleave (see bench/README.md), h2load does not.
+H2_CLIENTS="${H2_CLIENTS:-4}"
+H2_STREAMS="${H2_STREAMS:-16}"
+python3 - "$name" "$WORK/query.bin" <<'PY'
+import struct, sys
+name, out = sys.argv[1], sys.argv[2]
+wire = struct.pack(">HHHHHH", 0, 0x0100, 1, 0, 0, 0)
+for label in name.rstrip(".").split("."):
+    wire += bytes([len(label)]) + label.encode()
+wire += b"\0" + struct.pack(">HH", 28, 1)
+open(out, "wb").write(wire)
+PY
+run_h2load() {  # run_h2load SERVER PID PORT
+  local server="$1" pid="$2" port="$3" before after out
+  before="$(cpu_ticks "$pid")"
+  out="$(taskset -c "$CLIENT_CPU" h2load -D "$DURATION" -c "$H2_CLIENTS" -m "$H2_STREAMS" \
+         -d "$WORK/query.bin" -H 'content-type: application/dns-message' \
+         "https://127.0.0.1:$port/dns-query" 2>&1)"
+  after="$(cpu_ticks "$pid")"
+  local succeeded mean
+  succeeded="$(awk '/^requests:/ {print $8}' <<<"$out")"
+  mean="$(awk '/time for request:/ {print $6}' <<<"$out")"
+  python3 - "$server" "$succeeded" "$DURATION" "$mean" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import sys
+server, succeeded, duration, mean, before, after, hz = sys.argv[1:]
+cpu = (int(after) - int(before)) / int(hz)
+succeeded = int(succeeded or 0)
+print(f"doh-h2load persistent {server}: succeeded {succeeded} "
+      f"qps {succeeded / int(duration):.0f} cpu_s {cpu:.2f} "
+      f"q_per_cpu_s {succeeded / cpu if cpu else 0:.0f} mean_request_time {mean}")
+PY
+}
 {
   echo "# bench/encrypted.sh $(date -u +%FT%TZ) git $(git rev-parse --short HEAD)"
   echo "# DURATION=$DURATION REPEATS=$REPEATS DoT: -c $CLIENTS -q $OUTSTANDING, DoH: -c $DOH_CLIENTS -q $DOH_OUTSTANDING; servers on CPU $SERVER_CPU, dnsperf and nsd on CPU $CLIENT_CPU"
   cat "$WORK/checks.txt"
   for repeat in $(seq "$REPEATS"); do
     for per in $PER_CONN; do
-      for mode in dot doh; do
+      for mode in $DNSPERF_MODES; do
         if [[ "$mode" == dot ]]; then ports=(5511 5521); else ports=(5512 5522); fi
         run unbound "$PID_unbound" "$mode" "${ports[0]}" "$per"
         run dns64d "$PID_dns64d" "$mode" "${ports[1]}" "$per"
       done
     done
+    if command -v h2load >/dev/null; then
+      run_h2load unbound "$PID_unbound" 5512
+      run_h2load dns64d "$PID_dns64d" 5522
+    fi
   done
 } | tee "$RESULT"
 echo "written: $RESULT"
