@@ -774,3 +774,42 @@ async fn dot_answers_pipelined_queries_as_they_are_ready() {
         ["slow.example. 300 A 93.184.216.34"]
     );
 }
+
+#[tokio::test]
+async fn check_config_loads_the_certificate() {
+    let ca = TestCa::new("check");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let config = ca.dir.path().join("dns64d.toml");
+    let write = |key: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5353\"]\n\
+                 [[listeners]]\naddress = \"127.0.0.1:853\"\nprotocols = [\"tls\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                cert.cert.display(),
+                key.display()
+            ),
+        )
+        .expect("write config");
+    };
+    let check = || async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dns64d"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--check-config")
+            .output()
+            .await
+            .expect("run dns64d")
+    };
+    write(&cert.key);
+    let good = check().await;
+    assert!(good.status.success(), "{good:?}");
+    write(&ca.dir.path().join("gone-key.pem"));
+    let bad = check().await;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{bad:?}");
+    assert!(
+        stderr.contains("listeners[0].key") && stderr.contains("gone-key.pem"),
+        "{stderr}"
+    );
+}
