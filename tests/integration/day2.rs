@@ -382,29 +382,6 @@ async fn ctl_names_a_socket_it_may_not_use() {
     );
 }
 
-/// GET `path` from an HTTP server; returns (status code, body).
-async fn http_get(server: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(TEST_TIMEOUT, stream.read_to_string(&mut response))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
 /// Polls `path` until `check` accepts (status, body), with a deadline.
 async fn wait_for_http(
     server: SocketAddr,

@@ -345,3 +345,33 @@ pub async fn assert_still_answers(addr: SocketAddr) {
         );
     }
 }
+
+/// GET `path` from an HTTP server; returns (status code, body).
+pub async fn http_get(server: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect to the HTTP endpoint");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        TEST_TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
+    )
+    .await
+    .expect("HTTP answer in time")
+    .unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
