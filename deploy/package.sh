@@ -70,8 +70,10 @@ for page in "$OUT"/man/*.[0-9]; do
     [[ -z $warnings ]] || die "groff warns about $page: $warnings"
     gzip -9n <"$page" >"$STAGE/man/$(basename "$page").gz"
 done
-# Every key of README's option table has its entry in dns64d.toml(5).
-keys=$(sed -n '/^| key | type | default | meaning |$/,/^$/p' README.md | tail -n +3 | grep -c '^|')
+# Every key of README's option table (the one under "## Configuration": the XP relay's key
+# table earlier in README has the same header) has its entry in dns64d.toml(5).
+keys=$(awk '/^## Configuration$/ {c = 1} c && /^\| key \| type \| default \| meaning \|$/ {t = 1} t && /^$/ {exit} t' \
+    README.md | tail -n +3 | grep -c '^|')
 entries=$(grep -c '^\.TP' "$OUT/man/dns64d.toml.5")
 # (FILES adds two .TP entries)
 ((entries == keys + 2)) || die "dns64d.toml.5 has $((entries - 2)) key entries, README's table $keys rows"
