@@ -30,6 +30,7 @@ DOH_OUTSTANDING="${DOH_OUTSTANDING:-64}"
 SERVER_CPU="${SERVER_CPU:-1}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 DNS64D_BIN="${DNS64D_BIN:-target/release/dns64d}"
+export -n DNS64D_BIN 2>/dev/null || true   # dns64d rejects unknown DNS64D_ variables
 [[ -x "$DNS64D_BIN" ]] || cargo build --release --locked
 WORK="$(mktemp -d /tmp/dns64d-bench-tls.XXXXXX)"
 PIDS=()

@@ -154,6 +154,8 @@ CONF
 }
 
 run_inside() {
+  # dns64d rejects every unknown DNS64D_ variable: the settings stay shell variables here
+  export -n DNS64D_BIN DNS64D_ARGS DNS64D_TOML
   ip link set lo up
   WORK="$(mktemp -d /tmp/dns64d-recursive.XXXXXX)"
   H="$WORK/hierarchy"

@@ -202,6 +202,8 @@ load_args() {
 }
 
 run_inside() {
+  # dns64d rejects every unknown DNS64D_ variable: the settings stay shell variables here
+  export -n DNS64D_BIN DNS64D_ARGS DNS64D_TOML
   if [[ "${BENCH_NETNS:-0}" == 1 ]]; then
     ip link set lo up
     NETWORK="private network namespace (unshare --net), loopback only"

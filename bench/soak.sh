@@ -20,6 +20,7 @@ SOAK_LOAD="${SOAK_LOAD:-70}"
 PORT="${PORT:-5410}"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${DNS64D_BIN:-$REPO_DIR/target/release/dns64d}"
+export -n DNS64D_BIN 2>/dev/null || true   # dns64d rejects unknown DNS64D_ variables
 WORK="$(mktemp -d /tmp/dns64d-soak.XXXXXX)"
 echo "work directory: $WORK"
 PID=""
