@@ -115,7 +115,10 @@ impl ReceiveBatch {
     /// at once. Without, returns `ErrorKind::WouldBlock` when none waits.
     pub fn receive(&mut self, socket: &impl AsRawFd, wait: bool) -> io::Result<usize> {
         self.clear();
+        // SAFETY: iovec and mmsghdr are plain C structs of integers and raw
+        // pointers, for which all-zero bytes are a valid (empty) value.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (index, (iovec, header)) in iovecs.iter_mut().zip(headers.iter_mut()).enumerate() {
             let slot = &mut self.buffers[index * self.slot_size..(index + 1) * self.slot_size];
@@ -255,7 +258,10 @@ impl SendBatch {
 
     /// One `sendmmsg` of the answers from `first` on.
     fn send_now(&mut self, socket: &impl AsRawFd, first: usize) -> io::Result<usize> {
+        // SAFETY: iovec and mmsghdr are plain C structs of integers and raw
+        // pointers, for which all-zero bytes are a valid (empty) value.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         let pending = &self.answers[first..];
         let count = pending.len().min(BATCH);
