@@ -34,36 +34,8 @@
 //! (CHAOS TXT and NSID), [`metrics`].
 //! - [`zones`] and [`signed_zone`]: local zones (`[[zones]]`), signed ones included.
 
-pub mod answer;
-pub mod cache;
-pub mod certificate;
-pub mod config;
-pub mod control;
-pub mod cookies;
-pub mod ddr;
-pub mod discovery;
+pub mod answering;
 pub mod dns64;
-pub mod ede;
-pub mod fastpath;
-pub mod handler;
-pub mod health;
-pub mod https_listener;
-pub mod identity;
-#[cfg(any(test, not(target_os = "linux")))]
-pub mod local_addresses;
-pub mod logging;
-pub mod metrics;
-pub mod pktinfo;
-pub mod ratelimit;
-pub mod recursive;
-pub mod resolver;
-pub mod server;
+pub mod edge;
+pub mod ops;
 pub mod sharded;
-pub mod signed_zone;
-pub mod tls_listener;
-#[cfg(target_os = "linux")]
-pub mod udp_batch;
-pub mod upstream;
-pub mod upstream_tls;
-pub mod upstream_url;
-pub mod zones;

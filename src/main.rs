@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
-use dns64d::config::{self, Config, Overrides};
-use dns64d::control::{self, Command, Reply, Request, StatusInfo};
-use dns64d::logging::Logging;
+use dns64d::ops::config::{self, Config, Overrides};
+use dns64d::ops::control::{self, Command, Reply, Request, StatusInfo};
+use dns64d::ops::logging::Logging;
 
+mod cli;
+use cli::man;
 #[cfg(windows)]
-mod windows_scm;
-
-mod man;
+use cli::windows_scm;
 
 /// How long a shutdown waits for queries being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -136,7 +136,9 @@ fn run(arguments: Arguments) -> ExitCode {
     };
     if arguments.check_config {
         // What a start would load beyond the configuration itself.
-        if let Err(error) = runtime.block_on(dns64d::zones::LocalZones::load(&config.zones)) {
+        if let Err(error) =
+            runtime.block_on(dns64d::answering::zones::LocalZones::load(&config.zones))
+        {
             eprintln!("dns64d: configuration error: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -192,7 +194,7 @@ fn run_ctl(ctl: &CtlArguments, top_config: Option<&Path>) -> ExitCode {
 }
 
 /// The startup line: version, configuration file, listeners, upstreams, prefixes, zones.
-fn log_start(arguments: &Arguments, config: &Config, server: &dns64d::server::RunningServer) {
+fn log_start(arguments: &Arguments, config: &Config, server: &dns64d::edge::server::RunningServer) {
     let list = |items: Vec<String>| {
         if items.is_empty() {
             "none".to_string()
@@ -226,7 +228,7 @@ fn log_start(arguments: &Arguments, config: &Config, server: &dns64d::server::Ru
 
 async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCode {
     let started = Instant::now();
-    let mut server = match dns64d::server::start(&config).await {
+    let mut server = match dns64d::edge::server::start(&config).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("dns64d: {error}");
@@ -338,7 +340,7 @@ fn start_control(
 /// and the old one keeps serving. Returns the notes, or why it was rejected.
 async fn reload(
     arguments: &Arguments,
-    server: &mut dns64d::server::RunningServer,
+    server: &mut dns64d::edge::server::RunningServer,
     logging: &Logging,
 ) -> Result<Vec<String>, String> {
     let config = match arguments.load() {

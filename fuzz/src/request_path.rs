@@ -11,7 +11,7 @@
 //! - over UDP, no response larger than our EDNS payload size;
 //! - when the request parses, the question is echoed;
 //! - bounded work: at most 2 × (MAX_CNAME_CHAIN + 1) upstream questions;
-//! - the UDP fast path (`dns64d::fastpath`): a response it stores and
+//! - the UDP fast path (`dns64d::edge::fastpath`): a response it stores and
 //!   replays at once is byte-identical to the slow path's, and a rate-limit
 //!   slip (`truncate_to_question`) still parses, with TC=1 and the same ID.
 
@@ -19,11 +19,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use dns64d::answer::MAX_CNAME_CHAIN;
-use dns64d::config::Config;
-use dns64d::fastpath::{self, ResponseCache, StoredNote};
-use dns64d::handler::{ListenerPolicy, RequestHandler, Transport};
-use dns64d::resolver::Resolver;
+use dns64d::dns64::answer::MAX_CNAME_CHAIN;
+use dns64d::ops::config::Config;
+use dns64d::edge::fastpath::{self, ResponseCache, StoredNote};
+use dns64d::edge::handler::{ListenerPolicy, RequestHandler, Transport};
+use dns64d::answering::resolver::Resolver;
 use hickory_proto::op::{Message, MessageType};
 
 use crate::zone::{Zone, ZoneForwarder};
@@ -64,7 +64,7 @@ struct State {
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
-        let config = dns64d::config::from_toml_str(&config_toml()).expect("fuzz config is valid");
+        let config = dns64d::ops::config::from_toml_str(&config_toml()).expect("fuzz config is valid");
         let policy = ListenerPolicy {
             access_clients: config.access_clients.clone(),
             dns64: true,

@@ -21,7 +21,7 @@
 use std::net::Ipv6Addr;
 use std::sync::OnceLock;
 
-use dns64d::answer::Answer;
+use dns64d::dns64::answer::Answer;
 use dns64d::dns64::reverse;
 use dns64d::dns64::synthesis::{self, AaaaDecision, SynthesizeOn};
 use dns64d::dns64::{ExcludedAaaa, Nat64Prefix, SynthesisPrefix};
@@ -215,7 +215,7 @@ fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
     // The authority section: the A answer's NSEC/NSEC3 records and their RRSIGs only.
     for record in &answer.authorities {
         let proof = [RecordType::NSEC, RecordType::NSEC3].into_iter().any(|kind| {
-            record.record_type() == kind || dns64d::answer::is_rrsig_covering(record, kind)
+            record.record_type() == kind || dns64d::dns64::answer::is_rrsig_covering(record, kind)
         });
         assert!(
             proof && a.authorities.contains(record),
@@ -226,7 +226,7 @@ fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
     }
     let mut aaaa_count = 0;
     for record in &answer.answers {
-        if dns64d::answer::is_rrsig_covering(record, RecordType::CNAME) {
+        if dns64d::dns64::answer::is_rrsig_covering(record, RecordType::CNAME) {
             assert!(a.answers.contains(record), "an RRSIG the A answer did not have");
             continue;
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dns64d::answer::Answer;
-use dns64d::upstream::{Forwarder, UpstreamError, UpstreamFlags};
+use dns64d::dns64::answer::Answer;
+use dns64d::answering::upstream::{Forwarder, UpstreamError, UpstreamFlags};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NULL, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -247,7 +247,7 @@ impl Zone {
                 .filter(|r| {
                     record_type == RecordType::ANY
                         || r.record_type() == record_type
-                        || dns64d::answer::is_rrsig_covering(r, record_type)
+                        || dns64d::dns64::answer::is_rrsig_covering(r, record_type)
                 })
                 .map(|r| (*r).clone())
                 .collect();

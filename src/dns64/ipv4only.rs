@@ -12,7 +12,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::policy::SynthesisPrefix;
 use super::synthesis::{Synthesized, TTL_CAP_WITHOUT_SOA};
-use crate::answer::Answer;
+use crate::dns64::answer::Answer;
 
 /// The well-known IPv4 addresses of `ipv4only.arpa` (RFC 7050 §2.2).
 pub const IPV4ONLY_ADDRESSES: [Ipv4Addr; 2] =

@@ -16,7 +16,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::ipv4only::IPV4ONLY_ADDRESSES;
 use super::policy::SynthesisPrefix;
 use super::prefix::Nat64Prefix;
-use crate::answer::Answer;
+use crate::dns64::answer::Answer;
 
 /// How PTR queries under a NAT64 prefix are answered (`dns64.reverse`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

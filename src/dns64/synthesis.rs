@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::AAAA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::policy::{ExcludedAaaa, SynthesisPrefix};
-use crate::answer::{Answer, is_rrsig_covering};
+use crate::dns64::answer::{Answer, is_rrsig_covering};
 
 /// TTL cap for synthesized records when the AAAA answer carried no SOA (RFC 6147 §5.1.7).
 pub const TTL_CAP_WITHOUT_SOA: u32 = 600;

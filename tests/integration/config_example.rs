@@ -8,7 +8,7 @@ use std::time::Duration;
 fn quickstart_example_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.toml");
     // `servers = "system"` reads /etc/resolv.conf; loading sends no traffic.
-    let config = dns64d::config::load(Some(&path), &Default::default())
+    let config = dns64d::ops::config::load(Some(&path), &Default::default())
         .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
     let listen: Vec<SocketAddr> = ["127.0.0.1:5300", "[::1]:5300"]
         .iter()
@@ -41,9 +41,9 @@ fn quickstart_example_loads() {
 #[test]
 fn shim_example_loads_as_written() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shim.toml");
-    let config = dns64d::config::load(Some(&path), &Default::default())
+    let config = dns64d::ops::config::load(Some(&path), &Default::default())
         .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
-    assert_eq!(config.profile, dns64d::config::Profile::Shim);
+    assert_eq!(config.profile, dns64d::ops::config::Profile::Shim);
     let bound: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
     assert_eq!(bound, vec!["127.0.0.1:53".parse::<SocketAddr>().unwrap()]);
     assert!(config.dns64.prefixes.is_empty());
@@ -59,7 +59,7 @@ fn shim_example_loads_as_written() {
 #[test]
 fn recursive_example_loads_as_written() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/recursive.toml");
-    let config = dns64d::config::load(Some(&path), &Default::default())
+    let config = dns64d::ops::config::load(Some(&path), &Default::default())
         .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
     let recursive = config.upstream.recursive.expect("recursive mode");
     assert_eq!(recursive.root_hints, None, "the built-in root hints");

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use dns64d::cookies::{CookieKeys, CookieState, parse_secret, unix_now};
+use dns64d::edge::cookies::{CookieKeys, CookieState, parse_secret, unix_now};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 
 use crate::common::*;
@@ -426,17 +426,17 @@ fn cookie_settings_are_checked() {
             "cookies.previous_secret",
         ),
     ] {
-        let error = dns64d::config::from_toml_str(toml)
+        let error = dns64d::ops::config::from_toml_str(toml)
             .expect_err(toml)
             .to_string();
         // `KEY = VALUE: what is allowed` (the configuration error format)
         assert!(error.starts_with(&format!("{key} = \"")), "{error}");
     }
-    let config = dns64d::config::from_toml_str("").unwrap();
+    let config = dns64d::ops::config::from_toml_str("").unwrap();
     assert!(config.cookies.enabled, "on by default");
     assert!(!config.cookies.require_for_large_udp);
     assert_eq!(config.cookies.secret, None, "random at start");
-    let config = dns64d::config::from_toml_str(&cookies_config("")).unwrap();
+    let config = dns64d::ops::config::from_toml_str(&cookies_config("")).unwrap();
     assert_eq!(config.cookies.secret, parse_secret(SECRET));
 }
 
@@ -462,7 +462,7 @@ async fn a_reload_rolls_the_secret_over_and_the_previous_one_still_holds() {
     ));
     let notes = d
         .server
-        .reload(dns64d::config::from_toml_str(&rolled).unwrap())
+        .reload(dns64d::ops::config::from_toml_str(&rolled).unwrap())
         .await
         .unwrap();
     assert!(notes.is_empty(), "{notes:?}");
@@ -487,7 +487,7 @@ async fn a_reload_rolls_the_secret_over_and_the_previous_one_still_holds() {
 
     let done = toml(&format!("secret = \"{NEW}\"\n"));
     d.server
-        .reload(dns64d::config::from_toml_str(&done).unwrap())
+        .reload(dns64d::ops::config::from_toml_str(&done).unwrap())
         .await
         .unwrap();
     let m = exchange_udp(d.addr, &with_cookie(&q, &old)).await;

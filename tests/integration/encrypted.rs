@@ -432,7 +432,7 @@ async fn certificate_is_reloaded_without_dropping_the_other_listeners() {
         std::fs::copy(from, &partial).expect("copy");
         std::fs::rename(&partial, &to).expect("rename");
     }
-    let config = dns64d::config::from_toml_str(&setup.toml).expect("config still valid");
+    let config = dns64d::ops::config::from_toml_str(&setup.toml).expect("config still valid");
     let notes = setup.dns64d.server.reload(config).await.expect("reload");
     assert!(notes.is_empty(), "nothing needs a restart: {notes:?}");
     for server in [setup.dot, setup.doh] {
@@ -456,7 +456,7 @@ async fn certificate_is_reloaded_without_dropping_the_other_listeners() {
 
     // A broken file is rejected by the configuration, naming key and file.
     std::fs::write(setup.ca.dir.path().join("server-key.pem"), "not a key\n").expect("write");
-    let error = dns64d::config::from_toml_str(&setup.toml)
+    let error = dns64d::ops::config::from_toml_str(&setup.toml)
         .expect_err("a bad key is a configuration error")
         .to_string();
     assert!(
@@ -510,7 +510,7 @@ async fn encrypted_listener_configuration_errors_name_the_key() {
         ),
     ];
     for (case, toml, named) in cases {
-        let error = dns64d::config::from_toml_str(&format!("listen = []\n{toml}"))
+        let error = dns64d::ops::config::from_toml_str(&format!("listen = []\n{toml}"))
             .expect_err(case)
             .to_string();
         assert!(error.contains(named), "{case}: {error}");
@@ -526,11 +526,12 @@ fn tls_connector(ca: &Path, alpn: &[u8]) -> tokio_rustls::TlsConnector {
             .add(certificate.expect("CA PEM"))
             .expect("CA certificate");
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(dns64d::certificate::provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(dns64d::edge::certificate::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
 }
@@ -649,7 +650,7 @@ async fn ddr_designates_the_encrypted_listeners_and_a_client_can_follow_it() {
     );
 
     // Without encrypted listeners there is nothing to designate.
-    let error = dns64d::config::from_toml_str(
+    let error = dns64d::ops::config::from_toml_str(
         "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5353\"]\n[ddr]\nname = \"dns.test\"\n",
     )
     .expect_err("ddr.name alone")

@@ -157,7 +157,7 @@ async fn encrypted_upstream_configuration_errors_name_the_key() {
         ),
     ];
     for (case, upstream, named) in cases {
-        let error = dns64d::config::from_toml_str(&format!(
+        let error = dns64d::ops::config::from_toml_str(&format!(
             "listen = [\"127.0.0.1:0\"]\n[upstream]\n{upstream}"
         ))
         .expect_err(case)
@@ -165,7 +165,7 @@ async fn encrypted_upstream_configuration_errors_name_the_key() {
         assert!(error.contains(named), "{case}: {error}");
     }
     // --check-config shows the encrypted servers as written.
-    let config = dns64d::config::from_toml_str(
+    let config = dns64d::ops::config::from_toml_str(
         "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"tls://dns.test@127.0.0.1\", \"https://dns.test@127.0.0.1:8443/q\", \"127.0.0.1:5353\"]\n",
     )
     .expect("valid");

@@ -141,7 +141,7 @@ async fn reload_applies_new_prefixes_and_rejects_a_broken_zone() {
         ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
     );
 
-    let new = dns64d::config::from_toml_str(&toml("2001:db8:64::/96", "")).unwrap();
+    let new = dns64d::ops::config::from_toml_str(&toml("2001:db8:64::/96", "")).unwrap();
     let notes = d.server.reload(new).await.expect("reload accepted");
     assert!(notes.is_empty(), "{notes:?}");
     let m = query_udp(d.addr, &q).await;
@@ -158,7 +158,7 @@ async fn reload_applies_new_prefixes_and_rejects_a_broken_zone() {
         "[[zones]]\nname = \"local.test\"\nfile = {:?}\n",
         broken.display().to_string()
     );
-    let new = dns64d::config::from_toml_str(&toml("64:ff9b::/96", &zone)).unwrap();
+    let new = dns64d::ops::config::from_toml_str(&toml("64:ff9b::/96", &zone)).unwrap();
     assert!(d.server.reload(new).await.is_err());
     let m = query_udp(d.addr, &q).await;
     assert_eq!(

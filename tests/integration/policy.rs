@@ -412,7 +412,7 @@ async fn exclude_aaaa_per_prefix_defaults_to_the_global_list() {
     );
 
     // Config errors name the key, the value and what is allowed.
-    let error = dns64d::config::from_toml_str(
+    let error = dns64d::ops::config::from_toml_str(
         "[upstream]\nservers = [\"127.0.0.1\"]\n[dns64]\nprefixes = [{ prefix = \"64:ff9b::/96\", exclude_aaaa = [\"2001:db8::/300\"] }]\n",
     )
     .unwrap_err()

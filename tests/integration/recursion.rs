@@ -81,9 +81,10 @@ fn recursive_mode_needs_no_servers() {
         hierarchy_zone("root.hints").display().to_string(),
         dir.path().join("missing").display().to_string()
     );
-    let config = dns64d::config::from_toml_str(&toml).expect("recursive mode with root hints only");
+    let config =
+        dns64d::ops::config::from_toml_str(&toml).expect("recursive mode with root hints only");
     assert!(config.upstream.servers.is_empty());
-    let error = dns64d::config::from_toml_str(
+    let error = dns64d::ops::config::from_toml_str(
         "[upstream]\nmode = \"recursive\"\nroot_hints = \"/nonexistent/root.hints\"\n",
     )
     .unwrap_err()
@@ -98,7 +99,11 @@ fn recursive_mode_needs_no_servers() {
 fn dnssec_settings_are_checked() {
     let hints = hierarchy_zone("root.hints").display().to_string();
     let recursive = format!("[upstream]\nmode = \"recursive\"\nroot_hints = {hints:?}\n");
-    let error = |toml: &str| dns64d::config::from_toml_str(toml).unwrap_err().to_string();
+    let error = |toml: &str| {
+        dns64d::ops::config::from_toml_str(toml)
+            .unwrap_err()
+            .to_string()
+    };
 
     let forward = error("[upstream]\nservers = [\"192.0.2.1\"]\ndnssec_validation = true\n");
     assert!(
@@ -133,8 +138,9 @@ fn dnssec_settings_are_checked() {
     );
 
     // Validation with the built-in IANA root keys needs no file.
-    let config = dns64d::config::from_toml_str(&format!("{recursive}dnssec_validation = true\n"))
-        .expect("validation with the built-in trust anchor");
+    let config =
+        dns64d::ops::config::from_toml_str(&format!("{recursive}dnssec_validation = true\n"))
+            .expect("validation with the built-in trust anchor");
     let settings = config.upstream.recursive.expect("recursive mode");
     assert!(settings.dnssec_validation && settings.trust_anchor.is_none());
 }

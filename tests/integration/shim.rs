@@ -71,7 +71,7 @@ fn shim_skips_loopback_and_ipv4_system_resolvers() {
         "profile = \"shim\"\n[upstream]\nservers = \"system\"\nresolv_conf = {:?}\n",
         path.display().to_string()
     );
-    let config = dns64d::config::from_toml_str(&toml).unwrap();
+    let config = dns64d::ops::config::from_toml_str(&toml).unwrap();
     assert_eq!(
         config.upstream.servers,
         vec!["[2001:db8::53]:53".parse::<SocketAddr>().unwrap()]

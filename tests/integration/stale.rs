@@ -255,12 +255,12 @@ fn stale_and_prefetch_settings_are_checked() {
             "90",
         ),
     ] {
-        let error = dns64d::config::from_toml_str(toml)
+        let error = dns64d::ops::config::from_toml_str(toml)
             .expect_err(toml)
             .to_string();
         assert!(error.starts_with(&format!("{key} = {value}: ")), "{error}");
     }
-    let config = dns64d::config::from_toml_str("").unwrap();
+    let config = dns64d::ops::config::from_toml_str("").unwrap();
     assert_eq!(
         (
             config.cache.stale_max_ttl,

@@ -212,12 +212,12 @@ async fn a_bad_zone_file_at_start_names_file_and_line() {
         "$ORIGIN local.test.\n@ 3600 IN SOA ns hostmaster 1 3600 900 604800 30\nhost 300 IN A 300.1.2.3\n",
     )
     .unwrap();
-    let config = dns64d::config::from_toml_str(&format!(
+    let config = dns64d::ops::config::from_toml_str(&format!(
         "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n{}",
         zone_toml(&path, true)
     ))
     .unwrap();
-    let error = match dns64d::server::start(&config).await {
+    let error = match dns64d::edge::server::start(&config).await {
         Ok(_) => panic!("a broken zone must stop start-up"),
         Err(error) => error.to_string(),
     };

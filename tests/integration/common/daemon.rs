@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use dns64d::server::{self, RunningServer};
+use dns64d::edge::server::{self, RunningServer};
 
 /// A running dns64d; stops when dropped.
 pub struct Dns64d {
@@ -31,7 +31,7 @@ pub async fn start_dns64d_on(
         servers.join(", "),
         extra_top = "",
     );
-    let config = dns64d::config::from_toml_str(&toml)
+    let config = dns64d::ops::config::from_toml_str(&toml)
         .unwrap_or_else(|e| panic!("test config rejected: {e}\n{toml}"));
     let server = server::start(&config).await.expect("dns64d starts");
     let addr = server.local_addrs()[0];
@@ -40,7 +40,7 @@ pub async fn start_dns64d_on(
 
 /// Starts dns64d from a whole TOML configuration (listen addresses included).
 pub async fn start_dns64d_toml(toml: &str) -> Dns64d {
-    let config = dns64d::config::from_toml_str(toml)
+    let config = dns64d::ops::config::from_toml_str(toml)
         .unwrap_or_else(|e| panic!("test config rejected: {e}\n{toml}"));
     let server = server::start(&config).await.expect("dns64d starts");
     let addr = server.local_addrs()[0];

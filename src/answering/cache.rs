@@ -1,0 +1,522 @@
+//! A bounded, sharded LRU cache of upstream answers (A, AAAA, any type,
+//! and negative answers per RFC 2308), served with TTLs counted down.
+//!
+//! The cache stores what upstreams said, never synthesized data, so a change
+//! of prefixes or policy takes effect at once. It uses `tokio::time::Instant`
+//! so tests can drive it with a paused clock. No I/O, no DNS64 logic.
+//!
+//! Expired entries are kept for `cache.stale_max_ttl` more seconds, so the
+//! resolver can answer from them when every upstream fails (serve-stale,
+//! RFC 8767); they are never returned as fresh. A fresh hit in the last
+//! `cache.prefetch_threshold_percent` of its TTL says, once per entry, that
+//! the resolver should refresh it in the background (prefetch).
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use tokio::time::{Duration, Instant};
+
+use crate::dns64::answer::Answer;
+use crate::ops::config::CacheConfig;
+use crate::sharded::ShardedLru;
+
+/// What identifies a cached answer: the question and the DNSSEC bits that change it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Lower-cased query name.
+    pub name: Name,
+    /// Query type.
+    pub record_type: RecordType,
+    /// Query class.
+    pub class: DNSClass,
+    /// The DO bit asked upstream (RRSIGs included or not).
+    pub dnssec_ok: bool,
+    /// The CD bit asked upstream (validation off or on).
+    pub checking_disabled: bool,
+}
+
+impl CacheKey {
+    /// A key for a question; the name is lower-cased.
+    pub fn new(
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        dnssec_ok: bool,
+        checking_disabled: bool,
+    ) -> Self {
+        Self {
+            name: name.to_lowercase(),
+            record_type,
+            class,
+            dnssec_ok,
+            checking_disabled,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Answer,
+    stored: Instant,
+    expires: Instant,
+    /// A prefetch of this entry was asked for (at most one per entry).
+    prefetch_started: bool,
+    /// When this entry was last served stale (RFC 8767 §5: later clients
+    /// get it at once while the upstream is retried in the background).
+    served_stale: Option<Instant>,
+}
+
+/// A fresh cache hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The answer with TTLs lowered by its age.
+    pub answer: Answer,
+    /// The entry is in the last part of its TTL: refresh it in the background.
+    pub needs_prefetch: bool,
+}
+
+/// An expired entry still within `cache.stale_max_ttl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleHit {
+    /// The answer, every TTL set to `cache.stale_answer_ttl`, marked stale.
+    pub answer: Answer,
+    /// It was served stale within the last `cache.stale_answer_ttl` seconds:
+    /// answer at once instead of waiting for the client-response timer.
+    pub recently_served: bool,
+}
+
+/// Cache statistics since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries held now.
+    pub entries: usize,
+}
+
+/// The answer cache.
+pub struct Cache {
+    entries: ShardedLru<CacheKey, Entry>,
+    config: CacheConfig,
+}
+
+impl Cache {
+    /// A cache bounded by `config.max_entries` (0 disables caching).
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            entries: ShardedLru::new(config.max_entries),
+            config,
+        }
+    }
+
+    /// The cached answer with TTLs lowered by its age, if present and fresh.
+    pub fn get(&self, key: &CacheKey) -> Option<Answer> {
+        self.lookup(key, false).map(|hit| hit.answer)
+    }
+
+    /// The cached answer if present and fresh, and whether the caller should
+    /// prefetch it (`cache.prefetch`: in the last part of its TTL, and not
+    /// asked before for this entry).
+    pub fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
+        self.lookup(key, self.config.prefetch)
+    }
+
+    fn lookup(&self, key: &CacheKey, prefetch: bool) -> Option<Hit> {
+        if self.config.max_entries == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut shard = self.entries.shard(key);
+        let entry = shard.get_mut(key)?;
+        if entry.expires <= now {
+            if self.is_past_stale(entry, now) {
+                shard.pop(key);
+            }
+            return None;
+        }
+        let elapsed = now.duration_since(entry.stored);
+        let needs_prefetch = prefetch && !entry.prefetch_started && {
+            let lifetime = entry.expires.duration_since(entry.stored);
+            let remaining = entry.expires.duration_since(now);
+            remaining.as_millis() * 100
+                < lifetime.as_millis() * u128::from(self.config.prefetch_threshold_percent)
+        };
+        entry.prefetch_started |= needs_prefetch;
+        let mut answer = entry.answer.clone();
+        answer.age_by(u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX));
+        Some(Hit {
+            answer,
+            needs_prefetch,
+        })
+    }
+
+    /// True if an expired entry is beyond the serve-stale window.
+    fn is_past_stale(&self, entry: &Entry, now: Instant) -> bool {
+        now.duration_since(entry.expires)
+            >= Duration::from_secs(u64::from(self.config.stale_max_ttl))
+    }
+
+    /// An expired answer that may still be served (RFC 8767): expired less
+    /// than `cache.stale_max_ttl` ago. `None` when serve-stale is off.
+    pub fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
+        if self.config.max_entries == 0 || self.config.stale_max_ttl == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut shard = self.entries.shard(key);
+        let entry = shard.get_mut(key)?;
+        if entry.expires > now || self.is_past_stale(entry, now) {
+            return None;
+        }
+        let stale_ttl = self.config.stale_answer_ttl;
+        let recently_served = entry.served_stale.is_some_and(|served| {
+            now.duration_since(served) < Duration::from_secs(u64::from(stale_ttl))
+        });
+        let mut answer = entry.answer.clone();
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = stale_ttl;
+        }
+        answer.stale = true;
+        Some(StaleHit {
+            answer,
+            recently_served,
+        })
+    }
+
+    /// Notes that an expired entry was just served stale.
+    pub fn mark_served_stale(&self, key: &CacheKey) {
+        let mut shard = self.entries.shard(key);
+        if let Some(entry) = shard.peek_mut(key) {
+            entry.served_stale = Some(Instant::now());
+        }
+    }
+
+    /// The client-response timer of serve-stale (RFC 8767 §5).
+    pub fn stale_client_timeout(&self) -> Duration {
+        self.config.stale_client_timeout
+    }
+
+    /// Stores an upstream answer if it is cacheable (RFC 2308: negative
+    /// answers only with an SOA; failures never). Returns true if another
+    /// entry was evicted to make room.
+    pub fn insert(&self, key: CacheKey, mut answer: Answer) -> bool {
+        if self.config.max_entries == 0 {
+            return false;
+        }
+        let Some(ttl) = self.cache_ttl(&answer) else {
+            return false;
+        };
+        if ttl == 0 {
+            return false;
+        }
+        self.clamp_ttls(&mut answer);
+        let now = Instant::now();
+        let entry = Entry {
+            answer,
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+            prefetch_started: false,
+            served_stale: None,
+        };
+        let mut shard = self.entries.shard(&key);
+        let replaced = shard.push(key.clone(), entry);
+        replaced.is_some_and(|(old_key, _)| old_key != key)
+    }
+
+    /// Brings an upstream answer's TTLs within the configured bounds, so the
+    /// first client sees the TTLs later clients get from the cache:
+    /// positive answers within `min_ttl..=max_ttl`, negative ones at most
+    /// `negative_max_ttl`.
+    pub fn clamp_ttls(&self, answer: &mut Answer) {
+        let config = &self.config;
+        let (floor, cap) = if answer.answers.is_empty() {
+            (0, config.negative_max_ttl)
+        } else {
+            (config.min_ttl, config.max_ttl)
+        };
+        for record in answer
+            .answers
+            .iter_mut()
+            .chain(answer.authorities.iter_mut())
+            .chain(answer.additionals.iter_mut())
+        {
+            record.ttl = record.ttl.clamp(floor, cap.max(floor));
+        }
+    }
+
+    /// How long an answer may be kept, or `None` if it must not be cached.
+    fn cache_ttl(&self, answer: &Answer) -> Option<u32> {
+        let config = &self.config;
+        match answer.response_code {
+            ResponseCode::NoError if !answer.answers.is_empty() => {
+                let ttl = answer.min_answer_ttl()?;
+                Some(ttl.clamp(config.min_ttl, config.max_ttl))
+            }
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                let ttl = answer.negative_ttl()?;
+                Some(ttl.min(config.negative_max_ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// Number of entries held now (expired ones included until touched).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which entries `dns64d ctl flush` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushScope {
+    /// Every entry.
+    All,
+    /// Every entry of this name (all types).
+    Name(Name),
+    /// Every entry of this name and of the names below it.
+    Below(Name),
+}
+
+impl Cache {
+    /// Removes the entries in `scope`; returns how many.
+    pub fn flush(&self, scope: &FlushScope) -> usize {
+        match scope {
+            FlushScope::All => self.entries.retain(|_, _| false),
+            FlushScope::Name(name) => {
+                let name = name.to_lowercase();
+                self.entries.retain(|key, _| key.name != name)
+            }
+            FlushScope::Below(name) => self.entries.retain(|key, _| !name.zone_of(&key.name)),
+        }
+    }
+
+    /// The fresh entries as text, one record per line with its remaining
+    /// TTL (zone-file form); a negative entry is one comment line with its
+    /// RCODE and remaining TTL. Entries fetched with DO or CD say so.
+    pub fn dump(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let now = Instant::now();
+        self.entries.for_each(|key, entry| {
+            if entry.expires <= now {
+                return;
+            }
+            let elapsed = now.duration_since(entry.stored).as_secs();
+            let mut answer = entry.answer.clone();
+            answer.age_by(u32::try_from(elapsed).unwrap_or(u32::MAX));
+            let bits = match (key.dnssec_ok, key.checking_disabled) {
+                (false, false) => "",
+                (true, false) => " ; DO",
+                (false, true) => " ; CD",
+                (true, true) => " ; DO CD",
+            };
+            if answer.answers.is_empty() {
+                let remaining = entry.expires.saturating_duration_since(now).as_secs();
+                let kind = if answer.response_code == ResponseCode::NXDomain {
+                    "NXDOMAIN"
+                } else {
+                    "NODATA"
+                };
+                let _ = writeln!(
+                    out,
+                    "; {} {} {} {kind} ttl={remaining}{bits}",
+                    key.name, key.class, key.record_type
+                ); // writing to a String cannot fail
+            }
+            for record in &answer.answers {
+                let _ = writeln!(out, "{record}{bits}"); // writing to a String cannot fail
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{RData, Record};
+    use std::str::FromStr;
+
+    fn config(max_entries: usize) -> CacheConfig {
+        CacheConfig {
+            max_entries,
+            min_ttl: 0,
+            max_ttl: 86400,
+            negative_max_ttl: 3600,
+            stale_max_ttl: 0,
+            stale_answer_ttl: 30,
+            stale_client_timeout: Duration::from_millis(1800),
+            prefetch: true,
+            prefetch_threshold_percent: 10,
+        }
+    }
+
+    fn key(name: &str) -> CacheKey {
+        CacheKey::new(
+            &Name::from_str(name).unwrap(),
+            RecordType::A,
+            DNSClass::IN,
+            false,
+            false,
+        )
+    }
+
+    fn positive(ttl: u32) -> Answer {
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers.push(Record::from_rdata(
+            Name::from_str("a.test.").unwrap(),
+            ttl,
+            RData::A(A::new(1, 2, 3, 4)),
+        ));
+        answer
+    }
+
+    fn negative(code: ResponseCode, soa_ttl: u32, minimum: u32) -> Answer {
+        let mut answer = Answer::empty(code);
+        let soa = SOA::new(
+            Name::from_str("ns.test.").unwrap(),
+            Name::from_str("h.test.").unwrap(),
+            1,
+            1,
+            1,
+            1,
+            minimum,
+        );
+        answer.authorities.push(Record::from_rdata(
+            Name::from_str("test.").unwrap(),
+            soa_ttl,
+            RData::SOA(soa),
+        ));
+        answer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_counts_down_and_entry_expires() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("a.test."), positive(300));
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert_eq!(cache.get(&key("A.TEST.")).unwrap().answers[0].ttl, 200);
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert!(cache.get(&key("a.test.")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn negative_answers_use_soa_ttl_and_cap() {
+        let cache = Cache::new(config(100));
+        cache.insert(
+            key("nx.test."),
+            negative(ResponseCode::NXDomain, 7200, 7200),
+        );
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(cache.get(&key("nx.test.")).is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.get(&key("nx.test.")).is_none());
+        cache.insert(
+            key("nodata.test."),
+            negative(ResponseCode::NoError, 3600, 60),
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(cache.get(&key("nodata.test.")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_and_soa_less_negatives_are_not_cached() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("fail.test."), Answer::empty(ResponseCode::ServFail));
+        cache.insert(key("bare.test."), Answer::empty(ResponseCode::NXDomain));
+        cache.insert(key("zero.test."), positive(0));
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_answers_are_served_stale_within_the_window_only() {
+        let cache = Cache::new(CacheConfig {
+            stale_max_ttl: 100,
+            ..config(100)
+        });
+        cache.insert(key("a.test."), positive(60));
+        assert!(
+            cache.get_stale(&key("a.test.")).is_none(),
+            "fresh is not stale"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            cache.get(&key("a.test.")).is_none(),
+            "never returned as fresh"
+        );
+        let stale = cache.get_stale(&key("a.test.")).expect("stale");
+        assert!(stale.answer.stale && !stale.recently_served);
+        assert_eq!(stale.answer.answers[0].ttl, 30);
+        cache.mark_served_stale(&key("a.test."));
+        assert!(cache.get_stale(&key("a.test.")).unwrap().recently_served);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(!cache.get_stale(&key("a.test.")).unwrap().recently_served);
+        tokio::time::advance(Duration::from_secs(70)).await;
+        assert!(
+            cache.get_stale(&key("a.test.")).is_none(),
+            "past stale_max_ttl"
+        );
+        assert!(cache.get(&key("a.test.")).is_none());
+        assert!(cache.is_empty(), "dropped once past the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_is_asked_for_once_in_the_last_tenth_of_the_ttl() {
+        let cache = Cache::new(config(100));
+        cache.insert(key("a.test."), positive(100));
+        tokio::time::advance(Duration::from_secs(89)).await;
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch,
+            "once per entry"
+        );
+        cache.insert(key("a.test."), positive(100));
+        assert!(
+            !cache
+                .get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+        let off = Cache::new(CacheConfig {
+            prefetch: false,
+            ..config(100)
+        });
+        off.insert(key("a.test."), positive(100));
+        tokio::time::advance(Duration::from_secs(95)).await;
+        assert!(
+            !off.get_for_prefetch(&key("a.test."))
+                .unwrap()
+                .needs_prefetch
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_is_bounded() {
+        let cache = Cache::new(config(32));
+        for index in 0..1000 {
+            cache.insert(key(&format!("n{index}.test.")), positive(300));
+        }
+        assert!(cache.len() <= 32, "{} entries", cache.len());
+    }
+}

@@ -1,0 +1,451 @@
+//! Recursive mode (`upstream.mode = "recursive"`): questions are resolved
+//! from the root by hickory-resolver's recursor instead of being forwarded,
+//! behind the same [`Forwarder`] interface, so the cache, DNS64 synthesis
+//! and everything else work exactly as in forward mode.
+//!
+//! The recursor bounds its own work (referrals and CNAME depth through its
+//! recursion limits, its own NS and response caches sized from
+//! `cache.max_entries`), uses QNAME minimisation, and retries over TCP on
+//! truncation. Its negative results (errors in its API) are turned back into
+//! NXDOMAIN/NODATA answers with the SOA, which the TTL rule needs.
+//!
+//! With `upstream.dnssec_validation`, the recursor validates from the trust
+//! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
+//! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
+//! (SERVFAIL with Extended DNS Error 6) unless the client set CD, which gets
+//! the data unvalidated (RFC 4035 §3.2.2). Whether a synthesized answer
+//! carries AD is RFC 6147 §5.5's rule, in [`crate::dns64::dnssec`].
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::dnssec::{DnssecSummary, Proof, TrustAnchors};
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::recursor::{
+    DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
+};
+
+use crate::answering::upstream::{Forwarder, UpstreamError, UpstreamFlags};
+use crate::dns64::answer::Answer;
+
+/// The IANA root hints (named.root), built in; `upstream.root_hints` overrides them.
+pub const BUILT_IN_ROOT_HINTS: &str = "\
+.                        3600000      NS    A.ROOT-SERVERS.NET.
+A.ROOT-SERVERS.NET.      3600000      A     198.41.0.4
+A.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:ba3e::2:30
+.                        3600000      NS    B.ROOT-SERVERS.NET.
+B.ROOT-SERVERS.NET.      3600000      A     170.247.170.2
+B.ROOT-SERVERS.NET.      3600000      AAAA  2801:1b8:10::b
+.                        3600000      NS    C.ROOT-SERVERS.NET.
+C.ROOT-SERVERS.NET.      3600000      A     192.33.4.12
+C.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2::c
+.                        3600000      NS    D.ROOT-SERVERS.NET.
+D.ROOT-SERVERS.NET.      3600000      A     199.7.91.13
+D.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2d::d
+.                        3600000      NS    E.ROOT-SERVERS.NET.
+E.ROOT-SERVERS.NET.      3600000      A     192.203.230.10
+E.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:a8::e
+.                        3600000      NS    F.ROOT-SERVERS.NET.
+F.ROOT-SERVERS.NET.      3600000      A     192.5.5.241
+F.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2f::f
+.                        3600000      NS    G.ROOT-SERVERS.NET.
+G.ROOT-SERVERS.NET.      3600000      A     192.112.36.4
+G.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:12::d0d
+.                        3600000      NS    H.ROOT-SERVERS.NET.
+H.ROOT-SERVERS.NET.      3600000      A     198.97.190.53
+H.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:1::53
+.                        3600000      NS    I.ROOT-SERVERS.NET.
+I.ROOT-SERVERS.NET.      3600000      A     192.36.148.17
+I.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fe::53
+.                        3600000      NS    J.ROOT-SERVERS.NET.
+J.ROOT-SERVERS.NET.      3600000      A     192.58.128.30
+J.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:c27::2:30
+.                        3600000      NS    K.ROOT-SERVERS.NET.
+K.ROOT-SERVERS.NET.      3600000      A     193.0.14.129
+K.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fd::1
+.                        3600000      NS    L.ROOT-SERVERS.NET.
+L.ROOT-SERVERS.NET.      3600000      A     199.7.83.42
+L.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:9f::42
+.                        3600000      NS    M.ROOT-SERVERS.NET.
+M.ROOT-SERVERS.NET.      3600000      A     202.12.27.33
+M.ROOT-SERVERS.NET.      3600000      AAAA  2001:dc3::35
+";
+
+/// Why recursive mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecursiveError {
+    /// The root hints could not be read or parsed.
+    #[error("root hints {source_name}: {reason}")]
+    RootHints {
+        /// The file, or "built in".
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The recursor could not be built.
+    #[error("cannot start the recursor: {0}")]
+    Recursor(String),
+    /// The trust anchor file could not be read or holds no key.
+    #[error("trust anchor {path}: {reason}")]
+    TrustAnchor {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The addresses of the root servers in a named.root-style hints text.
+pub fn root_addresses(text: &str, source_name: &str) -> Result<Vec<IpAddr>, RecursiveError> {
+    let error = |reason: String| RecursiveError::RootHints {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    let (_origin, records) = Parser::new(text, None, Some(Name::root()))
+        .parse()
+        .map_err(|parse_error| error(parse_error.to_string()))?;
+    let addresses: Vec<IpAddr> = records
+        .values()
+        .flat_map(|set| set.records_without_rrsigs())
+        .filter_map(|record| record.data.ip_addr())
+        .collect();
+    if addresses.is_empty() {
+        return Err(error("no A or AAAA record for any root server".into()));
+    }
+    Ok(addresses)
+}
+
+/// The root server addresses from a hints file, or the built-in hints.
+pub fn read_root_hints(path: Option<&Path>) -> Result<Vec<IpAddr>, RecursiveError> {
+    match path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|error| RecursiveError::RootHints {
+                    source_name: path.display().to_string(),
+                    reason: error.to_string(),
+                })?;
+            root_addresses(&text, &path.display().to_string())
+        }
+        None => root_addresses(BUILT_IN_ROOT_HINTS, "built in"),
+    }
+}
+
+/// The DNSSEC trust anchors in a file of DNSKEY records (the format of
+/// Unbound's `trust-anchor-file` with DNSKEYs, or BIND's `named.root.key`
+/// records); `None` (no file): the IANA root keys built into hickory.
+pub fn read_trust_anchor(path: Option<&Path>) -> Result<Option<TrustAnchors>, RecursiveError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let error = |reason: String| RecursiveError::TrustAnchor {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|io| error(io.to_string()))?;
+    let anchors: TrustAnchors =
+        text.parse()
+            .map_err(|parse: hickory_proto::serialize::txt::ParseError| {
+                error(format!(
+                    "{parse} (expected lines like \". 3600 IN DNSKEY 257 3 8 <base64>\")"
+                ))
+            })?;
+    if anchors.is_empty() {
+        return Err(error("no DNSKEY record in the file".into()));
+    }
+    Ok(Some(anchors))
+}
+
+/// Settings of recursive mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecursiveSettings {
+    /// Root hints file (`None`: built in).
+    pub root_hints: Option<std::path::PathBuf>,
+    /// Allow name servers on loopback and private addresses.
+    pub query_private_nameservers: bool,
+    /// Overall time for one question.
+    pub timeout: Duration,
+    /// Bound of the recursor's response cache.
+    pub cache_entries: u64,
+    /// Maximum referral and CNAME depth.
+    pub recursion_limit: u8,
+    /// 0x20 case randomization.
+    pub case_randomization: bool,
+    /// EDNS payload size of its queries.
+    pub edns_udp_size: u16,
+    /// Validate with DNSSEC.
+    pub dnssec_validation: bool,
+    /// Trust anchor file (`None`: the built-in IANA root keys).
+    pub trust_anchor: Option<std::path::PathBuf>,
+}
+
+/// The recursor behind the [`Forwarder`] interface.
+pub struct RecursiveForwarder {
+    recursor: Recursor<TokioRuntimeProvider>,
+    timeout: Duration,
+    validating: bool,
+}
+
+impl RecursiveForwarder {
+    /// Reads the root hints and builds the recursor.
+    pub fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
+        let roots = read_root_hints(settings.root_hints.as_deref())?;
+        let defaults = RecursorOptions::default();
+        let options = RecursorOptions {
+            response_cache_size: settings.cache_entries.max(1),
+            recursion_limit: settings.recursion_limit,
+            ns_recursion_limit: settings.recursion_limit,
+            case_randomization: settings.case_randomization,
+            edns_payload_len: settings.edns_udp_size,
+            deny_server: if settings.query_private_nameservers {
+                Vec::new()
+            } else {
+                defaults.deny_server.clone()
+            },
+            ..defaults
+        };
+        let policy = if settings.dnssec_validation {
+            let mut dnssec = DnssecConfig::default();
+            dnssec.trust_anchor =
+                read_trust_anchor(settings.trust_anchor.as_deref())?.map(Arc::new);
+            DnssecPolicy::ValidateWithStaticKey(dnssec)
+        } else {
+            DnssecPolicy::SecurityUnaware
+        };
+        let recursor = Recursor::new(
+            &roots,
+            policy,
+            None,
+            options,
+            TokioRuntimeProvider::default(),
+        )
+        .map_err(|error| RecursiveError::Recursor(error.to_string()))?;
+        Ok(Self {
+            recursor,
+            timeout: settings.timeout,
+            validating: settings.dnssec_validation,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Forwarder for RecursiveForwarder {
+    async fn query(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError> {
+        // One time limit for everything this question costs, the CNAME workaround included.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self
+            .resolve(name, record_type, class, flags, deadline)
+            .await
+        {
+            Err(_) => Err(UpstreamError::Timeout {
+                attempts: 1,
+                timeout: self.timeout,
+            }),
+            Ok(Ok(message)) => {
+                let (answer, summary) = self.positive_answer(name, record_type, message, flags);
+                if summary == DnssecSummary::Bogus && !flags.checking_disabled {
+                    return Err(UpstreamError::Bogus(format!(
+                        "{name} {record_type}: the answer's signatures do not validate"
+                    )));
+                }
+                Ok(answer)
+            }
+            Ok(Err(error)) => {
+                if self.validating
+                    && !flags.checking_disabled
+                    && record_type != RecordType::CNAME
+                    && is_bogus_denial(&error)
+                {
+                    if let Some(answer) = self.validated_cname(name, class, flags, deadline).await {
+                        return Ok(answer);
+                    }
+                }
+                self.negative_answer(name, record_type, error, flags)
+            }
+        }
+    }
+}
+
+/// Whether the recursor judged a denial of existence bogus.
+fn is_bogus_denial(error: &RecursorError) -> bool {
+    matches!(
+        error,
+        RecursorError::Net(NetError::Dns(DnsError::Nsec {
+            proof: Proof::Bogus,
+            ..
+        }))
+    )
+}
+
+impl RecursiveForwarder {
+    /// One question to the recursor, answered by `deadline`.
+    async fn resolve(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        flags: UpstreamFlags,
+        deadline: tokio::time::Instant,
+    ) -> Result<Result<Message, RecursorError>, tokio::time::error::Elapsed> {
+        let mut query = Query::query(name.clone(), record_type);
+        query.set_query_class(class);
+        let resolution = self
+            .recursor
+            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
+        tokio::time::timeout_at(deadline, resolution).await
+    }
+
+    /// The recursor's answer as dns64d passes it on: in CNAME-chain order,
+    /// without DNSSEC records unless the client set DO, and (when
+    /// validating) with AD from the validator's verdict, which is returned too.
+    fn positive_answer(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        message: Message,
+        flags: UpstreamFlags,
+    ) -> (Answer, DnssecSummary) {
+        let mut answer = Answer::from_message(message);
+        // Validated messages are rebuilt from sets: restore the chain's order.
+        answer.order_chain(name);
+        // The recursor's cache may hand back signatures fetched for a DO query.
+        if !flags.dnssec_ok
+            && !matches!(
+                record_type,
+                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+            )
+        {
+            answer.strip_dnssec();
+        }
+        let summary = DnssecSummary::from_records(answer.answers.iter());
+        if self.validating {
+            answer.authentic_data = summary == DnssecSummary::Secure;
+        }
+        (answer, summary)
+    }
+
+    /// Works around a gap of hickory 0.26's validator: when a CNAME leads into
+    /// another zone and the target does not exist (or lacks the type), the
+    /// target zone's denial is checked against the original name and found
+    /// bogus (hickory PR #3598). If the name's CNAME validates on its own, the
+    /// CNAME alone is returned; the resolver then follows it and the target's
+    /// answer is validated on its own, so every link is still checked.
+    async fn validated_cname(
+        &self,
+        name: &Name,
+        class: DNSClass,
+        flags: UpstreamFlags,
+        deadline: tokio::time::Instant,
+    ) -> Option<Answer> {
+        let message = self
+            .resolve(name, RecordType::CNAME, class, flags, deadline)
+            .await
+            .ok()?
+            .ok()?;
+        let (mut answer, summary) = self.positive_answer(name, RecordType::CNAME, message, flags);
+        let has_cname = answer
+            .answers
+            .iter()
+            .any(|record| record.record_type() == RecordType::CNAME && record.name == *name);
+        if !has_cname || summary == DnssecSummary::Bogus {
+            return None;
+        }
+        answer.response_code = ResponseCode::NoError;
+        answer.authorities.clear();
+        answer.additionals.clear();
+        Some(answer)
+    }
+
+    /// Turns the recursor's negative results back into answers: the SOA for
+    /// the TTL rule, and when validating the proof's verdict (AD) and, for
+    /// DO clients, the NSEC/NSEC3 records and signatures.
+    fn negative_answer(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        error: RecursorError,
+        flags: UpstreamFlags,
+    ) -> Result<Answer, UpstreamError> {
+        if let RecursorError::Net(NetError::Dns(DnsError::Nsec { response, .. })) = &error {
+            // The denial's proof did not validate as secure.
+            if is_bogus_denial(&error) && !flags.checking_disabled {
+                return Err(UpstreamError::Bogus(format!(
+                    "{name} {record_type}: the denial of existence does not validate"
+                )));
+            }
+            let mut answer = Answer::empty(response.response_code);
+            answer.authorities = response
+                .authorities
+                .iter()
+                .filter(|record| flags.dnssec_ok || matches!(record.data, RData::SOA(_)))
+                .cloned()
+                .collect();
+            return Ok(answer);
+        }
+        if !error.is_nx_domain() && !error.is_no_records_found() {
+            return Err(UpstreamError::Network(format!("recursion failed: {error}")));
+        }
+        let code = if error.is_nx_domain() {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        let mut answer = Answer::empty(code);
+        let proofs: Vec<Record> = match &error {
+            RecursorError::Negative(data) => data.authorities.as_deref().unwrap_or(&[]).to_vec(),
+            RecursorError::Net(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
+                no_records.authorities.as_deref().unwrap_or(&[]).to_vec()
+            }
+            _ => Vec::new(),
+        };
+        if let Some(soa) = error.into_soa() {
+            let record = soa.into_record_of_rdata();
+            if matches!(record.data, RData::SOA(_)) {
+                answer.authorities.push(record);
+            }
+        }
+        if self.validating {
+            let summary =
+                DnssecSummary::from_records(answer.authorities.iter().chain(proofs.iter()));
+            answer.authentic_data = summary == DnssecSummary::Secure;
+            if flags.dnssec_ok {
+                answer.authorities.extend(
+                    proofs
+                        .into_iter()
+                        .filter(|record| !matches!(record.data, RData::SOA(_))),
+                );
+            }
+        }
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_root_hints_list_the_thirteen_servers_twice() {
+        let roots = root_addresses(BUILT_IN_ROOT_HINTS, "built in").unwrap();
+        assert_eq!(roots.len(), 26);
+        assert!(roots.contains(&"198.41.0.4".parse().unwrap()));
+        assert!(roots.contains(&"2001:dc3::35".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_hints_are_reported() {
+        let error = root_addresses(". 3600 NS a.root.\n", "test").unwrap_err();
+        assert!(error.to_string().contains("no A or AAAA"), "{error}");
+    }
+}

@@ -1,0 +1,669 @@
+//! The query pipeline below the wire: local answers, cache, upstream and
+//! DNS64 synthesis, for one question. It takes a parsed question and the
+//! client's flags and returns a [`Resolution`]; the listeners in
+//! [`crate::edge::server`] and the request handling in [`crate::edge::handler`] only
+//! translate bytes to and from it.
+//!
+//! Identical concurrent cache misses share one upstream query. For AAAA
+//! questions the A lookup starts in parallel, so a synthesized answer costs
+//! one upstream round trip; its result lands in the cache either way, where
+//! the client's own A query (happy eyeballs asks both) finds it.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use tokio::sync::OnceCell;
+
+use crate::answering::cache::{Cache, CacheKey};
+use crate::answering::ddr::Designation;
+use crate::answering::ede::{ExtendedError, InfoCode};
+use crate::answering::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
+use crate::answering::zones::{LocalZones, ZoneAnswer};
+use crate::dns64::answer::{Answer, MAX_CNAME_CHAIN};
+use crate::dns64::dnssec::AnswerOrigin;
+use crate::dns64::policy::excluded_aaaa_for;
+use crate::dns64::reverse::{self, ReverseMode};
+use crate::dns64::synthesis::{self, AaaaDecision};
+use crate::dns64::{SynthesisPrefix, ipv4only};
+use crate::ops::config::{Config, Dns64Config};
+use crate::ops::metrics::Metrics;
+
+mod stale;
+
+/// A question as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    /// The name as asked (case preserved).
+    pub name: Name,
+    /// The query type.
+    pub record_type: RecordType,
+    /// The query class.
+    pub class: DNSClass,
+}
+
+/// The client's request bits that change the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientFlags {
+    /// EDNS DO.
+    pub dnssec_ok: bool,
+    /// CD.
+    pub checking_disabled: bool,
+    /// RD: with RD=0 only cached data is used (never an upstream query).
+    pub recursion_desired: bool,
+}
+
+impl Default for ClientFlags {
+    fn default() -> Self {
+        Self {
+            dnssec_ok: false,
+            checking_disabled: false,
+            recursion_desired: true,
+        }
+    }
+}
+
+/// The outcome for one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// RCODE and sections.
+    pub answer: Answer,
+    /// True if the answer holds synthesized records.
+    pub synthesized: bool,
+    /// Whether DNS64 composed the answer (RFC 6147 §5.5's AD rule applies).
+    pub origin: AnswerOrigin,
+    /// An Extended DNS Error for the response, if any.
+    pub extended_error: Option<ExtendedError>,
+    /// Native AAAA existed but all were excluded (RFC 6147 §5.1.4).
+    pub excluded_aaaa: bool,
+}
+
+impl Resolution {
+    fn plain(answer: Answer) -> Self {
+        Self {
+            answer,
+            synthesized: false,
+            origin: AnswerOrigin::Unmodified,
+            extended_error: None,
+            excluded_aaaa: false,
+        }
+    }
+
+    /// A forwarded answer. An upstream's REFUSED, NOTIMP or FORMERR says the
+    /// upstream would not serve us, not that the name is bad: the client gets
+    /// SERVFAIL with an Extended DNS Error naming the upstream's RCODE.
+    fn forwarded(answer: Answer) -> Self {
+        match answer.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain | ResponseCode::ServFail => {
+                Self::plain(answer)
+            }
+            code => Self {
+                answer: Answer::empty(ResponseCode::ServFail),
+                synthesized: false,
+                origin: AnswerOrigin::Unmodified,
+                extended_error: Some(ExtendedError::new(
+                    InfoCode::NetworkError,
+                    format!("every upstream attempt was answered {code}"),
+                )),
+                excluded_aaaa: false,
+            },
+        }
+    }
+
+    fn failure(error: &LookupError) -> Self {
+        let (code, info) = match error {
+            LookupError::Upstream(UpstreamError::Timeout { .. }) => {
+                (ResponseCode::ServFail, InfoCode::NoReachableAuthority)
+            }
+            LookupError::Upstream(UpstreamError::Network(_)) => {
+                (ResponseCode::ServFail, InfoCode::NetworkError)
+            }
+            LookupError::Upstream(UpstreamError::NoServers) => {
+                (ResponseCode::ServFail, InfoCode::NoReachableAuthority)
+            }
+            LookupError::Upstream(UpstreamError::Bogus(_)) => {
+                (ResponseCode::ServFail, InfoCode::DnssecBogus)
+            }
+            LookupError::NotCached => (ResponseCode::Refused, InfoCode::NotAuthoritative),
+        };
+        Self {
+            answer: Answer::empty(code),
+            synthesized: false,
+            origin: AnswerOrigin::Unmodified,
+            extended_error: Some(ExtendedError::new(info, error.to_string())),
+            excluded_aaaa: false,
+        }
+    }
+}
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The upstreams failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// RD=0 and the answer is not cached.
+    #[error("recursion not desired (RD=0) and the answer is not cached")]
+    NotCached,
+}
+
+/// How one lookup may get its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LookupOptions {
+    flags: UpstreamFlags,
+    cache_only: bool,
+}
+
+type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
+
+/// Cache, upstream and DNS64 policy together.
+pub struct Resolver {
+    upstream: Arc<dyn Forwarder>,
+    zones: Arc<LocalZones>,
+    metrics: Arc<Metrics>,
+    cache: Cache,
+    dns64: RwLock<Arc<Dns64Config>>,
+    in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
+    /// This resolver, for background refreshes (serve-stale, prefetch).
+    me: Weak<Resolver>,
+    /// Some answer is being served stale now (logged when this changes).
+    serving_stale: AtomicBool,
+    /// DDR (RFC 9462): the `resolver.arpa` answers, when configured.
+    designation: RwLock<Option<Arc<Designation>>>,
+}
+
+impl Resolver {
+    /// Builds the pipeline from a validated configuration (inside a tokio runtime).
+    pub fn new(config: &Config) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Upstream::new(
+            &config.upstream,
+            config.server.edns_udp_size,
+            Arc::clone(&metrics),
+        );
+        Self::with_parts(
+            config,
+            Arc::new(upstream),
+            Arc::new(LocalZones::default()),
+            metrics,
+        )
+    }
+
+    /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
+    pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
+        Self::with_parts(
+            config,
+            forwarder,
+            Arc::new(LocalZones::default()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// Builds the pipeline over a [`Forwarder`] and loaded local zones.
+    pub fn with_parts(
+        config: &Config,
+        forwarder: Arc<dyn Forwarder>,
+        zones: Arc<LocalZones>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            upstream: forwarder,
+            zones,
+            metrics,
+            cache: Cache::new(config.cache),
+            dns64: RwLock::new(Arc::new(config.dns64.clone())),
+            in_flight: Mutex::new(HashMap::new()),
+            me: me.clone(),
+            serving_stale: AtomicBool::new(false),
+            designation: RwLock::new(None),
+        })
+    }
+
+    /// The cache (for statistics).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The DNS64 policy in force now.
+    pub fn dns64(&self) -> Arc<Dns64Config> {
+        Arc::clone(
+            &self
+                .dns64
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Replaces the DNS64 policy (configuration reload); queries already
+    /// running finish with the old one.
+    pub fn set_dns64(&self, dns64: Dns64Config) {
+        *self
+            .dns64
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
+    }
+
+    /// Replaces the DDR answers (the listeners are bound, or a reload).
+    pub fn set_designation(&self, designation: Option<Designation>) {
+        *self
+            .designation
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = designation.map(Arc::new);
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The local zones.
+    pub fn zones(&self) -> &Arc<LocalZones> {
+        &self.zones
+    }
+
+    /// Answers one question. `prefixes` are the prefixes that apply to this
+    /// client on this listener; empty means plain forwarding (no synthesis,
+    /// and `ipv4only.arpa` is forwarded too, RFC 8880 §7).
+    pub async fn resolve(
+        self: &Arc<Self>,
+        question: &Question,
+        flags: ClientFlags,
+        prefixes: &[SynthesisPrefix],
+    ) -> Resolution {
+        let options = LookupOptions {
+            flags: UpstreamFlags {
+                dnssec_ok: flags.dnssec_ok,
+                checking_disabled: flags.checking_disabled,
+            },
+            cache_only: !flags.recursion_desired,
+        };
+        let designation = self
+            .designation
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(answer) = designation.and_then(|designation| {
+            designation.answer(&question.name, question.record_type, question.class)
+        }) {
+            return Resolution::plain(answer);
+        }
+        let policy = self.dns64();
+        let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
+        if dns64_active && ipv4only::is_ipv4only_name(&question.name) {
+            let local = ipv4only::answer(&question.name, question.record_type, prefixes);
+            return self.synthesized(local.answer, local.synthesized, prefixes);
+        }
+        if dns64_active && policy.reverse != ReverseMode::Off {
+            if let Some(prefix) = reverse::empty_non_terminal_of(&question.name, prefixes) {
+                let answer = reverse::empty_non_terminal_answer(
+                    &question.name,
+                    question.record_type,
+                    prefix,
+                );
+                return Resolution::plain(answer);
+            }
+        }
+        if dns64_active && question.record_type == RecordType::PTR {
+            if let Some(resolution) = self
+                .resolve_reverse(question, options, prefixes, &policy)
+                .await
+            {
+                return resolution;
+            }
+        }
+        if question.record_type == RecordType::ANY {
+            return self.resolve_any(question, options).await;
+        }
+        let wants_synthesis = dns64_active
+            && question.record_type == RecordType::AAAA
+            && !policy.is_excluded_domain(&question.name)
+            && !self.zones.forbids_dns64(&question.name)
+            // RFC 6147 §5.5: with DO and CD the client validates; synthesis would fail it.
+            && !(flags.dnssec_ok && flags.checking_disabled && !policy.break_dnssec);
+        if wants_synthesis {
+            return self
+                .resolve_aaaa(question, options, prefixes, &policy)
+                .await;
+        }
+        match self
+            .lookup_following(
+                &question.name,
+                question.record_type,
+                question.class,
+                options,
+            )
+            .await
+        {
+            Ok(answer) => Resolution::forwarded(answer),
+            Err(error) => Resolution::failure(&error),
+        }
+    }
+
+    /// A resolution DNS64 composed, which may hold synthesized data (EDE 29 when it does).
+    fn synthesized(
+        &self,
+        answer: Answer,
+        synthesized: bool,
+        prefixes: &[SynthesisPrefix],
+    ) -> Resolution {
+        Resolution {
+            extended_error: synthesized.then(|| synthesized_note(prefixes)),
+            answer,
+            synthesized,
+            origin: AnswerOrigin::Dns64,
+            excluded_aaaa: false,
+        }
+    }
+
+    /// RFC 6147 §5.1 for one AAAA question.
+    async fn resolve_aaaa(
+        self: &Arc<Self>,
+        question: &Question,
+        options: LookupOptions,
+        prefixes: &[SynthesisPrefix],
+        policy: &Dns64Config,
+    ) -> Resolution {
+        let name = &question.name;
+        let flags = options.flags;
+        let aaaa_key = CacheKey::new(
+            name,
+            RecordType::AAAA,
+            question.class,
+            flags.dnssec_ok,
+            flags.checking_disabled,
+        );
+        // Start the A lookup now unless the AAAA answer is cached (then A most likely is too).
+        let a_prefetch = if !options.cache_only && self.cache.get(&aaaa_key).is_none() {
+            let resolver = Arc::clone(self);
+            let (a_name, class) = (name.clone(), question.class);
+            Some(tokio::spawn(async move {
+                resolver
+                    .lookup_following(&a_name, RecordType::A, class, options)
+                    .await
+            }))
+        } else {
+            None
+        };
+
+        let aaaa = match self
+            .lookup_following(name, RecordType::AAAA, question.class, options)
+            .await
+        {
+            Ok(answer) => answer,
+            // RFC 6147 §5.1.2: a failed AAAA lookup counts as "no AAAA" —
+            // but not a bogus one: validation failure is never papered over.
+            Err(LookupError::Upstream(error))
+                if policy.synthesize_on == synthesis::SynthesizeOn::Rfc
+                    && !matches!(error, UpstreamError::Bogus(_)) =>
+            {
+                Answer::empty(ResponseCode::ServFail)
+            }
+            Err(error) => return Resolution::failure(&error),
+        };
+        let excluded_aaaa = excluded_aaaa_for(prefixes, &policy.exclude_aaaa);
+        let aaaa_stale = aaaa.stale;
+        let decision = synthesis::decide_on_aaaa(
+            name,
+            aaaa,
+            &excluded_aaaa,
+            policy.ignores_native_aaaa(name),
+            policy.synthesize_on,
+        );
+        let fallback = match decision {
+            AaaaDecision::Native(mut answer) | AaaaDecision::PassThrough(mut answer) => {
+                answer.stale |= aaaa_stale;
+                return Resolution::plain(answer);
+            }
+            AaaaDecision::Fail => {
+                let mut resolution = Resolution::plain(Answer::empty(ResponseCode::ServFail));
+                resolution.extended_error = Some(ExtendedError::new(
+                    InfoCode::NetworkError,
+                    "the upstream failed the AAAA lookup (dns64.synthesize_on = \"nodata-only\")",
+                ));
+                return resolution;
+            }
+            AaaaDecision::Synthesize(fallback) => fallback,
+        };
+        let aaaa_failed = !fallback.name_exists;
+        let excluded_aaaa = fallback.had_excluded;
+
+        let a = match a_prefetch {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(join_error) => {
+                    tracing::error!(%join_error, "A lookup task failed");
+                    Err(LookupError::Upstream(UpstreamError::Network(
+                        "internal A lookup failed".into(),
+                    )))
+                }
+            },
+            None => {
+                self.lookup_following(name, RecordType::A, question.class, options)
+                    .await
+            }
+        };
+        let a = match a {
+            Ok(answer) => answer,
+            Err(error)
+                if aaaa_failed
+                    || matches!(error, LookupError::Upstream(UpstreamError::Bogus(_))) =>
+            {
+                return Resolution::failure(&error);
+            }
+            Err(_) => Answer::empty(ResponseCode::ServFail),
+        };
+        let mut result = synthesis::synthesize_from_a(name, &a, fallback, prefixes);
+        // RFC 8767: an answer built from stale data is stale too.
+        result.answer.stale |= aaaa_stale || a.stale;
+        let mut resolution = self.synthesized(result.answer, result.synthesized, prefixes);
+        resolution.excluded_aaaa = excluded_aaaa;
+        resolution
+    }
+
+    /// RFC 6147 §5.3.1: PTR for an address inside a prefix. `None` when the
+    /// name is not such an address (or reverse synthesis is off): forward it.
+    async fn resolve_reverse(
+        &self,
+        question: &Question,
+        options: LookupOptions,
+        prefixes: &[SynthesisPrefix],
+        policy: &Dns64Config,
+    ) -> Option<Resolution> {
+        let qname = &question.name;
+        let ipv4 = match reverse::ipv4_from_reverse_name(qname) {
+            // 170/171.0.0.192.in-addr.arpa answer ipv4only.arpa (RFC 8880 §7.1).
+            Some(ipv4) => {
+                return reverse::ipv4only_ptr(qname, ipv4).map(Resolution::plain);
+            }
+            None => reverse::embedded_ipv4(qname, prefixes)?,
+        };
+        if let Some(answer) = reverse::ipv4only_ptr(qname, ipv4) {
+            return Some(self.synthesized(answer, true, prefixes));
+        }
+        if policy.reverse == ReverseMode::Off {
+            return None;
+        }
+        let target = reverse::reverse_name_of(ipv4);
+        let target_answer = match self
+            .lookup_following(&target, RecordType::PTR, question.class, options)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => return Some(Resolution::failure(&error)),
+        };
+        if !matches!(
+            target_answer.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) {
+            return Some(Resolution::plain(target_answer));
+        }
+        let answer = match policy.reverse {
+            ReverseMode::Ptr => reverse::ptr_answer(qname, &target, target_answer),
+            _ => reverse::cname_answer(qname, &target, policy.reverse_ttl, target_answer),
+        };
+        Some(self.synthesized(answer, true, prefixes))
+    }
+
+    /// RFC 8482: ANY gets one RRset of what the upstream has, never a fan-out
+    /// and never synthesized records.
+    async fn resolve_any(&self, question: &Question, options: LookupOptions) -> Resolution {
+        match self
+            .lookup(&question.name, RecordType::ANY, question.class, options)
+            .await
+        {
+            Ok(mut answer) => {
+                if let Some(first) = answer
+                    .answers
+                    .iter()
+                    .find(|record| record.record_type() != RecordType::RRSIG)
+                {
+                    let (owner, kind) = (first.name.clone(), first.record_type());
+                    answer
+                        .answers
+                        .retain(|record| record.name == owner && record.record_type() == kind);
+                }
+                answer.additionals.clear();
+                Resolution::plain(answer)
+            }
+            Err(error) => Resolution::failure(&error),
+        }
+    }
+
+    /// Looks a question up and, when the reply ends in a CNAME whose target
+    /// it does not answer, follows the chain with further lookups (bounded).
+    /// A CNAME loop gives SERVFAIL.
+    async fn lookup_following(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        options: LookupOptions,
+    ) -> Result<Answer, LookupError> {
+        let mut answer = self.lookup(name, record_type, class, options).await?;
+        if record_type == RecordType::CNAME {
+            return Ok(answer);
+        }
+        for _ in 0..MAX_CNAME_CHAIN {
+            if answer.response_code != ResponseCode::NoError {
+                break;
+            }
+            let Some(target) = answer.chain_target(name) else {
+                break;
+            };
+            let dangling = target != *name
+                && answer.records_at(&target, record_type).next().is_none()
+                && answer.negative_ttl().is_none();
+            if !dangling {
+                break;
+            }
+            let next = self.lookup(&target, record_type, class, options).await?;
+            if next.response_code != ResponseCode::NoError
+                && next.response_code != ResponseCode::NXDomain
+            {
+                return Ok(next);
+            }
+            for record in next.answers {
+                if !answer.answers.contains(&record) {
+                    answer.answers.push(record);
+                }
+            }
+            answer.response_code = next.response_code;
+            answer.stale |= next.stale;
+            answer.authentic_data &= next.authentic_data;
+            answer.authoritative &= next.authoritative;
+            answer.authorities = next.authorities;
+            answer.additionals = next.additionals;
+        }
+        if answer.response_code == ResponseCode::NoError && answer.chain_target(name).is_none() {
+            tracing::debug!(%name, "CNAME loop in upstream answer");
+            return Ok(Answer::empty(ResponseCode::ServFail));
+        }
+        Ok(answer)
+    }
+
+    /// One question through the cache; concurrent misses share one upstream query.
+    async fn lookup(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+        class: DNSClass,
+        options: LookupOptions,
+    ) -> Result<Answer, LookupError> {
+        if !self.zones.is_empty() {
+            match self
+                .zones
+                .lookup(name, record_type, options.flags.dnssec_ok)
+                .await
+            {
+                ZoneAnswer::Answer { mut answer, .. } => {
+                    answer.authoritative = true;
+                    return Ok(answer);
+                }
+                // RD=0: the referral; RD=1: resolve below the cut through the upstreams.
+                ZoneAnswer::Referral(referral) if options.cache_only => return Ok(referral),
+                ZoneAnswer::Referral(_) | ZoneAnswer::NotLocal => {}
+            }
+        }
+        let flags = options.flags;
+        let key = CacheKey::new(
+            name,
+            record_type,
+            class,
+            flags.dnssec_ok,
+            flags.checking_disabled,
+        );
+        if let Some(hit) = self.cache.get_for_prefetch(&key) {
+            self.metrics.cache_hit();
+            if hit.needs_prefetch && !options.cache_only {
+                self.prefetch(key, name, record_type, class, flags);
+            }
+            return Ok(hit.answer);
+        }
+        if options.cache_only {
+            return Err(LookupError::NotCached);
+        }
+        if let Some(stale) = self.cache.get_stale(&key) {
+            return self
+                .lookup_or_stale(key, name, record_type, class, flags, stale)
+                .await;
+        }
+        let (shared, leader) = self.join_in_flight(&key);
+        let _cleanup = leader.then(|| InFlightGuard {
+            resolver: self,
+            key: key.clone(),
+        });
+        let result = shared
+            .get_or_init(|| self.fetch(&key, name, record_type, class, flags))
+            .await
+            .clone();
+        result.map_err(LookupError::from)
+    }
+}
+
+/// The EDE 29 "Synthesized" note, naming the prefixes.
+fn synthesized_note(prefixes: &[SynthesisPrefix]) -> ExtendedError {
+    let prefixes: Vec<String> = prefixes.iter().map(|p| p.prefix.to_string()).collect();
+    ExtendedError::new(
+        InfoCode::Synthesized,
+        format!("DNS64 synthesis under {}", prefixes.join(", ")),
+    )
+}
+
+/// Removes a finished (or abandoned) lookup from the in-flight map.
+struct InFlightGuard<'a> {
+    resolver: &'a Resolver,
+    key: CacheKey,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .resolver
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        in_flight.remove(&self.key);
+    }
+}
