@@ -20,24 +20,12 @@ use crate::dns64::SynthesisPrefix;
 use crate::dns64::dnssec::{self, ClientDnssec};
 use crate::edge::cookies::{self, CookieSettings, CookieState};
 use crate::edge::fastpath::StoredNote;
+use crate::edge::transport::Transport;
 use crate::ops::discovery::DiscoveredPrefixes;
 use crate::ops::metrics::AaaaKind;
 
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
-
-/// The transport a request came over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP: responses are truncated to the client's payload size.
-    Udp,
-    /// TCP: responses up to 65535 octets.
-    Tcp,
-    /// DNS over TLS (RFC 7858): as TCP.
-    Tls,
-    /// DNS over HTTPS (RFC 8484): one message per HTTP exchange, up to 65535 octets.
-    Https,
-}
 
 /// What one listener allows: who may query, and the DNS64 policy there.
 #[derive(Debug, Clone)]

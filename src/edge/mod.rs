@@ -13,5 +13,6 @@ pub mod local_addresses;
 pub mod pktinfo;
 pub mod ratelimit;
 pub mod server;
+pub mod transport;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;

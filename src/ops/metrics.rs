@@ -7,8 +7,8 @@
 //! this module knows the metric names and the prometheus-client types.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::edge::handler::Transport;
+use crate::edge::transport::Transport;
 
 /// Labels of `dns64d_queries_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -99,7 +99,7 @@ pub struct Metrics {
     resilience: Resilience,
     dnssec_bogus: Counter,
     ready: AtomicBool,
-    upstream_health: crate::ops::health::UpstreamHealth,
+    upstream_health: crate::ops::upstream_health::UpstreamHealth,
 }
 
 impl Default for Metrics {
@@ -222,7 +222,7 @@ impl Metrics {
             resilience,
             dnssec_bogus,
             ready: AtomicBool::new(false),
-            upstream_health: crate::ops::health::UpstreamHealth::default(),
+            upstream_health: crate::ops::upstream_health::UpstreamHealth::default(),
         }
     }
 
@@ -362,7 +362,7 @@ impl Metrics {
     }
 
     /// The health of the upstream servers.
-    pub fn upstream_health(&self) -> &crate::ops::health::UpstreamHealth {
+    pub fn upstream_health(&self) -> &crate::ops::upstream_health::UpstreamHealth {
         &self.upstream_health
     }
 
@@ -445,65 +445,6 @@ fn rcode_index(rcode: ResponseCode) -> usize {
         ResponseCode::Refused => 5,
         ResponseCode::BADVERS => 6,
         _ => 7,
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is stopped.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    health: Arc<crate::ops::health::HealthCheck>,
-) {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-
-    let for_metrics = Arc::clone(&health);
-    let for_health = Arc::clone(&health);
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let resolver = Arc::clone(&for_metrics.resolver);
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        resolver.metrics().encode(resolver.cache().len()),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let verdict = for_health.check();
-                async move {
-                    match verdict {
-                        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
-                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = health.resolver.metrics().is_ready();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "not ready: listeners and zones are not up\n",
-                        )
-                    }
-                }
-            }),
-        );
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "metrics endpoint stopped");
     }
 }
 

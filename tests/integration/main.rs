@@ -10,6 +10,7 @@ mod dnssec;
 mod encrypted;
 mod encrypted_upstream;
 mod harness_selftest;
+mod layers;
 mod limits;
 mod malformed_flood;
 mod memory;

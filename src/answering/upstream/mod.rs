@@ -11,7 +11,6 @@
 //! The result is an [`Answer`], or [`UpstreamError`] when no server replied.
 
 pub mod tls;
-pub mod url;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -30,11 +29,11 @@ use tokio::time::Instant;
 
 use crate::answering::ede::ExtendedError;
 use crate::answering::upstream::tls::{EncryptedConnection, TlsClients};
-use crate::answering::upstream::url::EncryptedUpstream;
 use crate::dns64;
 use crate::dns64::answer::Answer;
 use crate::edge::certificate;
 use crate::edge::cookies::{COOKIE_OPTION_CODE, UpstreamCookie};
+use crate::ops::config::upstream_url::EncryptedUpstream;
 use crate::ops::config::{UpstreamConfig, UpstreamSelection};
 use crate::ops::metrics::Metrics;
 

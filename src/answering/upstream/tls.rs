@@ -21,8 +21,8 @@ use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_proto::op::{DnsRequest, DnsResponse};
 use rustls_pki_types::ServerName;
 
-use crate::answering::upstream::url::{EncryptedTransport, EncryptedUpstream};
 use crate::edge::certificate;
+use crate::ops::config::upstream_url::{EncryptedTransport, EncryptedUpstream};
 
 /// Queries one DoT connection carries at once (hickory's default is 32).
 const MAX_PIPELINED: usize = 128;

@@ -35,17 +35,7 @@ use hickory_server::zone_handler::{
 };
 
 use crate::dns64::answer::Answer;
-
-/// One `[[zones]]` entry of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneConfig {
-    /// The zone's origin.
-    pub name: Name,
-    /// The RFC 1035 master file.
-    pub file: PathBuf,
-    /// Synthesize AAAA for A-only names in this zone.
-    pub dns64: bool,
-}
+pub use crate::ops::config::ZoneConfig;
 
 /// Why a zone could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::tls;
-use crate::edge::handler::Transport;
 use crate::edge::server::{self, ServeContext};
+use crate::edge::transport::Transport;
 
 /// The DoH path (RFC 8484 §4.1's example, what clients assume by default;
 /// announced in DDR as `dohpath=/dns-query{?dns}`).

@@ -40,9 +40,10 @@ use crate::answering::zones::{LocalZones, ZoneError};
 use crate::edge::certificate::CertificateError;
 use crate::edge::cookies::{self, CookieKeys, CookieSecret, CookieSettings, CookieState};
 use crate::edge::fastpath::{self, ResponseCache};
-use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler, Transport};
+use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler};
 use crate::edge::pktinfo::ReplySource;
 use crate::edge::ratelimit::{RateLimiter, Verdict};
+use crate::edge::transport::Transport;
 #[cfg(target_os = "linux")]
 use crate::edge::udp_batch;
 use crate::ops::config::Config;
@@ -511,10 +512,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         let bound = listener.local_addr().unwrap_or(address);
         tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /healthz, readiness on /readyz");
         metrics_address = Some(bound);
-        background.spawn(crate::ops::metrics::serve_http(
-            listener,
-            Arc::clone(&health),
-        ));
+        background.spawn(crate::ops::http::serve_http(listener, Arc::clone(&health)));
     }
     background.spawn(Arc::clone(&health).probe_down_servers());
     metrics.set_ready(true);

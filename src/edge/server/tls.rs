@@ -19,8 +19,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::https;
 use crate::edge::certificate::{self, CertificateError, ReloadableCertificate};
-use crate::edge::handler::Transport;
 use crate::edge::server::{self, ServeContext};
+use crate::edge::transport::Transport;
 use crate::ops::config::{Config, EncryptedListener, EncryptedProtocol};
 
 /// ALPN of DNS over TLS (RFC 9461 §5 registers "dot").
