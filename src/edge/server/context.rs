@@ -1,0 +1,249 @@
+//! What every listener task shares ([`ServeContext`]), and the steps of one
+//! query that do not depend on the transport: the fast path over stored
+//! responses, rate limiting, and handing the rest to the handler.
+
+use super::in_flight::InFlight;
+#[cfg(not(target_os = "linux"))]
+use super::udp::{ListenerSocket, send_reply};
+#[cfg(target_os = "linux")]
+use super::udp_linux::{ListenerSocket, send_reply};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::edge::cookies::{self, CookieState};
+use crate::edge::fastpath::{self, ResponseCache};
+use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler};
+use crate::edge::pktinfo::ReplySource;
+use crate::edge::ratelimit::{RateLimiter, Verdict};
+use crate::edge::transport::Transport;
+use crate::ops::metrics::Metrics;
+
+/// What a listener task needs to answer a query.
+#[derive(Clone)]
+pub(crate) struct ServeContext {
+    pub(super) handler: Arc<RequestHandler>,
+    pub(super) policy: Arc<PolicySlot>,
+    pub(super) in_flight: Arc<InFlight>,
+    pub(super) responses: Arc<ResponseCache>,
+    pub(super) listener_id: u32,
+    pub(super) limiter: Option<Arc<RateLimiter>>,
+    pub(super) max_inflight_queries: usize,
+    pub(super) tcp_connections: Arc<std::sync::atomic::AtomicUsize>,
+    pub(super) max_tcp_connections: usize,
+}
+
+impl ServeContext {
+    /// Applies response rate limiting to a UDP response in `reply`; false:
+    /// send nothing. A client with a valid server cookie is not limited: its
+    /// address is not forged (RFC 7873 §5.2.5).
+    pub(super) fn rate_limit(
+        &self,
+        client: SocketAddr,
+        valid_cookie: bool,
+        reply: &mut Vec<u8>,
+    ) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        if valid_cookie {
+            return true;
+        }
+        match limiter.check(client.ip()) {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                self.handler.resolver().metrics().ratelimited();
+                fastpath::truncate_to_question(reply)
+            }
+            Verdict::Drop => {
+                self.handler.resolver().metrics().ratelimited();
+                false
+            }
+        }
+    }
+}
+
+/// What the fast path did with one datagram.
+pub(super) enum FastOutcome {
+    /// `reply` holds the answer to send.
+    Answer,
+    /// Answered, but rate limiting says to send nothing.
+    Silenced,
+    /// Not answerable from stored responses: hand it to the slow path.
+    Slow,
+}
+
+impl ServeContext {
+    /// Tries to answer `packet` under `policy` from the response cache into `reply`.
+    pub(super) fn answer_fast(
+        &self,
+        policy: &ListenerPolicy,
+        packet: &[u8],
+        client: SocketAddr,
+        reply: &mut Vec<u8>,
+    ) -> FastOutcome {
+        let Some(query) = fastpath::parse_query(packet) else {
+            return FastOutcome::Slow;
+        };
+        if !policy.client_independent
+            || self.handler.logs_queries()
+            || !policy.is_allowed(client.ip())
+        {
+            return FastOutcome::Slow;
+        }
+        let mut limit = query.udp_limit(self.handler.edns_udp_size());
+        let mut cookie = None;
+        if let Some(settings) = &policy.cookies {
+            let now = cookies::unix_now();
+            let state = match query.cookie {
+                Some(option) => settings.keys.check(option, client.ip(), now),
+                None => CookieState::Absent,
+            };
+            let client_cookie = match state {
+                CookieState::Absent => None,
+                CookieState::ClientOnly(client_cookie) | CookieState::Valid(client_cookie) => {
+                    Some(client_cookie)
+                }
+                // FORMERR and BADCOOKIE come from the slow path.
+                CookieState::Malformed | CookieState::Invalid(_) => return FastOutcome::Slow,
+            };
+            let valid = matches!(state, CookieState::Valid(_));
+            if settings.require_for_large_udp && !valid {
+                limit = limit.min(usize::from(cookies::LARGE_UDP_RESPONSE));
+            }
+            if let Some(client_cookie) = client_cookie {
+                limit = limit.saturating_sub(4 + cookies::COOKIE_LEN);
+                cookie = Some((
+                    state,
+                    settings
+                        .keys
+                        .response_cookie(&client_cookie, client.ip(), now),
+                ));
+            }
+        }
+        let Some(hit) =
+            self.responses
+                .answer(&query, self.listener_id, policy.generation(), limit, reply)
+        else {
+            return FastOutcome::Slow;
+        };
+        let metrics = self.handler.resolver().metrics();
+        let mut valid_cookie = false;
+        if let Some((state, response_cookie)) = &cookie {
+            if !hit.append_cookie(reply, response_cookie) {
+                return FastOutcome::Slow;
+            }
+            metrics.cookie(state.label());
+            valid_cookie = matches!(state, CookieState::Valid(_));
+        }
+        record_hit(metrics, &hit);
+        if self.rate_limit(client, valid_cookie, reply) {
+            FastOutcome::Answer
+        } else {
+            FastOutcome::Silenced
+        }
+    }
+
+    /// Answers `packet` under `policy` through the full request path in its
+    /// own task, then stores the response for the fast path when that is safe.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn answer_slow(
+        &self,
+        socket: &ListenerSocket,
+        policy: Arc<ListenerPolicy>,
+        cache_generation: u64,
+        packet: &[u8],
+        client: SocketAddr,
+    ) {
+        // Each socket is bound to one address here (`bind_each_local_address`).
+        let source = None;
+        if let Some(task) = self.slow_task(socket, policy, cache_generation, packet, client, source)
+        {
+            tokio::spawn(task);
+        }
+    }
+
+    /// The task that answers `packet` under `policy` through the full
+    /// request path, then stores the response for the fast path when that is
+    /// safe; `None` when too many queries are being answered already.
+    /// `cache_generation` is the response cache's generation taken before
+    /// `policy` was read.
+    pub(super) fn slow_task(
+        &self,
+        socket: &ListenerSocket,
+        policy: Arc<ListenerPolicy>,
+        cache_generation: u64,
+        packet: &[u8],
+        client: SocketAddr,
+        source: Option<ReplySource>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        if self.in_flight.count() >= self.max_inflight_queries {
+            // Shed load rather than queue without bound; the client will retry.
+            self.handler.resolver().metrics().shed();
+            return None;
+        }
+        let request = packet.to_vec();
+        // The generation the answer is computed under (configuration and
+        // discovered prefixes); a change meanwhile must not be papered over.
+        let generation = cache_generation.wrapping_add(policy.generation());
+        let socket = Arc::clone(socket);
+        let context = self.clone();
+        let guard = context.in_flight.enter();
+        Some(async move {
+            let _guard = guard;
+            let Some(response) = context
+                .handler
+                .handle_reply(&request, client, Transport::Udp, &policy)
+                .await
+            else {
+                return;
+            };
+            // The stored response has no cookie; the one sent has this client's.
+            let mut sent = response.clone().into_bytes();
+            if context.rate_limit(client, response.valid_cookie, &mut sent) {
+                send_reply(&socket, &sent, client, source).await;
+            }
+            if policy.client_independent {
+                context.responses.store(
+                    &request,
+                    &response.bytes,
+                    context.listener_id,
+                    generation,
+                    response.note,
+                );
+            }
+        })
+    }
+}
+
+/// Counts a fast-path answer like the slow path would have.
+pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
+    metrics.query(
+        hickory_proto::rr::RecordType::from(hit.qtype),
+        Transport::Udp,
+        hickory_proto::op::ResponseCode::from_low(hit.rcode),
+    );
+    metrics.cache_hit();
+    if hit.note.synthesized {
+        metrics.synthesized();
+    }
+    if let Some(kind) = hit.note.aaaa {
+        metrics.aaaa(kind);
+    }
+}
+
+impl ServeContext {
+    /// Answers one query that came over a stream transport (TCP, DoT, DoH)
+    /// through the full request path; `None`: send nothing.
+    pub(crate) async fn answer_stream(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let _guard = self.in_flight.enter();
+        let policy = self.policy.current();
+        self.handler
+            .handle(request, client, transport, &policy)
+            .await
+    }
+}

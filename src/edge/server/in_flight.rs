@@ -1,0 +1,45 @@
+//! The count of queries being answered, so a shutdown can wait for them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Counts queries being answered, so a shutdown can wait for them (and a
+/// listener thread for its own slow queries).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held while one query is answered.
+pub(super) struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    pub(super) fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    /// Queries being answered now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub(super) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! Starting and reloading: [`start`] builds the answering side (zones,
+//! upstream or recursor, cache, resolver, handler), binds every listener
+//! and spawns its serving tasks; [`RunningServer`] holds them, applies a
+//! reload, and shuts down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(not(target_os = "linux"))]
+use super::bind::bind_each_local_address;
+use super::bind::{bind_listener, bind_tcp};
+use super::context::ServeContext;
+use super::in_flight::InFlight;
+use super::tcp::serve_tcp;
+#[cfg(not(target_os = "linux"))]
+use super::udp::serve_udp;
+#[cfg(target_os = "linux")]
+use super::udp_linux::serve_udp;
+use super::{ServerError, tls};
+use tokio::task::JoinSet;
+
+use crate::answering::ddr::Designation;
+use crate::answering::recursive::RecursiveForwarder;
+use crate::answering::resolver::Resolver;
+use crate::answering::upstream::{Forwarder, Upstream};
+use crate::answering::zones::{LocalZones, ZoneError};
+use crate::edge::cookies::{self, CookieKeys, CookieSecret, CookieSettings};
+use crate::edge::fastpath::ResponseCache;
+use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler};
+use crate::edge::ratelimit::RateLimiter;
+use crate::ops::config::Config;
+use crate::ops::config::ListenerConfig;
+use crate::ops::discovery::{self, DiscoveredPrefixes};
+use crate::ops::metrics::Metrics;
+
+/// A running server: its bound addresses and its tasks (stopped on drop).
+pub struct RunningServer {
+    addresses: Vec<SocketAddr>,
+    handler: Arc<RequestHandler>,
+    upstream: Arc<Upstream>,
+    listeners: Vec<(ListenerConfig, Arc<PolicySlot>)>,
+    discovered: Option<Arc<DiscoveredPrefixes>>,
+    config: Config,
+    responses: Arc<ResponseCache>,
+    metrics_address: Option<SocketAddr>,
+    listener_tasks: JoinSet<()>,
+    background: JoinSet<()>,
+    in_flight: Arc<InFlight>,
+    certificates: Vec<tls::ListenerCertificate>,
+    health: Arc<crate::ops::health::HealthCheck>,
+    /// The cookie secret used while `cookies.secret` is unset.
+    fallback_cookie_secret: CookieSecret,
+}
+
+impl RunningServer {
+    /// The bound addresses, one per listener, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// The request handler (for statistics).
+    pub fn handler(&self) -> &Arc<RequestHandler> {
+        &self.handler
+    }
+
+    /// The bound address of the metrics endpoint, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// Queries being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count()
+    }
+
+    /// Waits until every listener task has ended (normally never).
+    pub async fn wait(&mut self) {
+        while self.listener_tasks.join_next().await.is_some() {}
+    }
+
+    /// Applies a new configuration without dropping queries: upstreams,
+    /// prefixes and policies, per-listener policy, access lists and zones.
+    /// Listener addresses and protocols, `[cache]` and `[server]` need a
+    /// restart; changes there are reported in the returned notes and ignored.
+    /// A zone that fails to load rejects the whole reload (nothing changes).
+    pub async fn reload(&mut self, config: Config) -> Result<Vec<String>, ZoneError> {
+        self.handler
+            .resolver()
+            .zones()
+            .replace(&config.zones)
+            .await?;
+        let mut notes = tls::reload_certificates(&self.certificates, &config);
+        // DDR names the listeners running now (changes to them need a restart).
+        let running: Vec<ListenerConfig> = self
+            .listeners
+            .iter()
+            .map(|(listener, _)| listener.clone())
+            .collect();
+        self.handler.resolver().set_designation(Designation::new(
+            config.ddr_name.as_ref(),
+            &running,
+            &self.addresses,
+        ));
+        self.upstream.reconfigure(&config.upstream);
+        self.handler.resolver().set_dns64(config.dns64.clone());
+        self.handler.set_log_queries(config.log.queries);
+        self.handler.set_identity(config.identity.clone());
+        if config.control_socket != self.config.control_socket {
+            notes.push("control.socket changed: restart dns64d to apply it".into());
+        }
+        if config.metrics_listen != self.config.metrics_listen {
+            notes.push("metrics.listen changed: restart dns64d to apply it".into());
+        }
+        let same_listeners = config.listeners.len() == self.listeners.len()
+            && config
+                .listeners
+                .iter()
+                .zip(&self.listeners)
+                .all(|(new, (old, _))| {
+                    new.address == old.address
+                        && new.udp == old.udp
+                        && new.tcp == old.tcp
+                        && new.encrypted.as_ref().map(|encrypted| encrypted.protocol)
+                            == old.encrypted.as_ref().map(|encrypted| encrypted.protocol)
+                        && new.connections == old.connections
+                });
+        if !same_listeners {
+            notes.push(
+                "listener addresses, protocols or connection limits changed: restart dns64d to apply them".into(),
+            );
+        }
+        let wants_discovery = config.dns64.discover
+            || config
+                .listeners
+                .iter()
+                .any(|listener| listener.discover == Some(true));
+        if wants_discovery && self.discovered.is_none() {
+            notes.push(
+                "\"discover\" was added to the prefixes: restart dns64d to start discovery".into(),
+            );
+        }
+        let cookies = cookie_settings(&config, &self.fallback_cookie_secret);
+        for (index, (old, slot)) in self.listeners.iter().enumerate() {
+            // Policies follow the listener with the same address (or position).
+            let new = config
+                .listeners
+                .iter()
+                .find(|new| new.address == old.address)
+                .or_else(|| config.listeners.get(index));
+            if let Some(new) = new {
+                slot.set(listener_policy(
+                    new,
+                    &config,
+                    self.discovered.as_ref(),
+                    cookies.as_ref(),
+                ));
+            }
+        }
+        // Stored responses reflect the old policy and zones. Last, so a
+        // response stamped with the new generation was computed under the new
+        // configuration (see `ResponseCache::generation`).
+        self.responses.invalidate();
+        if config.upstream.recursive.is_some() != self.config.upstream.recursive.is_some() {
+            notes.push("upstream.mode changed: restart dns64d to apply it".into());
+        } else if config.upstream.recursive != self.config.upstream.recursive {
+            notes.push(
+                "recursive-mode settings changed (root hints, DNSSEC validation, trust anchor, limits): restart dns64d to apply them"
+                    .into(),
+            );
+        }
+        if config.cache != self.config.cache {
+            notes.push("[cache] changed: restart dns64d to apply it".into());
+        }
+        if config.server != self.config.server {
+            notes.push("[server] changed: restart dns64d to apply it".into());
+        }
+        self.config = config;
+        Ok(notes)
+    }
+
+    /// Stops accepting queries, lets those being answered finish (at most
+    /// `grace`), then stops everything. Returns the queries cut off.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        self.handler.resolver().metrics().set_ready(false);
+        self.listener_tasks.abort_all();
+        while self.listener_tasks.join_next().await.is_some() {}
+        let _ = tokio::time::timeout(grace, self.in_flight.wait_idle()).await; // timing out is reported below
+        self.background.abort_all();
+        self.in_flight.count()
+    }
+}
+
+/// What the operations side (`dns64d ctl`, health) reads and does.
+impl RunningServer {
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The forwarding upstreams.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
+    /// The health check `/healthz` answers from.
+    pub fn health(&self) -> &Arc<crate::ops::health::HealthCheck> {
+        &self.health
+    }
+
+    /// Removes cache entries (and every stored response, which may hold
+    /// them); returns how many cache entries were removed.
+    pub fn flush_cache(&self, scope: &crate::answering::cache::FlushScope) -> usize {
+        let removed = self.handler.resolver().cache().flush(scope);
+        self.responses.invalidate();
+        removed
+    }
+}
+
+/// The policy of one listener under a configuration.
+pub(super) fn listener_policy(
+    listener: &ListenerConfig,
+    config: &Config,
+    discovered: Option<&Arc<DiscoveredPrefixes>>,
+    cookies: Option<&Arc<CookieSettings>>,
+) -> ListenerPolicy {
+    let prefixes = listener
+        .prefixes
+        .clone()
+        .unwrap_or_else(|| config.dns64.prefixes.clone());
+    ListenerPolicy {
+        access_clients: listener
+            .clients
+            .clone()
+            .unwrap_or_else(|| config.access_clients.clone()),
+        dns64: listener.dns64,
+        client_independent: config.dns64.clients.is_none()
+            && prefixes.iter().all(|prefix| prefix.clients.is_none()),
+        prefixes,
+        discovered: listener
+            .discover
+            .unwrap_or(config.dns64.discover)
+            .then(|| discovered.cloned())
+            .flatten(),
+        cookies: cookies.cloned(),
+    }
+}
+
+/// The cookie settings of a configuration; `fallback_secret` stands in for
+/// an unset `cookies.secret` (made at start, kept across reloads).
+pub(super) fn cookie_settings(
+    config: &Config,
+    fallback_secret: &CookieSecret,
+) -> Option<Arc<CookieSettings>> {
+    let cookies = &config.cookies;
+    cookies.enabled.then(|| {
+        Arc::new(CookieSettings {
+            keys: CookieKeys {
+                current: cookies.secret.unwrap_or(*fallback_secret),
+                previous: cookies.previous_secret,
+            },
+            require_for_large_udp: cookies.require_for_large_udp,
+        })
+    })
+}
+
+/// Binds every listen address and starts serving.
+pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let metrics = Arc::new(Metrics::new());
+    let upstream = Arc::new(Upstream::new(
+        &config.upstream,
+        config.server.edns_udp_size,
+        Arc::clone(&metrics),
+    ));
+    let zones = Arc::new(LocalZones::load(&config.zones).await?);
+    let forwarder: Arc<dyn Forwarder> = match &config.upstream.recursive {
+        Some(settings) => {
+            tracing::info!(
+                root_hints = %settings.root_hints.as_ref().map_or("built in".into(), |path| path.display().to_string()),
+                "recursive mode: resolving from the root servers"
+            );
+            Arc::new(RecursiveForwarder::new(settings)?)
+        }
+        None => Arc::clone(&upstream) as Arc<dyn Forwarder>,
+    };
+    let resolver =
+        Resolver::with_parts(config, Arc::clone(&forwarder), zones, Arc::clone(&metrics));
+    let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
+    handler.set_log_queries(config.log.queries);
+    handler.set_identity(config.identity.clone());
+    let in_flight = Arc::new(InFlight::default());
+    let responses = Arc::new(
+        ResponseCache::new(config.cache.max_entries).with_prefetch_margin(
+            if config.cache.prefetch {
+                config.cache.prefetch_threshold_percent
+            } else {
+                0
+            },
+        ),
+    );
+    let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
+    let mut listener_tasks = JoinSet::new();
+    let mut background = JoinSet::new();
+    let mut addresses = Vec::new();
+    let mut listeners = Vec::new();
+    let mut metrics_address = None;
+    let mut certificates = Vec::new();
+    let wants_discovery = config.dns64.discover
+        || config
+            .listeners
+            .iter()
+            .any(|listener| listener.discover == Some(true));
+    let discovered = wants_discovery.then(|| {
+        let discovered = Arc::new(DiscoveredPrefixes::new(
+            config.dns64.discovered_exclude_ipv4.clone(),
+        ));
+        background.spawn(discovery::run_rfc7050(
+            Arc::clone(&discovered),
+            Arc::clone(&forwarder),
+        ));
+        background.spawn(discovery::run_pref64(Arc::clone(&discovered)));
+        discovered
+    });
+    let fallback_cookie_secret = cookies::random_secret();
+    let cookie_settings = cookie_settings(config, &fallback_cookie_secret);
+    for listener in &config.listeners {
+        let slot = Arc::new(PolicySlot::new(listener_policy(
+            listener,
+            config,
+            discovered.as_ref(),
+            cookie_settings.as_ref(),
+        )));
+        let address = listener.address;
+        let (udp, tcp) = bind_listener(
+            address,
+            listener.udp,
+            listener.tcp || listener.encrypted.is_some(),
+        )?;
+        let bound = match (udp.first(), &tcp) {
+            (Some(udp), _) => udp.local_addr().and_then(|bound| {
+                bound
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("not an IP socket"))
+            }),
+            (None, Some(tcp)) => tcp.local_addr(),
+            (None, None) => Ok(address),
+        }
+        .map_err(|source| ServerError::Bind {
+            address,
+            protocol: "UDP",
+            source,
+        })?;
+        let encrypted = listener
+            .encrypted
+            .as_ref()
+            .map(|encrypted| encrypted.protocol);
+        tracing::info!(address = %bound, udp = listener.udp, tcp = listener.tcp, ?encrypted, dns64 = listener.dns64, "listening");
+        #[cfg(not(target_os = "linux"))]
+        let udp = bind_each_local_address(udp, bound)?;
+        addresses.push(bound);
+        let context = ServeContext {
+            handler: Arc::clone(&handler),
+            policy: Arc::clone(&slot),
+            in_flight: Arc::clone(&in_flight),
+            responses: Arc::clone(&responses),
+            listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
+            limiter: limiter.clone(),
+            max_inflight_queries: config.server.max_inflight_queries,
+            tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_tcp_connections: listener
+                .connections
+                .max_connections
+                .unwrap_or(config.server.max_tcp_connections),
+        };
+        let idle_timeout = listener
+            .connections
+            .idle_timeout
+            .unwrap_or(config.server.tcp_idle_timeout);
+        for socket in udp {
+            let serving =
+                serve_udp(socket, context.clone()).map_err(|source| ServerError::Bind {
+                    address: bound,
+                    protocol: "UDP",
+                    source,
+                })?;
+            listener_tasks.spawn(serving);
+        }
+        match (tcp, &listener.encrypted) {
+            (Some(tcp), Some(encrypted)) => {
+                let (serving, certificate) =
+                    tls::start(tcp, address, context, encrypted, idle_timeout)
+                        .map_err(|source| ServerError::Tls { address, source })?;
+                listener_tasks.spawn(serving);
+                certificates.push(certificate);
+            }
+            (Some(tcp), None) => {
+                listener_tasks.spawn(serve_tcp(tcp, context, idle_timeout));
+            }
+            (None, _) => {}
+        }
+        listeners.push((listener.clone(), slot));
+    }
+    let health = Arc::new(crate::ops::health::HealthCheck {
+        upstream: Arc::clone(&upstream),
+        resolver: Arc::clone(handler.resolver()),
+        recursive: config.upstream.recursive.is_some(),
+    });
+    handler.resolver().set_designation(Designation::new(
+        config.ddr_name.as_ref(),
+        &config.listeners,
+        &addresses,
+    ));
+    if let Some(address) = config.metrics_listen {
+        let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
+            address,
+            protocol: "TCP (metrics)",
+            source,
+        })?;
+        let bound = listener.local_addr().unwrap_or(address);
+        tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /healthz, readiness on /readyz");
+        metrics_address = Some(bound);
+        background.spawn(crate::ops::http::serve_http(listener, Arc::clone(&health)));
+    }
+    background.spawn(Arc::clone(&health).probe_down_servers());
+    metrics.set_ready(true);
+    if let Some(system) = &config.upstream.selection.system {
+        if !system.refresh.is_zero() {
+            background.spawn(watch_system_resolvers(
+                Arc::clone(&upstream),
+                system.refresh,
+            ));
+        }
+    }
+    Ok(RunningServer {
+        addresses,
+        handler,
+        upstream,
+        listeners,
+        discovered,
+        config: config.clone(),
+        responses,
+        metrics_address,
+        listener_tasks,
+        background,
+        in_flight,
+        certificates,
+        health,
+        fallback_cookie_secret,
+    })
+}
+
+/// Re-reads the system resolver file every `refresh` and switches to the
+/// servers it now lists (RFC 8106 RDNSS learned by rdnssd or systemd-resolved
+/// lands there), so a new server is used without a restart.
+pub(super) async fn watch_system_resolvers(upstream: Arc<Upstream>, refresh: Duration) {
+    let path = |upstream: &Upstream| upstream.selection().system.map(|system| system.path);
+    let mut last_contents = path(&upstream).and_then(|path| std::fs::read(path).ok());
+    let mut interval = tokio::time::interval(refresh);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let selection = upstream.selection();
+        let Some(system) = &selection.system else {
+            continue; // a reload switched to a fixed list
+        };
+        let contents = tokio::fs::read(&system.path).await.ok();
+        if contents == last_contents {
+            continue;
+        }
+        last_contents = contents;
+        let servers = selection.read_system();
+        if upstream.set_addresses(&servers) {
+            let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+            if servers.is_empty() {
+                tracing::warn!(file = %system.path.display(), "system resolvers changed: no usable upstream server left; answering SERVFAIL");
+            } else {
+                tracing::info!(file = %system.path.display(), servers = %list.join(", "), "system resolvers changed; now forwarding to them");
+            }
+        }
+    }
+}
