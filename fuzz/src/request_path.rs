@@ -19,11 +19,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use dns64d::dns64::answer::MAX_CNAME_CHAIN;
-use dns64d::ops::config::Config;
-use dns64d::edge::fastpath::{self, ResponseCache, StoredNote};
-use dns64d::edge::handler::{ListenerPolicy, RequestHandler, Transport};
+use dns64d::answering::resolver::AnswerSettings;
 use dns64d::answering::resolver::Resolver;
+use dns64d::answering::zones::LocalZones;
+use dns64d::dns64::answer::MAX_CNAME_CHAIN;
+use dns64d::edge::fastpath::{self, ResponseCache, StoredNote};
+use dns64d::edge::handler::{ListenerPolicy, RequestHandler};
+use dns64d::edge::transport::Transport;
+use dns64d::ops::config::Config;
 use hickory_proto::op::{Message, MessageType};
 
 use crate::zone::{Zone, ZoneForwarder};
@@ -64,7 +67,8 @@ struct State {
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
-        let config = dns64d::ops::config::from_toml_str(&config_toml()).expect("fuzz config is valid");
+        let config =
+            dns64d::ops::config::from_toml_str(&config_toml()).expect("fuzz config is valid");
         let policy = ListenerPolicy {
             access_clients: config.access_clients.clone(),
             dns64: true,
@@ -72,6 +76,12 @@ fn state() -> &'static State {
             discovered: None,
             client_independent: true,
             cookies: None,
+            answering: Arc::new(AnswerSettings::new(
+                &config,
+                Arc::new(LocalZones::default()),
+            )),
+            identity: Arc::new(config.identity.clone()),
+            log_queries: false,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -135,7 +145,11 @@ fn check_fast_path(data: &[u8], response: &[u8], edns_udp_size: u16) {
         assert_eq!(&slipped[..2], &data[..2], "slip changed the ID");
         // Finding 3 (regressions/request_path/slip-qdcount-2.bin), fixed:
         // only one-question responses are cut, into a clean packet.
-        assert_eq!(response[4..6], [0, 1], "slip of a response without exactly one question");
+        assert_eq!(
+            response[4..6],
+            [0, 1],
+            "slip of a response without exactly one question"
+        );
         let message = Message::from_vec(&slipped)
             .unwrap_or_else(|error| panic!("slip does not parse: {error}: {slipped:02x?}"));
         assert!(message.metadata.truncation, "slip without TC");

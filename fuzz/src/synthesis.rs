@@ -214,9 +214,12 @@ fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
     assert!(answer.additionals.is_empty());
     // The authority section: the A answer's NSEC/NSEC3 records and their RRSIGs only.
     for record in &answer.authorities {
-        let proof = [RecordType::NSEC, RecordType::NSEC3].into_iter().any(|kind| {
-            record.record_type() == kind || dns64d::dns64::answer::is_rrsig_covering(record, kind)
-        });
+        let proof = [RecordType::NSEC, RecordType::NSEC3]
+            .into_iter()
+            .any(|kind| {
+                record.record_type() == kind
+                    || dns64d::dns64::answer::is_rrsig_covering(record, kind)
+            });
         assert!(
             proof && a.authorities.contains(record),
             "{} {} in the authority of a synthesized answer",
@@ -227,7 +230,10 @@ fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
     let mut aaaa_count = 0;
     for record in &answer.answers {
         if dns64d::dns64::answer::is_rrsig_covering(record, RecordType::CNAME) {
-            assert!(a.answers.contains(record), "an RRSIG the A answer did not have");
+            assert!(
+                a.answers.contains(record),
+                "an RRSIG the A answer did not have"
+            );
             continue;
         }
         match &record.data {

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::answering::ede::{ExtendedError, InfoCode};
 use crate::answering::identity::Identity;
-use crate::answering::resolver::{ClientFlags, Question, Resolver};
+use crate::answering::resolver::{AnswerSettings, ClientFlags, Question, Resolver};
 use crate::dns64::SynthesisPrefix;
 use crate::dns64::dnssec::{self, ClientDnssec};
 use crate::edge::cookies::{self, CookieSettings, CookieState};
@@ -23,6 +23,7 @@ use crate::edge::fastpath::StoredNote;
 use crate::edge::transport::Transport;
 use crate::ops::discovery::DiscoveredPrefixes;
 use crate::ops::metrics::AaaaKind;
+use arc_swap::ArcSwap;
 
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
@@ -43,6 +44,13 @@ pub struct ListenerPolicy {
     pub client_independent: bool,
     /// DNS Cookies here (`None`: `cookies.enabled = false`).
     pub cookies: Option<Arc<CookieSettings>>,
+    /// What answering reads from the same configuration (DNS64 policy,
+    /// zones, DDR); shared by every listener's policy.
+    pub answering: Arc<AnswerSettings>,
+    /// What CHAOS TXT and NSID tell (`[server] identity`, `version`, `nsid`).
+    pub identity: Arc<Identity>,
+    /// `log.queries`: one log line per query.
+    pub log_queries: bool,
 }
 
 impl ListenerPolicy {
@@ -62,32 +70,40 @@ impl ListenerPolicy {
     }
 }
 
-/// A listener's policy, replaceable while serving (configuration reload).
+/// One configuration as queries see it: every listener's policy, each
+/// carrying the same answering settings, identity and query-log switch.
+/// Built whole at start and on each reload, and swapped in one store
+/// ([`SnapshotSlot`]); a query loads its listener's policy once, at its
+/// start, and reads nothing else from the configuration.
 #[derive(Debug)]
-pub struct PolicySlot(std::sync::RwLock<Arc<ListenerPolicy>>);
+pub struct Snapshot {
+    /// The policies, by listener index (configuration order).
+    pub listeners: Vec<Arc<ListenerPolicy>>,
+}
 
-impl PolicySlot {
-    /// A slot holding `policy`.
-    pub fn new(policy: ListenerPolicy) -> Self {
-        Self(std::sync::RwLock::new(Arc::new(policy)))
+/// The snapshot in force, replaceable while serving.
+pub struct SnapshotSlot(ArcSwap<Snapshot>);
+
+impl SnapshotSlot {
+    /// A slot holding `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self(ArcSwap::from_pointee(snapshot))
     }
 
-    /// The policy in force now.
-    pub fn current(&self) -> Arc<ListenerPolicy> {
-        Arc::clone(
-            &self
-                .0
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+    /// The snapshot in force now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.0.load_full()
     }
 
-    /// Replaces the policy.
-    pub fn set(&self, policy: ListenerPolicy) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policy);
+    /// The policy of listener `index` in the snapshot in force now.
+    pub fn policy(&self, index: usize) -> Arc<ListenerPolicy> {
+        Arc::clone(&self.0.load().listeners[index])
+    }
+
+    /// Puts a new snapshot in force (one atomic store); queries already
+    /// running finish under the one they took.
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.0.store(Arc::new(snapshot));
     }
 }
 
@@ -95,8 +111,6 @@ impl PolicySlot {
 pub struct RequestHandler {
     resolver: Arc<Resolver>,
     edns_udp_size: u16,
-    log_queries: AtomicBool,
-    identity: std::sync::RwLock<Arc<Identity>>,
 }
 
 /// A response and what the fast path needs to replay it.
@@ -155,31 +169,12 @@ impl RequestHandler {
         Self {
             resolver,
             edns_udp_size,
-            log_queries: AtomicBool::new(false),
-            identity: std::sync::RwLock::default(),
         }
-    }
-
-    /// Sets what CHAOS TXT and NSID tell (`[server] identity`, `version`, `nsid`).
-    pub fn set_identity(&self, identity: Identity) {
-        *self
-            .identity
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(identity);
-    }
-
-    fn identity(&self) -> Arc<Identity> {
-        Arc::clone(
-            &self
-                .identity
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
     }
 
     /// The prefixes that apply to `client` on a listener (empty: no synthesis).
     fn prefixes_for(&self, listener: &ListenerPolicy, client: IpAddr) -> Vec<SynthesisPrefix> {
-        if !listener.dns64 || !self.resolver.dns64().serves(client) {
+        if !listener.dns64 || !listener.answering.dns64.serves(client) {
             return Vec::new();
         }
         let discovered = listener.discovered.as_ref().map(|set| set.current());
@@ -208,11 +203,6 @@ impl RequestHandler {
         self.handle_reply(request, client, transport, listener)
             .await
             .map(Reply::into_bytes)
-    }
-
-    /// True while the query log is on (the fast path then stays out of the way).
-    pub fn logs_queries(&self) -> bool {
-        self.log_queries.load(Ordering::Relaxed)
     }
 
     /// Our EDNS UDP payload size.
@@ -330,7 +320,7 @@ impl RequestHandler {
             metrics.aaaa(kind);
             note.aaaa = Some(kind);
         }
-        if self.log_queries.load(Ordering::Relaxed) {
+        if listener.log_queries {
             tracing::info!(
                 target: "dns64d::query",
                 %client,
@@ -349,11 +339,6 @@ impl RequestHandler {
             cookie: response_cookie,
             valid_cookie,
         })
-    }
-
-    /// Turns the per-query log on or off (`log.queries`).
-    pub fn set_log_queries(&self, enabled: bool) {
-        self.log_queries.store(enabled, Ordering::Relaxed);
     }
 
     /// Builds the response message and the UDP size limit for it.
@@ -380,7 +365,7 @@ impl RequestHandler {
             let mut edns = Edns::new();
             edns.set_max_payload(self.edns_udp_size)
                 .set_dnssec_ok(dnssec_ok);
-            self.identity().add_nsid(client_edns, &mut edns);
+            listener.identity.add_nsid(client_edns, &mut edns);
             response.set_edns(edns);
             if client_edns.version() > 0 {
                 // RFC 6891 §6.1.3: unsupported version.
@@ -405,7 +390,7 @@ impl RequestHandler {
         let query = &request.queries[0];
         let record_type = query.query_type();
         if query.query_class() == DNSClass::CH {
-            self.identity().answer_chaos(query, &mut response);
+            listener.identity.answer_chaos(query, &mut response);
             return (response, limit);
         }
         if query.query_class() != DNSClass::IN {
@@ -435,7 +420,10 @@ impl RequestHandler {
             recursion_desired: request.metadata.recursion_desired,
         };
         let prefixes = self.prefixes_for(listener, client.ip());
-        let resolution = self.resolver.resolve(&question, flags, &prefixes).await;
+        let resolution = self
+            .resolver
+            .resolve(&question, flags, &prefixes, &listener.answering)
+            .await;
         let answer = resolution.answer;
         outcome.resolved = true;
         outcome.stale = answer.stale;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::answering::resolver::Resolver;
 use crate::answering::upstream::Upstream;
+use crate::edge::handler::SnapshotSlot;
 pub use crate::ops::upstream_health::PROBE_INTERVAL;
 
 /// Why `/healthz` says 503.
@@ -33,8 +34,10 @@ pub enum Unhealthy {
 pub struct HealthCheck {
     /// The forwarding upstreams.
     pub upstream: Arc<Upstream>,
-    /// The resolver (zones, cache, metrics).
+    /// The resolver (cache, metrics).
     pub resolver: Arc<Resolver>,
+    /// The configuration in force (its zones).
+    pub snapshot: Arc<SnapshotSlot>,
     /// Recursive mode: the root servers answer, not `upstream`.
     pub recursive: bool,
 }
@@ -46,7 +49,7 @@ impl HealthCheck {
         if !metrics.is_ready() {
             return Err(Unhealthy::NotReady);
         }
-        if self.recursive || !self.resolver.zones().is_empty() {
+        if self.recursive || self.has_zones() {
             return Ok(());
         }
         let servers = self.upstream.addresses();
@@ -71,6 +74,15 @@ impl HealthCheck {
             .collect::<Vec<_>>()
             .join(", ");
         Err(Unhealthy::AllDown(detail))
+    }
+
+    /// True if local zones are configured (they answer without upstreams).
+    fn has_zones(&self) -> bool {
+        let snapshot = self.snapshot.current();
+        snapshot
+            .listeners
+            .first()
+            .is_some_and(|policy| !policy.answering.zones.is_empty())
     }
 
     /// Asks every server that is down `. NS` every [`PROBE_INTERVAL`], forever.

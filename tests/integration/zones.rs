@@ -177,11 +177,10 @@ async fn reload_serves_the_new_file_and_keeps_the_old_zone_when_broken() {
     let original = std::fs::read_to_string(data_dir().join("local.test.zone")).unwrap();
     std::fs::write(&path, &original).unwrap();
     let auth = start_auth_upstream(LO).await;
-    let d = start_dns64d(&[auth.addr()], "", &zone_toml(&path, true)).await;
-    let zones = d.server.handler().resolver().zones().clone();
+    let mut d = start_dns64d(&[auth.addr()], "", &zone_toml(&path, true)).await;
 
     std::fs::write(&path, original.replace("93.184.216.50", "93.184.216.60")).unwrap();
-    assert_eq!(zones.reload().await, Ok(1));
+    assert_eq!(d.server.reload_zones().await, Ok(1));
     let m = query_udp(d.addr, &Q::new("v4only.local.test", RecordType::A)).await;
     assert_eq!(
         answer_summary(&m),
@@ -193,7 +192,11 @@ async fn reload_serves_the_new_file_and_keeps_the_old_zone_when_broken() {
         format!("{original}\nbroken 300 IN A not-an-address\n"),
     )
     .unwrap();
-    let error = zones.reload().await.expect_err("a broken file is rejected");
+    let error = d
+        .server
+        .reload_zones()
+        .await
+        .expect_err("a broken file is rejected");
     assert!(error.to_string().contains("local.test.zone"), "{error}");
     let m = query_udp(d.addr, &Q::new("v4only.local.test", RecordType::A)).await;
     assert_eq!(
@@ -422,5 +425,94 @@ async fn signed_zone_files_serve_signatures_and_proofs() {
             assert_proof_from_zone(&zone, &m.authorities, proof, "wildcard");
         }
         drop(auth);
+    }
+}
+
+/// A reload puts one snapshot of the configuration in force in one store
+/// (issue 17): while queries run, configuration A (prefix 64:ff9b::/96,
+/// v4only at .50) and B (prefix 2001:db8:64::/96, v4only at .60) alternate,
+/// and every synthesized answer is A's or B's, never A's prefix over B's
+/// zone data or the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_mixes_two_configurations_while_reloading_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(data_dir().join("local.test.zone")).unwrap();
+    let file_a = dir.path().join("a.zone");
+    let file_b = dir.path().join("b.zone");
+    std::fs::write(&file_a, &original).unwrap();
+    std::fs::write(&file_b, original.replace("93.184.216.50", "93.184.216.60")).unwrap();
+    let auth = start_auth_upstream(LO).await;
+    let toml = |prefix: &str, file: &std::path::Path| {
+        format!(
+            "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n[dns64]\nprefixes = [\"{prefix}\"]\n{}",
+            auth.addr(),
+            zone_toml(file, true)
+        )
+    };
+    let config_a = dns64d::ops::config::from_toml_str(&toml("64:ff9b::/96", &file_a)).unwrap();
+    let config_b = dns64d::ops::config::from_toml_str(&toml("2001:db8:64::/96", &file_b)).unwrap();
+    let mut server = dns64d::edge::server::start(&config_a).await.unwrap();
+    let addr = server.local_addrs()[0];
+
+    let answer_a = vec!["64:ff9b::5db8:d832".to_string()];
+    let answer_b = vec!["2001:db8:64::5db8:d83c".to_string()];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Answers seen so far under A and under B, by every client together.
+    let under = std::sync::Arc::new([
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    ]);
+    let mut clients = Vec::new();
+    for over_tcp in [false, true] {
+        let stop = std::sync::Arc::clone(&stop);
+        let under = std::sync::Arc::clone(&under);
+        let (answer_a, answer_b) = (answer_a.clone(), answer_b.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::<Vec<String>, usize>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let q = Q::new("v4only.local.test", RecordType::AAAA);
+                let m = if over_tcp {
+                    query_tcp(addr, &q).await
+                } else {
+                    query_udp(addr, &q).await
+                };
+                let addresses: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+                if addresses == answer_a {
+                    under[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if addresses == answer_b {
+                    under[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                *seen.entry(addresses).or_default() += 1;
+            }
+            seen
+        }));
+    }
+    // At least 200 reloads, and on until each configuration answered 50 times.
+    let enough = |index: usize| under[index].load(std::sync::atomic::Ordering::Relaxed) >= 50;
+    let mut rounds = 0;
+    while rounds < 200 || !(enough(0) && enough(1)) {
+        assert!(
+            rounds < 100_000,
+            "queries were not answered while reloading"
+        );
+        let config = if rounds % 2 == 0 {
+            &config_b
+        } else {
+            &config_a
+        };
+        server.reload(config.clone()).await.expect("reload");
+        rounds += 1;
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let seen = client.await.unwrap();
+        for answer in seen.keys() {
+            assert!(
+                *answer == answer_a || *answer == answer_b,
+                "an answer from two configurations (or none): {answer:?}; all seen: {seen:?}"
+            );
+        }
+        assert!(seen.values().sum::<usize>() > 0, "{seen:?}");
     }
 }

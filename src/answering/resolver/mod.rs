@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -150,10 +150,45 @@ pub enum LookupError {
 }
 
 /// How one lookup may get its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 struct LookupOptions {
     flags: UpstreamFlags,
     cache_only: bool,
+    /// The local zones of the query's configuration snapshot.
+    zones: Arc<LocalZones>,
+}
+
+/// What answering reads from the configuration: one immutable value per
+/// configuration, taken once by each query (with its listener's policy,
+/// see `edge::handler::Snapshot`), so a reload never gives one answer two
+/// configurations.
+pub struct AnswerSettings {
+    /// The DNS64 policy.
+    pub dns64: Dns64Config,
+    /// DDR (RFC 9462): the `resolver.arpa` answers, when configured.
+    pub designation: Option<Designation>,
+    /// The local zones.
+    pub zones: Arc<LocalZones>,
+}
+
+impl std::fmt::Debug for AnswerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerSettings")
+            .field("dns64", &self.dns64)
+            .field("designation", &self.designation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnswerSettings {
+    /// Settings of a configuration, with its zones loaded and no DDR.
+    pub fn new(config: &Config, zones: Arc<LocalZones>) -> Self {
+        Self {
+            dns64: config.dns64.clone(),
+            designation: None,
+            zones,
+        }
+    }
 }
 
 type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
@@ -161,17 +196,13 @@ type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 /// Cache, upstream and DNS64 policy together.
 pub struct Resolver {
     upstream: Arc<dyn Forwarder>,
-    zones: Arc<LocalZones>,
     metrics: Arc<Metrics>,
     cache: Cache,
-    dns64: RwLock<Arc<Dns64Config>>,
     in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
     /// This resolver, for background refreshes (serve-stale, prefetch).
     me: Weak<Resolver>,
     /// Some answer is being served stale now (logged when this changes).
     serving_stale: AtomicBool,
-    /// DDR (RFC 9462): the `resolver.arpa` answers, when configured.
-    designation: RwLock<Option<Arc<Designation>>>,
 }
 
 impl Resolver {
@@ -183,41 +214,27 @@ impl Resolver {
             config.server.edns_udp_size,
             Arc::clone(&metrics),
         );
-        Self::with_parts(
-            config,
-            Arc::new(upstream),
-            Arc::new(LocalZones::default()),
-            metrics,
-        )
+        Self::with_parts(config, Arc::new(upstream), metrics)
     }
 
     /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
     pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
-        Self::with_parts(
-            config,
-            forwarder,
-            Arc::new(LocalZones::default()),
-            Arc::new(Metrics::new()),
-        )
+        Self::with_parts(config, forwarder, Arc::new(Metrics::new()))
     }
 
-    /// Builds the pipeline over a [`Forwarder`] and loaded local zones.
+    /// Builds the pipeline over a [`Forwarder`].
     pub fn with_parts(
         config: &Config,
         forwarder: Arc<dyn Forwarder>,
-        zones: Arc<LocalZones>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             upstream: forwarder,
-            zones,
             metrics,
             cache: Cache::new(config.cache),
-            dns64: RwLock::new(Arc::new(config.dns64.clone())),
             in_flight: Mutex::new(HashMap::new()),
             me: me.clone(),
             serving_stale: AtomicBool::new(false),
-            designation: RwLock::new(None),
         })
     }
 
@@ -226,41 +243,9 @@ impl Resolver {
         &self.cache
     }
 
-    /// The DNS64 policy in force now.
-    pub fn dns64(&self) -> Arc<Dns64Config> {
-        Arc::clone(
-            &self
-                .dns64
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-
-    /// Replaces the DNS64 policy (configuration reload); queries already
-    /// running finish with the old one.
-    pub fn set_dns64(&self, dns64: Dns64Config) {
-        *self
-            .dns64
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(dns64);
-    }
-
-    /// Replaces the DDR answers (the listeners are bound, or a reload).
-    pub fn set_designation(&self, designation: Option<Designation>) {
-        *self
-            .designation
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = designation.map(Arc::new);
-    }
-
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// The local zones.
-    pub fn zones(&self) -> &Arc<LocalZones> {
-        &self.zones
     }
 
     /// Answers one question. `prefixes` are the prefixes that apply to this
@@ -271,6 +256,7 @@ impl Resolver {
         question: &Question,
         flags: ClientFlags,
         prefixes: &[SynthesisPrefix],
+        settings: &AnswerSettings,
     ) -> Resolution {
         let options = LookupOptions {
             flags: UpstreamFlags {
@@ -278,18 +264,14 @@ impl Resolver {
                 checking_disabled: flags.checking_disabled,
             },
             cache_only: !flags.recursion_desired,
+            zones: Arc::clone(&settings.zones),
         };
-        let designation = self
-            .designation
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(answer) = designation.and_then(|designation| {
+        if let Some(answer) = settings.designation.as_ref().and_then(|designation| {
             designation.answer(&question.name, question.record_type, question.class)
         }) {
             return Resolution::plain(answer);
         }
-        let policy = self.dns64();
+        let policy = &settings.dns64;
         let dns64_active = !prefixes.is_empty() && question.class == DNSClass::IN;
         if dns64_active && ipv4only::is_ipv4only_name(&question.name) {
             let local = ipv4only::answer(&question.name, question.record_type, prefixes);
@@ -307,7 +289,7 @@ impl Resolver {
         }
         if dns64_active && question.record_type == RecordType::PTR {
             if let Some(resolution) = self
-                .resolve_reverse(question, options, prefixes, &policy)
+                .resolve_reverse(question, options.clone(), prefixes, policy)
                 .await
             {
                 return resolution;
@@ -319,12 +301,12 @@ impl Resolver {
         let wants_synthesis = dns64_active
             && question.record_type == RecordType::AAAA
             && !policy.is_excluded_domain(&question.name)
-            && !self.zones.forbids_dns64(&question.name)
+            && !settings.zones.forbids_dns64(&question.name)
             // RFC 6147 §5.5: with DO and CD the client validates; synthesis would fail it.
             && !(flags.dnssec_ok && flags.checking_disabled && !policy.break_dnssec);
         if wants_synthesis {
             return self
-                .resolve_aaaa(question, options, prefixes, &policy)
+                .resolve_aaaa(question, options, prefixes, policy)
                 .await;
         }
         match self
@@ -377,10 +359,10 @@ impl Resolver {
         // Start the A lookup now unless the AAAA answer is cached (then A most likely is too).
         let a_prefetch = if !options.cache_only && self.cache.get(&aaaa_key).is_none() {
             let resolver = Arc::clone(self);
-            let (a_name, class) = (name.clone(), question.class);
+            let (a_name, class, a_options) = (name.clone(), question.class, options.clone());
             Some(tokio::spawn(async move {
                 resolver
-                    .lookup_following(&a_name, RecordType::A, class, options)
+                    .lookup_following(&a_name, RecordType::A, class, a_options)
                     .await
             }))
         } else {
@@ -388,7 +370,7 @@ impl Resolver {
         };
 
         let aaaa = match self
-            .lookup_following(name, RecordType::AAAA, question.class, options)
+            .lookup_following(name, RecordType::AAAA, question.class, options.clone())
             .await
         {
             Ok(answer) => answer,
@@ -541,7 +523,9 @@ impl Resolver {
         class: DNSClass,
         options: LookupOptions,
     ) -> Result<Answer, LookupError> {
-        let mut answer = self.lookup(name, record_type, class, options).await?;
+        let mut answer = self
+            .lookup(name, record_type, class, options.clone())
+            .await?;
         if record_type == RecordType::CNAME {
             return Ok(answer);
         }
@@ -558,7 +542,9 @@ impl Resolver {
             if !dangling {
                 break;
             }
-            let next = self.lookup(&target, record_type, class, options).await?;
+            let next = self
+                .lookup(&target, record_type, class, options.clone())
+                .await?;
             if next.response_code != ResponseCode::NoError
                 && next.response_code != ResponseCode::NXDomain
             {
@@ -591,8 +577,8 @@ impl Resolver {
         class: DNSClass,
         options: LookupOptions,
     ) -> Result<Answer, LookupError> {
-        if !self.zones.is_empty() {
-            match self
+        if !options.zones.is_empty() {
+            match options
                 .zones
                 .lookup(name, record_type, options.flags.dnssec_ok)
                 .await

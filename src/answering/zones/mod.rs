@@ -23,7 +23,7 @@ pub mod signed;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::ResponseCode;
@@ -181,64 +181,29 @@ pub enum ZoneAnswer {
     Referral(Answer),
 }
 
-/// The set of local zones; reloadable while serving.
+/// The set of local zones, as loaded; a reload loads a new set (see
+/// `edge::server::RunningServer::reload`).
 #[derive(Default)]
 pub struct LocalZones {
-    zones: RwLock<Arc<Vec<Arc<LoadedZone>>>>,
+    zones: Vec<Arc<LoadedZone>>,
 }
 
 impl LocalZones {
-    /// Loads every zone file; the first error stops start-up.
+    /// Loads every zone file; the first error stops the load.
     pub async fn load(configs: &[ZoneConfig]) -> Result<Self, ZoneError> {
-        let zones = load_all(configs).await?;
         Ok(Self {
-            zones: RwLock::new(Arc::new(zones)),
+            zones: load_all(configs).await?,
         })
     }
 
     /// True if no zone is configured.
     pub fn is_empty(&self) -> bool {
-        self.zones
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_empty()
-    }
-
-    /// The zones loaded now.
-    fn configs(&self) -> Vec<ZoneConfig> {
-        let zones = self
-            .zones
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        zones.iter().map(|zone| zone.config.clone()).collect()
-    }
-
-    /// Re-reads every zone file; on any error the old zones keep serving.
-    pub async fn reload(&self) -> Result<usize, ZoneError> {
-        self.replace(&self.configs()).await
-    }
-
-    /// Loads a new set of zones (a changed `[[zones]]`); on any error the old
-    /// zones keep serving.
-    pub async fn replace(&self, configs: &[ZoneConfig]) -> Result<usize, ZoneError> {
-        let zones = load_all(configs).await?;
-        let count = zones.len();
-        *self
-            .zones
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(zones);
-        Ok(count)
+        self.zones.is_empty()
     }
 
     /// The most specific zone containing `name`.
     fn zone_for(&self, name: &Name) -> Option<Arc<LoadedZone>> {
-        let zones = Arc::clone(
-            &self
-                .zones
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        zones
+        self.zones
             .iter()
             .filter(|zone| zone.config.name.zone_of(name))
             .max_by_key(|zone| zone.config.name.num_labels())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::edge::cookies::{self, CookieState};
 use crate::edge::fastpath::{self, ResponseCache};
-use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler};
+use crate::edge::handler::{ListenerPolicy, RequestHandler, SnapshotSlot};
 use crate::edge::pktinfo::ReplySource;
 use crate::edge::ratelimit::{RateLimiter, Verdict};
 use crate::edge::transport::Transport;
@@ -22,7 +22,9 @@ use crate::ops::metrics::Metrics;
 #[derive(Clone)]
 pub(crate) struct ServeContext {
     pub(super) handler: Arc<RequestHandler>,
-    pub(super) policy: Arc<PolicySlot>,
+    /// What queries read from the configuration; this listener's policy is
+    /// at `listener_id`.
+    pub(super) snapshot: Arc<SnapshotSlot>,
     pub(super) in_flight: Arc<InFlight>,
     pub(super) responses: Arc<ResponseCache>,
     pub(super) listener_id: u32,
@@ -84,10 +86,7 @@ impl ServeContext {
         let Some(query) = fastpath::parse_query(packet) else {
             return FastOutcome::Slow;
         };
-        if !policy.client_independent
-            || self.handler.logs_queries()
-            || !policy.is_allowed(client.ip())
-        {
+        if !policy.client_independent || policy.log_queries || !policy.is_allowed(client.ip()) {
             return FastOutcome::Slow;
         }
         let mut limit = query.udp_limit(self.handler.edns_udp_size());
@@ -241,9 +240,15 @@ impl ServeContext {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let _guard = self.in_flight.enter();
-        let policy = self.policy.current();
+        let policy = self.policy();
         self.handler
             .handle(request, client, transport, &policy)
             .await
+    }
+
+    /// This listener's policy in the snapshot in force now: taken once per
+    /// query, at its start.
+    pub(super) fn policy(&self) -> Arc<ListenerPolicy> {
+        self.snapshot.policy(self.listener_id as usize)
     }
 }

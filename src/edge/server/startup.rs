@@ -22,13 +22,15 @@ use super::{ServerError, tls};
 use tokio::task::JoinSet;
 
 use crate::answering::ddr::Designation;
+use crate::answering::identity::Identity;
 use crate::answering::recursive::RecursiveForwarder;
+use crate::answering::resolver::AnswerSettings;
 use crate::answering::resolver::Resolver;
 use crate::answering::upstream::{Forwarder, Upstream};
 use crate::answering::zones::{LocalZones, ZoneError};
 use crate::edge::cookies::{self, CookieKeys, CookieSecret, CookieSettings};
 use crate::edge::fastpath::ResponseCache;
-use crate::edge::handler::{ListenerPolicy, PolicySlot, RequestHandler};
+use crate::edge::handler::{ListenerPolicy, RequestHandler, Snapshot, SnapshotSlot};
 use crate::edge::ratelimit::RateLimiter;
 use crate::ops::config::Config;
 use crate::ops::config::ListenerConfig;
@@ -40,7 +42,10 @@ pub struct RunningServer {
     addresses: Vec<SocketAddr>,
     handler: Arc<RequestHandler>,
     upstream: Arc<Upstream>,
-    listeners: Vec<(ListenerConfig, Arc<PolicySlot>)>,
+    /// The listeners running, in configuration order.
+    listeners: Vec<ListenerConfig>,
+    /// What queries read from the configuration, swapped whole on reload.
+    snapshot: Arc<SnapshotSlot>,
     discovered: Option<Arc<DiscoveredPrefixes>>,
     config: Config,
     responses: Arc<ResponseCache>,
@@ -86,27 +91,9 @@ impl RunningServer {
     /// restart; changes there are reported in the returned notes and ignored.
     /// A zone that fails to load rejects the whole reload (nothing changes).
     pub async fn reload(&mut self, config: Config) -> Result<Vec<String>, ZoneError> {
-        self.handler
-            .resolver()
-            .zones()
-            .replace(&config.zones)
-            .await?;
+        let zones = Arc::new(LocalZones::load(&config.zones).await?);
         let mut notes = tls::reload_certificates(&self.certificates, &config);
-        // DDR names the listeners running now (changes to them need a restart).
-        let running: Vec<ListenerConfig> = self
-            .listeners
-            .iter()
-            .map(|(listener, _)| listener.clone())
-            .collect();
-        self.handler.resolver().set_designation(Designation::new(
-            config.ddr_name.as_ref(),
-            &running,
-            &self.addresses,
-        ));
         self.upstream.reconfigure(&config.upstream);
-        self.handler.resolver().set_dns64(config.dns64.clone());
-        self.handler.set_log_queries(config.log.queries);
-        self.handler.set_identity(config.identity.clone());
         if config.control_socket != self.config.control_socket {
             notes.push("control.socket changed: restart dns64d to apply it".into());
         }
@@ -118,7 +105,7 @@ impl RunningServer {
                 .listeners
                 .iter()
                 .zip(&self.listeners)
-                .all(|(new, (old, _))| {
+                .all(|(new, old)| {
                     new.address == old.address
                         && new.udp == old.udp
                         && new.tcp == old.tcp
@@ -141,23 +128,19 @@ impl RunningServer {
                 "\"discover\" was added to the prefixes: restart dns64d to start discovery".into(),
             );
         }
-        let cookies = cookie_settings(&config, &self.fallback_cookie_secret);
-        for (index, (old, slot)) in self.listeners.iter().enumerate() {
-            // Policies follow the listener with the same address (or position).
-            let new = config
-                .listeners
-                .iter()
-                .find(|new| new.address == old.address)
-                .or_else(|| config.listeners.get(index));
-            if let Some(new) = new {
-                slot.set(listener_policy(
-                    new,
-                    &config,
-                    self.discovered.as_ref(),
-                    cookies.as_ref(),
-                ));
-            }
-        }
+        // DDR names the listeners running now (changes to them need a restart).
+        let designation =
+            Designation::new(config.ddr_name.as_ref(), &self.listeners, &self.addresses);
+        let snapshot = snapshot(
+            &config,
+            &self.listeners,
+            zones,
+            designation,
+            self.discovered.as_ref(),
+            &self.fallback_cookie_secret,
+        );
+        // One store: a query sees all of the old configuration or all of the new.
+        self.snapshot.replace(snapshot);
         // Stored responses reflect the old policy and zones. Last, so a
         // response stamped with the new generation was computed under the new
         // configuration (see `ResponseCache::generation`).
@@ -178,6 +161,20 @@ impl RunningServer {
         }
         self.config = config;
         Ok(notes)
+    }
+
+    /// Re-reads the zone files of the configuration in force (a reload
+    /// with the same configuration); returns how many zones are loaded. A
+    /// zone that fails to load changes nothing.
+    pub async fn reload_zones(&mut self) -> Result<usize, ZoneError> {
+        let config = self.config.clone();
+        let count = config.zones.len();
+        self.reload(config).await.map(|_| count)
+    }
+
+    /// What queries read from the configuration now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.current()
     }
 
     /// Stops accepting queries, lets those being answered finish (at most
@@ -219,11 +216,12 @@ impl RunningServer {
 }
 
 /// The policy of one listener under a configuration.
-pub(super) fn listener_policy(
+fn listener_policy(
     listener: &ListenerConfig,
     config: &Config,
     discovered: Option<&Arc<DiscoveredPrefixes>>,
     cookies: Option<&Arc<CookieSettings>>,
+    shared: SharedSettings<'_>,
 ) -> ListenerPolicy {
     let prefixes = listener
         .prefixes
@@ -244,15 +242,15 @@ pub(super) fn listener_policy(
             .then(|| discovered.cloned())
             .flatten(),
         cookies: cookies.cloned(),
+        answering: Arc::clone(shared.answering),
+        identity: Arc::clone(shared.identity),
+        log_queries: config.log.queries,
     }
 }
 
 /// The cookie settings of a configuration; `fallback_secret` stands in for
 /// an unset `cookies.secret` (made at start, kept across reloads).
-pub(super) fn cookie_settings(
-    config: &Config,
-    fallback_secret: &CookieSecret,
-) -> Option<Arc<CookieSettings>> {
+fn cookie_settings(config: &Config, fallback_secret: &CookieSecret) -> Option<Arc<CookieSettings>> {
     let cookies = &config.cookies;
     cookies.enabled.then(|| {
         Arc::new(CookieSettings {
@@ -263,6 +261,56 @@ pub(super) fn cookie_settings(
             require_for_large_udp: cookies.require_for_large_udp,
         })
     })
+}
+
+/// The snapshot of a configuration for the `running` listeners: each gets
+/// the policy of the configured listener with its address (or, failing
+/// that, at its position; or else its own), all over one set of answering
+/// settings.
+fn snapshot(
+    config: &Config,
+    running: &[ListenerConfig],
+    zones: Arc<LocalZones>,
+    designation: Option<Designation>,
+    discovered: Option<&Arc<DiscoveredPrefixes>>,
+    fallback_cookie_secret: &CookieSecret,
+) -> Snapshot {
+    let answering = Arc::new(AnswerSettings {
+        dns64: config.dns64.clone(),
+        designation,
+        zones,
+    });
+    let identity = Arc::new(config.identity.clone());
+    let cookies = cookie_settings(config, fallback_cookie_secret);
+    let listeners = running
+        .iter()
+        .enumerate()
+        .map(|(index, old)| {
+            let listener = config
+                .listeners
+                .iter()
+                .find(|new| new.address == old.address)
+                .or_else(|| config.listeners.get(index))
+                .unwrap_or(old);
+            Arc::new(listener_policy(
+                listener,
+                config,
+                discovered,
+                cookies.as_ref(),
+                SharedSettings {
+                    answering: &answering,
+                    identity: &identity,
+                },
+            ))
+        })
+        .collect();
+    Snapshot { listeners }
+}
+
+/// The parts of a snapshot every listener's policy shares.
+struct SharedSettings<'a> {
+    answering: &'a Arc<AnswerSettings>,
+    identity: &'a Arc<Identity>,
 }
 
 /// Binds every listen address and starts serving.
@@ -284,11 +332,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
         None => Arc::clone(&upstream) as Arc<dyn Forwarder>,
     };
-    let resolver =
-        Resolver::with_parts(config, Arc::clone(&forwarder), zones, Arc::clone(&metrics));
+    let resolver = Resolver::with_parts(config, Arc::clone(&forwarder), Arc::clone(&metrics));
     let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
-    handler.set_log_queries(config.log.queries);
-    handler.set_identity(config.identity.clone());
     let in_flight = Arc::new(InFlight::default());
     let responses = Arc::new(
         ResponseCache::new(config.cache.max_entries).with_prefetch_margin(
@@ -323,14 +368,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         discovered
     });
     let fallback_cookie_secret = cookies::random_secret();
-    let cookie_settings = cookie_settings(config, &fallback_cookie_secret);
+    // Without DDR until the listeners are bound (DDR names their addresses).
+    let snapshot = Arc::new(SnapshotSlot::new(self::snapshot(
+        config,
+        &config.listeners,
+        Arc::clone(&zones),
+        None,
+        discovered.as_ref(),
+        &fallback_cookie_secret,
+    )));
     for listener in &config.listeners {
-        let slot = Arc::new(PolicySlot::new(listener_policy(
-            listener,
-            config,
-            discovered.as_ref(),
-            cookie_settings.as_ref(),
-        )));
         let address = listener.address;
         let (udp, tcp) = bind_listener(
             address,
@@ -361,7 +408,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         addresses.push(bound);
         let context = ServeContext {
             handler: Arc::clone(&handler),
-            policy: Arc::clone(&slot),
+            snapshot: Arc::clone(&snapshot),
             in_flight: Arc::clone(&in_flight),
             responses: Arc::clone(&responses),
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
@@ -399,18 +446,22 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             }
             (None, _) => {}
         }
-        listeners.push((listener.clone(), slot));
+        listeners.push(listener.clone());
     }
+    snapshot.replace(self::snapshot(
+        config,
+        &listeners,
+        zones,
+        Designation::new(config.ddr_name.as_ref(), &config.listeners, &addresses),
+        discovered.as_ref(),
+        &fallback_cookie_secret,
+    ));
     let health = Arc::new(crate::ops::health::HealthCheck {
         upstream: Arc::clone(&upstream),
         resolver: Arc::clone(handler.resolver()),
+        snapshot: Arc::clone(&snapshot),
         recursive: config.upstream.recursive.is_some(),
     });
-    handler.resolver().set_designation(Designation::new(
-        config.ddr_name.as_ref(),
-        &config.listeners,
-        &addresses,
-    ));
     if let Some(address) = config.metrics_listen {
         let listener = bind_tcp(address).map_err(|source| ServerError::Bind {
             address,
@@ -437,6 +488,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         handler,
         upstream,
         listeners,
+        snapshot,
         discovered,
         config: config.clone(),
         responses,

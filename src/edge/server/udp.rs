@@ -42,7 +42,7 @@ pub(super) fn serve_udp(
             };
             let packet = &buffer[..length];
             let cache_generation = context.responses.generation();
-            let policy = context.policy.current();
+            let policy = context.policy();
             match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => send_reply(&socket, &reply, client, None).await,
                 FastOutcome::Silenced => {}

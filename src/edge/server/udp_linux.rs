@@ -143,7 +143,7 @@ pub(super) fn serve_udp_thread(
         // One read of the policy per batch: the batch is answered as of its
         // arrival. The cache generation is taken first (see `slow_task`).
         let cache_generation = context.responses.generation();
-        let policy = context.policy.current();
+        let policy = context.policy();
         for (packet, client, source) in received.datagrams() {
             match context.answer_fast(&policy, packet, client, &mut reply) {
                 FastOutcome::Answer => answers.push(&reply, client, source),
