@@ -1,9 +1,10 @@
 //! RFC 6147 §5.1 decisions for AAAA queries: keep the native AAAA answer,
 //! or synthesize AAAA records from the A answer, and with which TTL.
 //!
-//! Pure functions over [`Answer`]s: no I/O, no clock. The resolver asks
-//! [`decide_on_aaaa`] first and, when told to, fetches the A answer and calls
-//! [`synthesize_from_a`].
+//! Pure functions over plain values and [`Answer`]s: no I/O, no clock. The
+//! resolver asks [`decide_on_question`] whether DNS64 handles a question at
+//! all; for one it does, it asks [`decide_on_aaaa`] about the AAAA answer and,
+//! when told to, fetches the A answer and calls [`synthesize_from_a`].
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::AAAA;
@@ -14,6 +15,88 @@ use crate::dns64::answer::{Answer, is_rrsig_covering};
 
 /// TTL cap for synthesized records when the AAAA answer carried no SOA (RFC 6147 §5.1.7).
 pub const TTL_CAP_WITHOUT_SOA: u32 = 600;
+
+/// What the resolver knows about a question when it decides whether DNS64
+/// handles it: plain values, so the decision is a table lookup. Finding them
+/// (the configuration's domain lists, the local zones) is the caller's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuestionFacts {
+    /// At least one prefix applies to this client on this listener, and the
+    /// class is IN (RFC 6147 §5.1: DNS64 answers "type AAAA and class IN").
+    pub dns64_active: bool,
+    /// The query type.
+    pub record_type: RecordType,
+    /// The name is at or below one of `dns64.exclude_domains` (operator policy).
+    pub name_excluded: bool,
+    /// The name is inside a local zone configured with `dns64 = false` (operator policy).
+    pub zone_forbids_dns64: bool,
+    /// The client's EDNS DO bit.
+    pub dnssec_ok: bool,
+    /// The client's CD bit.
+    pub checking_disabled: bool,
+    /// `dns64.break_dnssec`: synthesize for DO+CD queries too, against RFC 6147 §5.5.
+    pub break_dnssec: bool,
+}
+
+/// Whether DNS64 handles a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionDecision {
+    /// DNS64 handles it: look up AAAA, then [`decide_on_aaaa`] (RFC 6147 §5.1).
+    Dns64,
+    /// Answer it as a resolver without DNS64 would, for this reason.
+    Forward(ForwardReason),
+}
+
+/// Why a question is answered without DNS64 (the first rule that applies,
+/// in the order [`decide_on_question`] checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardReason {
+    /// No prefix applies to this client on this listener, or the class is not IN.
+    Inactive,
+    /// Not an AAAA question: RFC 6147 §5.1 synthesizes AAAA records only
+    /// (PTR for synthesized addresses, §5.3.1, is [`super::reverse`]'s).
+    NotAaaa,
+    /// The name is in `dns64.exclude_domains`.
+    ExcludedDomain,
+    /// The name is in a local zone with `dns64 = false`.
+    ZoneForbids,
+    /// DO and CD are both set and `dns64.break_dnssec` is off: the client
+    /// validates itself, so RFC 6147 §5.5 item 3 forbids synthesis.
+    ClientValidates,
+}
+
+/// Decides whether DNS64 handles a question (RFC 6147 §5.1, §5.5).
+///
+/// DNS64 handles a question only when all of these hold, checked in this
+/// order (the first that fails is the [`ForwardReason`]):
+/// - DNS64 is active for it: a prefix serves the client and the class is
+///   IN (§5.1: "a query for RRs of type AAAA and class IN").
+/// - The type is AAAA (§5.1). Every other type, A included, is answered as
+///   a plain recursive resolver would.
+/// - The name is not excluded by the operator (`dns64.exclude_domains`, or
+///   a local zone with `dns64 = false`).
+/// - The client does not validate for itself: §5.5 item 3, "If the CD bit
+///   is set and DO is set, then vDNS64 MAY perform validation, but MUST NOT
+///   perform synthesis": such a client gets the data as it is and does its
+///   own synthesis. `dns64.break_dnssec` overrides this, knowingly. CD
+///   without DO, or DO without CD, does not stop synthesis (§5.5 items 1
+///   and 2; the AD bit is [`super::dnssec::response_authentic_data`]'s).
+pub fn decide_on_question(facts: QuestionFacts) -> QuestionDecision {
+    let reason = if !facts.dns64_active {
+        ForwardReason::Inactive
+    } else if facts.record_type != RecordType::AAAA {
+        ForwardReason::NotAaaa
+    } else if facts.name_excluded {
+        ForwardReason::ExcludedDomain
+    } else if facts.zone_forbids_dns64 {
+        ForwardReason::ZoneForbids
+    } else if facts.dnssec_ok && facts.checking_disabled && !facts.break_dnssec {
+        ForwardReason::ClientValidates
+    } else {
+        return QuestionDecision::Dns64;
+    };
+    QuestionDecision::Forward(reason)
+}
 
 /// When a failed AAAA lookup (an RCODE other than NOERROR or NXDOMAIN) leads to synthesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -532,5 +615,131 @@ mod tests {
             &prefixes,
         );
         assert_eq!(result.answer, aaaa);
+    }
+
+    /// Facts for an active AAAA question with nothing set, changed by the
+    /// words in `spec`: `inactive`, a type (`A`, `PTR`, `ANY`), `excluded`,
+    /// `forbidden`, `DO`, `CD`, `break`.
+    fn question_facts(spec: &str) -> QuestionFacts {
+        let mut facts = QuestionFacts {
+            dns64_active: true,
+            record_type: RecordType::AAAA,
+            name_excluded: false,
+            zone_forbids_dns64: false,
+            dnssec_ok: false,
+            checking_disabled: false,
+            break_dnssec: false,
+        };
+        for word in spec.split_whitespace() {
+            match word {
+                "inactive" => facts.dns64_active = false,
+                "excluded" => facts.name_excluded = true,
+                "forbidden" => facts.zone_forbids_dns64 = true,
+                "DO" => facts.dnssec_ok = true,
+                "CD" => facts.checking_disabled = true,
+                "break" => facts.break_dnssec = true,
+                other => facts.record_type = RecordType::from_str(other).unwrap(),
+            }
+        }
+        facts
+    }
+
+    #[test]
+    fn which_questions_dns64_handles() {
+        use ForwardReason::*;
+        use QuestionDecision::{Dns64, Forward};
+        let cases = [
+            ("a plain AAAA question", "", Dns64),
+            ("DO alone (§5.5 item 2)", "DO", Dns64),
+            ("CD alone", "CD", Dns64),
+            (
+                "DO and CD: the client validates (§5.5 item 3)",
+                "DO CD",
+                Forward(ClientValidates),
+            ),
+            ("DO and CD under break_dnssec", "DO CD break", Dns64),
+            ("break_dnssec alone", "break", Dns64),
+            ("DO under break_dnssec", "DO break", Dns64),
+            ("CD under break_dnssec", "CD break", Dns64),
+            ("an excluded domain", "excluded", Forward(ExcludedDomain)),
+            (
+                "an excluded domain, break_dnssec does not help",
+                "excluded DO CD break",
+                Forward(ExcludedDomain),
+            ),
+            (
+                "a zone with dns64 = false",
+                "forbidden",
+                Forward(ZoneForbids),
+            ),
+            (
+                "a zone with dns64 = false, break_dnssec does not help",
+                "forbidden DO CD break",
+                Forward(ZoneForbids),
+            ),
+            (
+                "excluded and forbidden: the domain list is checked first",
+                "excluded forbidden",
+                Forward(ExcludedDomain),
+            ),
+            (
+                "forbidden and DO CD: the zone is checked first",
+                "forbidden DO CD",
+                Forward(ZoneForbids),
+            ),
+            ("A (§5.1: AAAA only)", "A", Forward(NotAaaa)),
+            (
+                "PTR (reverse is decided elsewhere)",
+                "PTR",
+                Forward(NotAaaa),
+            ),
+            ("ANY", "ANY", Forward(NotAaaa)),
+            ("A with DO and CD", "A DO CD", Forward(NotAaaa)),
+            ("A in an excluded domain", "A excluded", Forward(NotAaaa)),
+            (
+                "inactive (no prefix, or class not IN)",
+                "inactive",
+                Forward(Inactive),
+            ),
+            ("inactive, for A too", "inactive A", Forward(Inactive)),
+            (
+                "inactive before everything else",
+                "inactive excluded forbidden DO CD",
+                Forward(Inactive),
+            ),
+        ];
+        for (case, spec, expected) in cases {
+            assert_eq!(decide_on_question(question_facts(spec)), expected, "{case}");
+        }
+    }
+
+    /// Every combination gives what the resolver's condition gave before the
+    /// decision moved here (issue #17: no change in behaviour).
+    #[test]
+    fn question_decision_is_the_resolver_condition_it_replaced() {
+        for record_type in [RecordType::AAAA, RecordType::A, RecordType::PTR] {
+            for bits in 0u8..64 {
+                let bit = |index: u8| bits & (1 << index) != 0;
+                let facts = QuestionFacts {
+                    dns64_active: bit(0),
+                    record_type,
+                    name_excluded: bit(1),
+                    zone_forbids_dns64: bit(2),
+                    dnssec_ok: bit(3),
+                    checking_disabled: bit(4),
+                    break_dnssec: bit(5),
+                };
+                let before = facts.dns64_active
+                    && facts.record_type == RecordType::AAAA
+                    && !facts.name_excluded
+                    && !facts.zone_forbids_dns64
+                    && !(facts.dnssec_ok && facts.checking_disabled && !facts.break_dnssec);
+                assert_eq!(
+                    decide_on_question(facts) == QuestionDecision::Dns64,
+                    before,
+                    "{facts:?}"
+                );
+            }
+        }
     }
 }
