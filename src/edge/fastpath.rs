@@ -428,6 +428,7 @@ impl ResponseCache {
     }
 
     /// Answers `query` from a stored response into `out`, if one is fresh and fits.
+    #[inline]
     pub fn answer(
         &self,
         query: &QueryShape<'_>,
@@ -436,13 +437,38 @@ impl ResponseCache {
         udp_limit: usize,
         out: &mut Vec<u8>,
     ) -> Option<Hit> {
+        // Checked before the clock is read, so a disabled cache costs nothing.
+        if !self.enabled {
+            return None;
+        }
+        self.answer_at(
+            query,
+            listener,
+            extra_generation,
+            udp_limit,
+            out,
+            Instant::now(),
+        )
+    }
+
+    /// [`ResponseCache::answer`] at the instant `now`: freshness and the
+    /// TTL countdown are measured from the instant the response was stored
+    /// to `now`. The clock is the caller's so tests can move it.
+    pub fn answer_at(
+        &self,
+        query: &QueryShape<'_>,
+        listener: u32,
+        extra_generation: u64,
+        udp_limit: usize,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Option<Hit> {
         if !self.enabled {
             return None;
         }
         let mut buffer = [0u8; MAX_KEY];
         let generation = self.generation().wrapping_add(extra_generation);
         let key = Self::key(query, listener, generation, &mut buffer)?;
-        let now = Instant::now();
         let mut shard = self.stored.shard(key);
         let stored = shard.get(key)?;
         if stored.expires <= now {
@@ -483,6 +509,7 @@ impl ResponseCache {
 
     /// Keeps the slow path's `response` to `request` if it is safe to replay,
     /// under `generation` (see [`ResponseCache::generation`]).
+    #[inline]
     pub fn store(
         &self,
         request: &[u8],
@@ -490,6 +517,30 @@ impl ResponseCache {
         listener: u32,
         generation: u64,
         note: StoredNote,
+    ) {
+        if !self.enabled || note.stale {
+            return;
+        }
+        self.store_at(
+            request,
+            response,
+            listener,
+            generation,
+            note,
+            Instant::now(),
+        );
+    }
+
+    /// [`ResponseCache::store`] at the instant `now`, from which the stored
+    /// response's TTLs count down (see [`ResponseCache::answer_at`]).
+    pub fn store_at(
+        &self,
+        request: &[u8],
+        response: &[u8],
+        listener: u32,
+        generation: u64,
+        note: StoredNote,
+        now: Instant,
     ) {
         if !self.enabled || note.stale {
             return;
@@ -540,7 +591,6 @@ impl ResponseCache {
         let Some(key) = Self::key(&query, listener, generation, &mut buffer) else {
             return;
         };
-        let now = Instant::now();
         let stored = Stored {
             bytes: response.into(),
             question_end,
@@ -564,6 +614,7 @@ mod tests {
     use hickory_proto::rr::rdata::AAAA;
     use hickory_proto::rr::{Name, RData, Record, RecordType};
     use std::str::FromStr;
+    use std::time::Duration;
 
     fn query(name: &str, edns: bool) -> Vec<u8> {
         let mut message = Message::query();
@@ -639,11 +690,14 @@ mod tests {
         let cache = ResponseCache::new(100);
         let request = query("Host.Test.", false);
         let response = response_to(&request, 300);
-        cache.store(&request, &response, 7, 0, StoredNote::default());
+        let stored_at = Instant::now();
+        cache.store_at(&request, &response, 7, 0, StoredNote::default(), stored_at);
         let again = query("hOST.tEST.", false);
         let shape = parse_query(&again).unwrap();
         let mut out = Vec::new();
-        let hit = cache.answer(&shape, 7, 0, 512, &mut out).expect("hit");
+        let hit = cache
+            .answer_at(&shape, 7, 0, 512, &mut out, stored_at)
+            .expect("hit");
         assert_eq!(hit.rcode, 0);
         let message = Message::from_vec(&out).unwrap();
         assert_eq!(message.metadata.id, shape.id);
@@ -653,10 +707,85 @@ mod tests {
                 .eq_case(&Name::from_str("hOST.tEST.").unwrap())
         );
         assert_eq!(message.answers[0].ttl, 300);
+        // N seconds later the replayed TTL is 300 - N (whole seconds elapsed).
+        for (elapsed, ttl) in [
+            (Duration::from_millis(999), 300),
+            (Duration::from_secs(1), 299),
+            (Duration::from_secs(120), 180),
+            (Duration::from_millis(299_999), 1),
+        ] {
+            cache
+                .answer_at(&shape, 7, 0, 512, &mut out, stored_at + elapsed)
+                .expect("still fresh");
+            let message = Message::from_vec(&out).unwrap();
+            assert_eq!(message.answers[0].ttl, ttl, "after {elapsed:?}");
+        }
         // Another listener or generation does not see it.
         assert!(cache.answer(&shape, 8, 0, 512, &mut out).is_none());
         cache.invalidate();
         assert!(cache.answer(&shape, 7, 0, 512, &mut out).is_none());
+    }
+
+    #[test]
+    fn an_expired_response_is_not_replayed_and_is_dropped() {
+        let cache = ResponseCache::new(100);
+        let request = query("a.test.", false);
+        let shape = parse_query(&request).unwrap();
+        let stored_at = Instant::now();
+        let response = response_to(&request, 300);
+        cache.store_at(&request, &response, 0, 0, StoredNote::default(), stored_at);
+        let mut out = Vec::new();
+        let late = stored_at + Duration::from_secs(300);
+        assert!(cache.answer_at(&shape, 0, 0, 512, &mut out, late).is_none());
+        assert!(cache.is_empty(), "the expired entry is removed");
+        // And it stays gone, even for a query whose clock reads earlier.
+        assert!(
+            cache
+                .answer_at(&shape, 0, 0, 512, &mut out, stored_at)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_prefetch_margin_ends_replay_early() {
+        let cache = ResponseCache::new(100).with_prefetch_margin(10);
+        let request = query("a.test.", false);
+        let shape = parse_query(&request).unwrap();
+        let stored_at = Instant::now();
+        let response = response_to(&request, 300);
+        cache.store_at(&request, &response, 0, 0, StoredNote::default(), stored_at);
+        let mut out = Vec::new();
+        let at = |seconds: u64| stored_at + Duration::from_secs(seconds);
+        assert!(
+            cache
+                .answer_at(&shape, 0, 0, 512, &mut out, at(269))
+                .is_some()
+        );
+        assert_eq!(Message::from_vec(&out).unwrap().answers[0].ttl, 31);
+        assert!(
+            cache
+                .answer_at(&shape, 0, 0, 512, &mut out, at(270))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn authoritative_ttls_are_replayed_as_the_zone_says() {
+        let cache = ResponseCache::new(100);
+        let request = query("a.test.", false);
+        let shape = parse_query(&request).unwrap();
+        let mut response = response_to(&request, 300);
+        response[2] |= (FLAG_AA >> 8) as u8;
+        let stored_at = Instant::now();
+        cache.store_at(&request, &response, 0, 0, StoredNote::default(), stored_at);
+        let mut out = Vec::new();
+        let later = stored_at + Duration::from_secs(120);
+        assert!(
+            cache
+                .answer_at(&shape, 0, 0, 512, &mut out, later)
+                .is_some()
+        );
+        assert_eq!(Message::from_vec(&out).unwrap().answers[0].ttl, 300);
     }
 
     #[test]

@@ -193,10 +193,10 @@ mod linux {
                 mem::size_of::<libc::in6_pktinfo>(),
             ),
         };
-        // SAFETY: a pure size computation.
+        // SAFETY: CMSG_LEN is arithmetic on its argument; it reads no memory.
         let message_length = unsafe { libc::CMSG_LEN(data_length as libc::c_uint) } as usize;
         const {
-            // SAFETY: a pure size computation.
+            // SAFETY: CMSG_SPACE is arithmetic on its argument; it reads no memory.
             let largest = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::in6_pktinfo>() as u32) };
             assert!(largest as usize <= ControlBuffer::capacity());
         }

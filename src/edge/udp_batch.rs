@@ -118,7 +118,8 @@ impl ReceiveBatch {
         // SAFETY: iovec and mmsghdr are plain C structs of integers and raw
         // pointers, for which all-zero bytes are a valid (empty) value.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
-        // SAFETY: as above.
+        // SAFETY: mmsghdr is a msghdr (integers and raw pointers) and an
+        // integer length; all-zero bytes are a valid (empty) value of it.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (index, (iovec, header)) in iovecs.iter_mut().zip(headers.iter_mut()).enumerate() {
             let slot = &mut self.buffers[index * self.slot_size..(index + 1) * self.slot_size];
@@ -190,9 +191,14 @@ impl ReceiveBatch {
             let start = index * self.slot_size;
             let packet = &self.buffers[start..start + self.lengths[index].min(self.slot_size)];
             let mut storage = SockAddrStorage::zeroed();
-            // SAFETY: `sockaddr_storage` is a platform sockaddr type.
+            // SAFETY: `view_as` requires one of the platform's sockaddr
+            // types, large and aligned enough for the storage to hold it;
+            // `sockaddr_storage` is the largest of them, the storage's own layout.
             unsafe { *storage.view_as::<libc::sockaddr_storage>() = self.sources[index] };
-            // SAFETY: the kernel wrote a socket address of this length.
+            // SAFETY: `index < received`, so the last recvmmsg wrote this
+            // datagram's sender into `sources[index]`, with the family in
+            // `ss_family` and its length in `source_lengths[index]`: the
+            // family and length match the address, as `SockAddr::new` requires.
             let source = unsafe { SockAddr::new(storage, self.source_lengths[index]) };
             Some((packet, source.as_socket()?, self.destinations[index]))
         })
@@ -261,7 +267,8 @@ impl SendBatch {
         // SAFETY: iovec and mmsghdr are plain C structs of integers and raw
         // pointers, for which all-zero bytes are a valid (empty) value.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
-        // SAFETY: as above.
+        // SAFETY: mmsghdr is a msghdr (integers and raw pointers) and an
+        // integer length; all-zero bytes are a valid (empty) value of it.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         let pending = &self.answers[first..];
         let count = pending.len().min(BATCH);

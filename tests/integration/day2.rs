@@ -314,11 +314,7 @@ async fn every_ctl_command_works_over_the_real_socket() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // SIGTERM: the socket file is removed
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    signal(&daemon.child, libc::SIGTERM);
     let child_wait = tokio::task::spawn_blocking(move || {
         let status = daemon.child.wait();
         (daemon, status)

@@ -298,16 +298,17 @@ impl Resolver {
         if question.record_type == RecordType::ANY {
             return self.resolve_any(question, options).await;
         }
-        let wants_synthesis = dns64_active
-            && question.record_type == RecordType::AAAA
-            && !policy.is_excluded_domain(&question.name)
-            && !settings.zones.forbids_dns64(&question.name)
-            // RFC 6147 §5.5: with DO and CD the client validates; synthesis would fail it.
-            && !(flags.dnssec_ok && flags.checking_disabled && !policy.break_dnssec);
-        if wants_synthesis {
-            return self
-                .resolve_aaaa(question, options, prefixes, policy)
-                .await;
+        let decision = synthesis::decide_on_question(synthesis::QuestionFacts {
+            dns64_active,
+            record_type: question.record_type,
+            name_excluded: policy.is_excluded_domain(&question.name),
+            zone_forbids_dns64: settings.zones.forbids_dns64(&question.name),
+            dnssec_ok: flags.dnssec_ok,
+            checking_disabled: flags.checking_disabled,
+            break_dnssec: policy.break_dnssec,
+        });
+        if decision == synthesis::QuestionDecision::Dns64 {
+            return self.resolve_aaaa(question, options, prefixes, policy).await;
         }
         match self
             .lookup_following(

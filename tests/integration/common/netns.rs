@@ -80,7 +80,9 @@ impl Netns {
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on a valid namespace file descriptor affects only this thread.
+            // SAFETY: setns takes two integers and reads no memory of ours;
+            // `file` stays open across the call, and only this fresh
+            // thread (which then runs `body`) changes namespace.
             let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(entered, 0, "setns failed");
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +103,8 @@ impl Drop for Netns {
 /// The interface index of `name` in the current namespace.
 pub fn if_index(name: &str) -> u32 {
     let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid NUL-terminated string.
+    // SAFETY: `name` is a NUL-terminated CString that lives across the
+    // call; if_nametoindex only reads it.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     assert_ne!(index, 0, "no interface {name:?}");
     index

@@ -36,7 +36,10 @@ pub fn adapter_dns_servers(
     listen: &[SocketAddr],
     found: &mut [SocketAddrV6; MAX_UPSTREAMS],
 ) -> Result<usize, u32> {
-    // SAFETY: used once, at start, by the one thread.
+    // SAFETY: `Global::get` needs no other reference to STORAGE alive:
+    // only this function takes it, on the relay's one thread (at start and
+    // from the relay loop, never re-entered), and the reference and the
+    // adapter list in it end with the call.
     let storage = unsafe { STORAGE.get() };
     let mut size = BUFFER_LEN as u32;
     let first = storage.0.as_mut_ptr().cast::<IP_ADAPTER_ADDRESSES_LH>();

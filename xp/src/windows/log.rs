@@ -37,7 +37,11 @@ static LOG: Global<Log> = Global::new(Log {
 
 /// Sends log lines to the console (foreground) or not (service).
 pub fn set_console(to_console: bool) {
-    // SAFETY: the log is used by one thread at a time (see `Global`).
+    // SAFETY: `Global::get` needs no other reference to LOG alive. The log
+    // is used only by the relay's thread (the main thread, or the service
+    // thread while the main one waits in the dispatcher; the console and
+    // service control handlers never log), and no function here holds its
+    // reference while calling another that takes one.
     unsafe { LOG.get() }.to_console = to_console;
 }
 
@@ -130,7 +134,7 @@ pub fn line(arguments: fmt::Arguments<'_>) {
     // SAFETY: as in `set_console`.
     let log = unsafe { LOG.get() };
     let mut time = SYSTEMTIME::default();
-    // SAFETY: fills the struct.
+    // SAFETY: `time` is a live, writable SYSTEMTIME; GetLocalTime only writes it.
     unsafe { GetLocalTime(&mut time) };
     let mut text = Buffer::<512>::new();
     // Writing to a Buffer never fails; it cuts off what does not fit.

@@ -80,7 +80,8 @@ const USAGE: &str = concat!(
 #[unsafe(no_mangle)]
 pub extern "C" fn mainCRTStartup() -> ! {
     let code = main();
-    // SAFETY: ends the process; nothing runs after.
+    // SAFETY: ExitProcess takes an integer and has no preconditions; it
+    // does not return.
     unsafe { ExitProcess(code) }
 }
 
@@ -89,7 +90,7 @@ pub extern "C" fn mainCRTStartup() -> ! {
 /// unchecked indexing on packet or configuration data).
 #[panic_handler]
 fn panic(_information: &core::panic::PanicInfo<'_>) -> ! {
-    // SAFETY: ends the process.
+    // SAFETY: as in `mainCRTStartup`.
     unsafe { ExitProcess(101) }
 }
 
@@ -190,7 +191,9 @@ fn main() -> u32 {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
-            // SAFETY: a handler with the documented signature.
+            // SAFETY: `console_handler` has the HandlerRoutine signature
+            // and only stores an atomic, which is sound on the thread
+            // Windows runs it on.
             unsafe { SetConsoleCtrlHandler(Some(console_handler), 1) };
             serve(&settings, None)
         }

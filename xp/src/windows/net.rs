@@ -19,7 +19,7 @@ pub type ErrorCode = i32;
 /// Starts Winsock 2.2.
 pub fn start() -> Result<(), ErrorCode> {
     let mut data = WSADATA::default();
-    // SAFETY: fills `data`.
+    // SAFETY: `data` is a live, writable WSADATA; WSAStartup only writes it.
     match unsafe { WSAStartup(0x0202, &mut data) } {
         0 => Ok(()),
         code => Err(code),
@@ -27,7 +27,7 @@ pub fn start() -> Result<(), ErrorCode> {
 }
 
 fn last_error() -> ErrorCode {
-    // SAFETY: no arguments.
+    // SAFETY: WSAGetLastError takes no arguments and reads thread state only.
     unsafe { WSAGetLastError() }
 }
 
@@ -75,8 +75,12 @@ impl RawAddress {
 
     /// The address this holds, if IPv4 or IPv6.
     pub fn to_address(self) -> Option<SocketAddr> {
-        // SAFETY: every variant starts with the family; reading the
-        // variant the family names is sound, and all bit patterns are valid.
+        // SAFETY: both variants start with the family at the same offset,
+        // and it is always initialised. A value whose family is AF_INET6
+        // was written whole as a SOCKADDR_IN6 (by `from_address`, or
+        // `empty`, which zeroes the larger variant, then Winsock), so only
+        // initialised bytes are read, and every bit pattern of these plain
+        // integer structs is valid.
         unsafe {
             match self.v4.sin_family {
                 AF_INET => Some(SocketAddr::V4(SocketAddrV4::new(
@@ -167,7 +171,8 @@ impl Socket {
             Transport::Udp => (SOCK_DGRAM, IPPROTO_UDP),
             Transport::Tcp => (SOCK_STREAM, IPPROTO_TCP),
         };
-        // SAFETY: plain arguments.
+        // SAFETY: socket takes three integers and reads no memory; the
+        // handle it returns is owned by the `Socket` made right after.
         let handle = unsafe { socket(i32::from(family), kind, protocol) };
         if handle == INVALID_SOCKET {
             return Err(SocketError {
@@ -177,11 +182,9 @@ impl Socket {
         }
         let socket = Self(handle);
         let mut non_blocking: u32 = 1;
-        // SAFETY: an open socket and a u32 argument, as FIONBIO takes.
-        check(
-            unsafe { ioctlsocket(socket.0, FIONBIO, &mut non_blocking) },
-            "ioctlsocket",
-        )?;
+        // SAFETY: an open socket, and FIONBIO's argument: a live, writable u32.
+        let result = unsafe { ioctlsocket(socket.0, FIONBIO, &mut non_blocking) };
+        check(result, "ioctlsocket")?;
         Ok(socket)
     }
 
@@ -296,10 +299,8 @@ impl Socket {
         let socket = Socket(handle);
         let mut non_blocking: u32 = 1;
         // SAFETY: as in `new`.
-        check(
-            unsafe { ioctlsocket(socket.0, FIONBIO, &mut non_blocking) },
-            "ioctlsocket",
-        )?;
+        let result = unsafe { ioctlsocket(socket.0, FIONBIO, &mut non_blocking) };
+        check(result, "ioctlsocket")?;
         Ok(socket)
     }
 
@@ -466,7 +467,7 @@ pub fn wait(
     };
     if read.is_empty() && write.is_empty() && error.is_empty() {
         // Winsock's select fails with WSAEINVAL on three empty sets.
-        // SAFETY: plain argument.
+        // SAFETY: Sleep takes an integer and has no preconditions.
         unsafe { windows_sys::Win32::System::Threading::Sleep(timeout_ms) };
         return Ok(0);
     }

@@ -279,7 +279,9 @@ impl Relay {
 
     /// Serves until `stop` is set.
     pub fn serve(&mut self, stop: &AtomicBool) {
-        // SAFETY: the relay runs on one thread and is the tables' only user.
+        // SAFETY: `Global::get` needs no other reference to TABLES alive:
+        // `serve` is the only function that takes it, once per call, on the
+        // relay's one thread, and it is not re-entered.
         let tables = unsafe { TABLES.get() };
         while !stop.load(Ordering::Relaxed) {
             let now = system::now();
@@ -293,7 +295,8 @@ impl Relay {
                 Ok(_) => {}
                 Err(error) => {
                     log!("select: {error}");
-                    // SAFETY: plain argument; avoids spinning on a persistent error.
+                    // SAFETY: Sleep takes an integer and has no preconditions.
+                    // Pausing avoids spinning on a persistent error.
                     unsafe { windows_sys::Win32::System::Threading::Sleep(POLL_MS) };
                     tables.read.clear();
                     tables.write.clear();

@@ -49,7 +49,7 @@ impl<T> Global<T> {
 
 /// Milliseconds since boot, wrapping every 49.7 days.
 pub fn now() -> Tick {
-    // SAFETY: no arguments, no failure.
+    // SAFETY: GetTickCount takes no arguments and has no preconditions.
     unsafe { GetTickCount() }
 }
 
@@ -78,7 +78,8 @@ pub fn standard_output(bytes: &[u8]) {
 }
 
 fn write_standard(which: STD_HANDLE, bytes: &[u8]) {
-    // SAFETY: a documented handle constant.
+    // SAFETY: GetStdHandle takes one of the STD_*_HANDLE constants, as
+    // `which` is, and reads no memory of ours.
     let handle = unsafe { GetStdHandle(which) };
     if handle.is_null() || handle == INVALID_HANDLE_VALUE {
         return;
@@ -206,6 +207,6 @@ pub fn read_text<'a>(path: &str, buffer: &'a mut [u8]) -> Result<&'a str, ReadEr
 
 /// GetLastError.
 pub fn last_error() -> u32 {
-    // SAFETY: no arguments.
+    // SAFETY: GetLastError takes no arguments and reads thread state only.
     unsafe { windows_sys::Win32::Foundation::GetLastError() }
 }
