@@ -1,38 +1,38 @@
 //! dns64d: a DNS64 server (RFC 6147, RFC 6052).
 //!
-//! A tour of the modules, in the order a query meets them:
+//! The folders are the layers, each using only those above it in this list
+//! (`tests/integration/layers.rs` checks that no modules import each other
+//! in a ring):
 //!
-//! - [`server`]: UDP and TCP listeners; bytes in, bytes out.
-//! - `udp_batch` (Linux): blocking `recvmmsg`/`sendmmsg` for the UDP
-//!   listener threads.
-//! - [`pktinfo`]: on wildcard UDP sockets, the address each query was
-//!   sent to, so its answer comes from there (Linux); elsewhere,
-//!   `local_addresses` gives one UDP socket per local address instead.
-//! - [`handler`]: one request: shape checks (FORMERR, NOTIMP, BADVERS),
-//!   access control (REFUSED), flags, EDNS and truncation.
-//! - [`resolver`]: the pipeline for one question: local `ipv4only.arpa`,
-//!   cache, upstream, DNS64 synthesis; coalesces identical misses.
-//! - [`dns64`]: the pure RFC 6052 / RFC 6147 core: prefixes, exclusions,
-//!   the synthesize-or-not decision, the TTL rule, the DNSSEC (AD) rule,
-//!   `ipv4only.arpa`.
-//! - [`cache`]: bounded LRU of upstream answers with TTL countdown and
-//!   negative caching (RFC 2308); expired answers kept for serve-stale
-//!   (RFC 8767), late hits flagged for prefetch.
-//! - [`upstream`]: forwarding with timeout, failover and TCP on truncation;
-//!   [`upstream_tls`]: DoT/DoH upstream connections; [`upstream_url`]: their
-//!   `tls://` / `https://` form in `upstream.servers`.
-//! - [`answer`]: the RCODE-plus-sections value passed between them.
-//! - [`ede`]: Extended DNS Errors (RFC 8914).
-//! - [`cookies`]: DNS Cookies (RFC 7873, RFC 9018 server cookies).
-//! - [`config`]: figment-loaded, validated configuration.
-//! - `tls_listener`, `https_listener`: DNS over TLS (RFC 7858) and over
-//!   HTTPS (RFC 8484) listeners on the TCP path; [`certificate`]: their
-//!   PEM certificates, reloadable; [`ddr`]: their discovery (RFC 9462).
+//! - [`dns64`]: the pure core, without I/O: RFC 6052 prefixes, the
+//!   exclusions, the synthesize-or-not decisions and the TTL rule of RFC
+//!   6147, its DNSSEC (AD) rule, `ipv4only.arpa`, reverse (PTR) answers, and
+//!   the [`dns64::answer::Answer`] value passed between the layers.
+//! - [`ops::config`]: defaults, file, environment and flags merged and
+//!   validated once into typed values; it depends on the core only.
+//! - [`answering`]: one question to one answer: the
+//!   [`resolver`](answering::resolver) pipeline (local `ipv4only.arpa`,
+//!   zones, cache, upstream or recursion, DNS64 synthesis, serve-stale and
+//!   prefetch), the [`cache`](answering::cache), local
+//!   [`zones`](answering::zones), [`upstream`](answering::upstream)
+//!   forwarding (UDP, TCP, DoT, DoH) and [`recursive`](answering::recursive)
+//!   resolution.
+//! - [`edge`]: bytes in, bytes out: the [`server`](edge::server) listeners
+//!   (UDP with batched I/O and reply source addresses, TCP, DoT, DoH), the
+//!   UDP [`fastpath`](edge::fastpath) for cached answers, the
+//!   [`ratelimit`](edge::ratelimit), DNS [`cookies`](edge::cookies), and the
+//!   [`handler`](edge::handler) that checks one request (FORMERR, NOTIMP,
+//!   BADVERS, REFUSED, EDNS, truncation) before it is answered.
+//! - [`ops`]: operating it: [`logging`](ops::logging),
+//!   [`metrics`](ops::metrics), [`health`](ops::health) and its HTTP
+//!   endpoint, the [`control`](ops::control) socket behind `dns64d ctl`,
+//!   and NAT64 prefix [`discovery`](ops::discovery) (RFC 7050, RFC 8781).
 //!
-//! Operations: [`control`] (the socket `dns64d ctl` talks to),
-//! [`health`] (upstream health, `/healthz`), [`logging`], [`identity`]
-//! (CHAOS TXT and NSID), [`metrics`].
-//! - [`zones`] and [`signed_zone`]: local zones (`[[zones]]`), signed ones included.
+//! A query's way: a listener in `edge::server` takes its listener's policy
+//! from the configuration snapshot in force (one load; a reload swaps the
+//! whole snapshot), tries the fast path, else the handler checks it and
+//! asks the resolver, which applies the core's rules to what the cache,
+//! zones and upstreams say.
 
 pub mod answering;
 pub mod dns64;

@@ -1,15 +1,15 @@
 //! The listeners: bytes in, bytes out. One query's way through:
 //!
-//! 1. [`startup`] binds each listener ([`bind`]) and spawns its serving
-//!    tasks with a [`context::ServeContext`]: the handler, the listener's
+//! 1. `startup` binds each listener (`bind`) and spawns its serving
+//!    tasks with a `context::ServeContext`: the handler, the listener's
 //!    policy slot, the response cache, the rate limiter, the limits.
-//! 2. A UDP datagram is read by [`udp_linux`] (a thread per `SO_REUSEPORT`
-//!    socket, batched `recvmmsg`) or [`udp`] (elsewhere); a TCP, DoT or DoH
-//!    connection is accepted by [`tcp`] (with [`tls`] and [`https`] on top).
-//! 3. [`context`] tries the fast path (a stored response, replayed with the
+//! 2. A UDP datagram is read by `udp_linux` (a thread per `SO_REUSEPORT`
+//!    socket, batched `recvmmsg`) or `udp` (elsewhere); a TCP, DoT or DoH
+//!    connection is accepted by `tcp` (with [`tls`] and [`https`] on top).
+//! 3. `context` tries the fast path (a stored response, replayed with the
 //!    ID, letter case and TTLs fixed up) and applies rate limiting; a miss
 //!    goes to the [`RequestHandler`](crate::edge::handler::RequestHandler),
-//!    counted in [`in_flight`] so a shutdown can wait for it.
+//!    counted in `in_flight` so a shutdown can wait for it.
 //! 4. The reply leaves from the address the query was sent to (pktinfo on
 //!    Linux, one socket per local address elsewhere).
 //!
