@@ -264,9 +264,9 @@ fn cookie_settings(config: &Config, fallback_secret: &CookieSecret) -> Option<Ar
 }
 
 /// The snapshot of a configuration for the `running` listeners: each gets
-/// the policy of the configured listener with its address (or, failing
-/// that, at its position; or else its own), all over one set of answering
-/// settings.
+/// the policy of the configured listener at its position with its address
+/// (or, failing that, the first with its address, or the one at its
+/// position, or else its own), all over one set of answering settings.
 fn snapshot(
     config: &Config,
     running: &[ListenerConfig],
@@ -288,8 +288,9 @@ fn snapshot(
         .map(|(index, old)| {
             let listener = config
                 .listeners
-                .iter()
-                .find(|new| new.address == old.address)
+                .get(index)
+                .filter(|new| new.address == old.address)
+                .or_else(|| config.listeners.iter().find(|new| new.address == old.address))
                 .or_else(|| config.listeners.get(index))
                 .unwrap_or(old);
             Arc::new(listener_policy(
