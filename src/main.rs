@@ -296,7 +296,7 @@ async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCo
         task.abort();
     }
     tracing::info!(
-        in_flight = server.in_flight(),
+        active_queries = server.active_queries(),
         "shutting down: no new queries, finishing those in flight"
     );
     let cut_off = server.shutdown(SHUTDOWN_GRACE).await;

@@ -1,5 +1,5 @@
 //! The `request_path` target: arbitrary bytes through
-//! `RequestHandler::handle` (parse, shape checks, access control, resolver,
+//! `QueryHandler::handle` (parse, shape checks, access control, resolver,
 //! DNS64 synthesis, response encoding and truncation), with the upstream
 //! replaced by [`ZoneForwarder`].
 //!
@@ -23,8 +23,8 @@ use dns64d::answering::resolver::AnswerSettings;
 use dns64d::answering::resolver::Resolver;
 use dns64d::answering::zones::LocalZones;
 use dns64d::dns64::answer::MAX_CNAME_CHAIN;
-use dns64d::edge::fastpath::{self, ResponseCache, StoredNote};
-use dns64d::edge::handler::{ListenerPolicy, RequestHandler};
+use dns64d::edge::fastpath::{self, ReplayCache, StoredNote};
+use dns64d::edge::handler::{ListenerPolicy, QueryHandler};
 use dns64d::edge::transport::Transport;
 use dns64d::ops::config::Config;
 use hickory_proto::op::{Message, MessageType};
@@ -107,8 +107,8 @@ pub fn check(data: &[u8]) {
     // A fresh resolver (and cache) per input, so every run is reproducible;
     // UDP then TCP on the same one, so the second call meets the cache.
     let (forwarder, asked) = ZoneForwarder::new(Arc::clone(&state.zone));
-    let resolver = Resolver::with_forwarder(&state.config, Arc::new(forwarder));
-    let handler = RequestHandler::new(resolver, state.config.server.edns_udp_size);
+    let resolver = Resolver::with_source(&state.config, Arc::new(forwarder));
+    let handler = QueryHandler::new(resolver, state.config.server.edns_udp_size);
     let request = Message::from_vec(data).ok();
     for (transport, client) in [
         (Transport::Udp, ALLOWED),
@@ -161,7 +161,7 @@ fn check_fast_path(data: &[u8], response: &[u8], edns_udp_size: u16) {
     let Some(query) = fastpath::parse_query(data) else {
         return;
     };
-    let cache = ResponseCache::new(16);
+    let cache = ReplayCache::new(16);
     cache.store(data, response, 0, 0, StoredNote::default());
     let mut replay = Vec::new();
     let limit = query.udp_limit(edns_udp_size);

@@ -1,4 +1,4 @@
-//! A small fixed in-memory zone and a [`Forwarder`] answering from it like a
+//! A small fixed in-memory zone and a [`AnswerSource`] answering from it like a
 //! recursive upstream would: CNAME chains followed inside the data, NXDOMAIN
 //! and NODATA with the zone's SOA, and a few names that fail on purpose.
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dns64d::answering::upstream::{Forwarder, UpstreamError, UpstreamFlags};
+use dns64d::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
 use dns64d::dns64::answer::Answer;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NULL, PTR, SOA, TXT};
@@ -273,7 +273,7 @@ impl Default for Zone {
     }
 }
 
-/// A [`Forwarder`] over a shared [`Zone`] that counts the questions asked.
+/// A [`AnswerSource`] over a shared [`Zone`] that counts the questions asked.
 pub struct ZoneForwarder {
     zone: Arc<Zone>,
     asked: Arc<AtomicUsize>,
@@ -294,7 +294,7 @@ impl ZoneForwarder {
 }
 
 #[async_trait::async_trait]
-impl Forwarder for ZoneForwarder {
+impl AnswerSource for ZoneForwarder {
     async fn query(
         &self,
         name: &Name,

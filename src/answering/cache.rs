@@ -84,20 +84,13 @@ pub struct StaleHit {
     pub recently_served: bool,
 }
 
-/// Cache statistics since start.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Entries held now.
-    pub entries: usize,
-}
-
 /// The answer cache.
-pub struct Cache {
+pub struct AnswerCache {
     entries: ShardedLru<CacheKey, Entry>,
     config: CacheConfig,
 }
 
-impl Cache {
+impl AnswerCache {
     /// A cache bounded by `config.max_entries` (0 disables caching).
     pub fn new(config: CacheConfig) -> Self {
         Self {
@@ -284,7 +277,7 @@ pub enum FlushScope {
     Below(Name),
 }
 
-impl Cache {
+impl AnswerCache {
     /// Removes the entries in `scope`; returns how many.
     pub fn flush(&self, scope: &FlushScope) -> usize {
         match scope {
@@ -398,7 +391,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ttl_counts_down_and_entry_expires() {
-        let cache = Cache::new(config(100));
+        let cache = AnswerCache::new(config(100));
         cache.insert(key("a.test."), positive(300));
         tokio::time::advance(Duration::from_secs(100)).await;
         assert_eq!(cache.get(&key("A.TEST.")).unwrap().answers[0].ttl, 200);
@@ -408,7 +401,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn negative_answers_use_soa_ttl_and_cap() {
-        let cache = Cache::new(config(100));
+        let cache = AnswerCache::new(config(100));
         cache.insert(
             key("nx.test."),
             negative(ResponseCode::NXDomain, 7200, 7200),
@@ -427,7 +420,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_and_soa_less_negatives_are_not_cached() {
-        let cache = Cache::new(config(100));
+        let cache = AnswerCache::new(config(100));
         cache.insert(key("fail.test."), Answer::empty(ResponseCode::ServFail));
         cache.insert(key("bare.test."), Answer::empty(ResponseCode::NXDomain));
         cache.insert(key("zero.test."), positive(0));
@@ -436,7 +429,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expired_answers_are_served_stale_within_the_window_only() {
-        let cache = Cache::new(CacheConfig {
+        let cache = AnswerCache::new(CacheConfig {
             stale_max_ttl: 100,
             ..config(100)
         });
@@ -468,7 +461,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn prefetch_is_asked_for_once_in_the_last_tenth_of_the_ttl() {
-        let cache = Cache::new(config(100));
+        let cache = AnswerCache::new(config(100));
         cache.insert(key("a.test."), positive(100));
         tokio::time::advance(Duration::from_secs(89)).await;
         assert!(
@@ -498,7 +491,7 @@ mod tests {
                 .unwrap()
                 .needs_prefetch
         );
-        let off = Cache::new(CacheConfig {
+        let off = AnswerCache::new(CacheConfig {
             prefetch: false,
             ..config(100)
         });
@@ -513,7 +506,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn size_is_bounded() {
-        let cache = Cache::new(config(32));
+        let cache = AnswerCache::new(config(32));
         for index in 0..1000 {
             cache.insert(key(&format!("n{index}.test.")), positive(300));
         }

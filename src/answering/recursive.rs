@@ -1,6 +1,6 @@
 //! Recursive mode (`upstream.mode = "recursive"`): questions are resolved
 //! from the root by hickory-resolver's recursor instead of being forwarded,
-//! behind the same [`Forwarder`] interface, so the cache, DNS64 synthesis
+//! behind the same [`AnswerSource`] interface, so the cache, DNS64 synthesis
 //! and everything else work exactly as in forward mode.
 //!
 //! The recursor bounds its own work (referrals and CNAME depth through its
@@ -28,7 +28,7 @@ use hickory_resolver::recursor::{
     DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
 };
 
-use crate::answering::upstream::{Forwarder, UpstreamError, UpstreamFlags};
+use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
 use crate::dns64::answer::Answer;
 use crate::ops::config::recursion::{
     RecursionFileError, RecursiveSettings, read_root_hints, read_trust_anchor,
@@ -45,14 +45,14 @@ pub enum RecursiveError {
     Recursor(String),
 }
 
-/// The recursor behind the [`Forwarder`] interface.
-pub struct RecursiveForwarder {
+/// The recursor behind the [`AnswerSource`] interface.
+pub struct RecursiveResolver {
     recursor: Recursor<TokioRuntimeProvider>,
     timeout: Duration,
     validating: bool,
 }
 
-impl RecursiveForwarder {
+impl RecursiveResolver {
     /// Reads the root hints and builds the recursor.
     pub fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
@@ -95,7 +95,7 @@ impl RecursiveForwarder {
 }
 
 #[async_trait::async_trait]
-impl Forwarder for RecursiveForwarder {
+impl AnswerSource for RecursiveResolver {
     async fn query(
         &self,
         name: &Name,
@@ -149,7 +149,7 @@ fn is_bogus_denial(error: &RecursorError) -> bool {
     )
 }
 
-impl RecursiveForwarder {
+impl RecursiveResolver {
     /// One question to the recursor, answered by `deadline`.
     async fn resolve(
         &self,

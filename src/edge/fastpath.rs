@@ -13,7 +13,7 @@
 //! with at most an OPT record without options, clients outside the
 //! listener's access list, listeners whose answers depend on the client,
 //! misses, and responses that would not fit the client's UDP size. After
-//! the slow path has answered, [`ResponseCache::store`] keeps its response
+//! the slow path has answered, [`ReplayCache::store`] keeps its response
 //! when it is safe to replay: NOERROR or NXDOMAIN, not truncated, every TTL
 //! above zero.
 //!
@@ -341,7 +341,7 @@ impl Hit {
 }
 
 /// The cache of finished responses, bounded like the answer cache.
-pub struct ResponseCache {
+pub struct ReplayCache {
     stored: ShardedLru<Box<[u8]>, Stored>,
     generation: AtomicU64,
     enabled: bool,
@@ -350,7 +350,7 @@ pub struct ResponseCache {
     prefetch_margin_percent: u8,
 }
 
-impl ResponseCache {
+impl ReplayCache {
     /// A cache holding at most about `max_entries` responses (0 disables it).
     pub fn new(max_entries: usize) -> Self {
         Self {
@@ -373,7 +373,7 @@ impl ResponseCache {
 
     /// The cache's generation now. Take it before reading the configuration a
     /// response is computed under, add the listener policy's generation, and
-    /// hand the sum to [`ResponseCache::store`]: a response computed under
+    /// hand the sum to [`ReplayCache::store`]: a response computed under
     /// the configuration before a reload is then never kept for after it.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -451,7 +451,7 @@ impl ResponseCache {
         )
     }
 
-    /// [`ResponseCache::answer`] at the instant `now`: freshness and the
+    /// [`ReplayCache::answer`] at the instant `now`: freshness and the
     /// TTL countdown are measured from the instant the response was stored
     /// to `now`. The clock is the caller's so tests can move it.
     pub fn answer_at(
@@ -508,7 +508,7 @@ impl ResponseCache {
     }
 
     /// Keeps the slow path's `response` to `request` if it is safe to replay,
-    /// under `generation` (see [`ResponseCache::generation`]).
+    /// under `generation` (see [`ReplayCache::generation`]).
     #[inline]
     pub fn store(
         &self,
@@ -531,8 +531,8 @@ impl ResponseCache {
         );
     }
 
-    /// [`ResponseCache::store`] at the instant `now`, from which the stored
-    /// response's TTLs count down (see [`ResponseCache::answer_at`]).
+    /// [`ReplayCache::store`] at the instant `now`, from which the stored
+    /// response's TTLs count down (see [`ReplayCache::answer_at`]).
     pub fn store_at(
         &self,
         request: &[u8],
@@ -687,7 +687,7 @@ mod tests {
 
     #[test]
     fn hit_echoes_id_and_case_and_lowers_ttls() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("Host.Test.", false);
         let response = response_to(&request, 300);
         let stored_at = Instant::now();
@@ -728,7 +728,7 @@ mod tests {
 
     #[test]
     fn an_expired_response_is_not_replayed_and_is_dropped() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", false);
         let shape = parse_query(&request).unwrap();
         let stored_at = Instant::now();
@@ -748,7 +748,7 @@ mod tests {
 
     #[test]
     fn the_prefetch_margin_ends_replay_early() {
-        let cache = ResponseCache::new(100).with_prefetch_margin(10);
+        let cache = ReplayCache::new(100).with_prefetch_margin(10);
         let request = query("a.test.", false);
         let shape = parse_query(&request).unwrap();
         let stored_at = Instant::now();
@@ -771,7 +771,7 @@ mod tests {
 
     #[test]
     fn authoritative_ttls_are_replayed_as_the_zone_says() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", false);
         let shape = parse_query(&request).unwrap();
         let mut response = response_to(&request, 300);
@@ -790,7 +790,7 @@ mod tests {
 
     #[test]
     fn a_response_computed_before_an_invalidation_is_not_kept_for_after_it() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", false);
         let shape = parse_query(&request).unwrap();
         let mut out = Vec::new();
@@ -819,7 +819,7 @@ mod tests {
 
     #[test]
     fn edns_and_size_are_part_of_the_key() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", true);
         cache.store(
             &request,
@@ -864,7 +864,7 @@ mod tests {
 
     #[test]
     fn stale_answers_are_not_stored() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", true);
         let note = StoredNote {
             stale: true,
@@ -876,7 +876,7 @@ mod tests {
 
     #[test]
     fn the_prefetch_margin_shortens_replay() {
-        let cache = ResponseCache::new(100).with_prefetch_margin(10);
+        let cache = ReplayCache::new(100).with_prefetch_margin(10);
         assert_eq!(
             cache.replay_lifetime(100),
             std::time::Duration::from_secs(90)
@@ -889,7 +889,7 @@ mod tests {
 
     #[test]
     fn zero_ttl_and_failures_are_not_stored() {
-        let cache = ResponseCache::new(100);
+        let cache = ReplayCache::new(100);
         let request = query("a.test.", false);
         cache.store(
             &request,

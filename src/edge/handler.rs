@@ -108,7 +108,7 @@ impl SnapshotSlot {
 }
 
 /// Turns request bytes into response bytes.
-pub struct RequestHandler {
+pub struct QueryHandler {
     resolver: Arc<Resolver>,
     edns_udp_size: u16,
 }
@@ -163,7 +163,7 @@ struct Outcome {
     stale: bool,
 }
 
-impl RequestHandler {
+impl QueryHandler {
     /// A handler over a resolver, with our EDNS payload size.
     pub fn new(resolver: Arc<Resolver>, edns_udp_size: u16) -> Self {
         Self {

@@ -18,7 +18,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::time::Instant;
 
-use crate::answering::upstream::{Forwarder, UpstreamFlags};
+use crate::answering::upstream::{AnswerSource, UpstreamFlags};
 use crate::dns64::answer::Answer;
 use crate::dns64::ipv4only::IPV4ONLY_ADDRESSES;
 use crate::dns64::prefix::VALID_LENGTHS;
@@ -200,7 +200,7 @@ pub fn pref64_options(packet: &[u8]) -> Vec<(Nat64Prefix, Duration)> {
 }
 
 /// RFC 7050: asks the upstreams for AAAA `ipv4only.arpa` now and again at the answer's TTL.
-pub async fn run_rfc7050(discovered: Arc<DiscoveredPrefixes>, forwarder: Arc<dyn Forwarder>) {
+pub async fn run_rfc7050(discovered: Arc<DiscoveredPrefixes>, forwarder: Arc<dyn AnswerSource>) {
     let name = Name::from_str("ipv4only.arpa.").expect("valid name");
     loop {
         let result = forwarder

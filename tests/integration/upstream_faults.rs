@@ -494,11 +494,11 @@ async fn do_and_cd_are_forwarded_only_when_the_client_sets_them() {
 /// Waits until no query is being answered any more (no task left behind).
 async fn assert_no_query_in_flight(d: &Dns64d) {
     let deadline = Instant::now() + TEST_TIMEOUT;
-    while d.server.in_flight() != 0 {
+    while d.server.active_queries() != 0 {
         assert!(
             Instant::now() < deadline,
             "{} queries still in flight",
-            d.server.in_flight()
+            d.server.active_queries()
         );
         tokio::task::yield_now().await;
     }

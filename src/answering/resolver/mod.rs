@@ -17,10 +17,10 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::sync::OnceCell;
 
-use crate::answering::cache::{Cache, CacheKey};
+use crate::answering::cache::{AnswerCache, CacheKey};
 use crate::answering::ddr::Designation;
 use crate::answering::ede::{ExtendedError, InfoCode};
-use crate::answering::upstream::{Forwarder, Upstream, UpstreamError, UpstreamFlags};
+use crate::answering::upstream::{AnswerSource, Upstream, UpstreamError, UpstreamFlags};
 use crate::answering::zones::{LocalZones, ZoneAnswer};
 use crate::dns64::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::dns64::dnssec::AnswerOrigin;
@@ -193,12 +193,12 @@ impl AnswerSettings {
 
 type SharedLookup = Arc<OnceCell<Result<Answer, UpstreamError>>>;
 
-/// Cache, upstream and DNS64 policy together.
+/// AnswerCache, upstream and DNS64 policy together.
 pub struct Resolver {
-    upstream: Arc<dyn Forwarder>,
+    upstream: Arc<dyn AnswerSource>,
     metrics: Arc<Metrics>,
-    cache: Cache,
-    in_flight: Mutex<HashMap<CacheKey, SharedLookup>>,
+    cache: AnswerCache,
+    pending_lookups: Mutex<HashMap<CacheKey, SharedLookup>>,
     /// This resolver, for background refreshes (serve-stale, prefetch).
     me: Weak<Resolver>,
     /// Some answer is being served stale now (logged when this changes).
@@ -217,29 +217,29 @@ impl Resolver {
         Self::with_parts(config, Arc::new(upstream), metrics)
     }
 
-    /// Builds the pipeline over any [`Forwarder`] (an in-memory one in fuzz targets and tests).
-    pub fn with_forwarder(config: &Config, forwarder: Arc<dyn Forwarder>) -> Arc<Self> {
+    /// Builds the pipeline over any [`AnswerSource`] (an in-memory one in fuzz targets and tests).
+    pub fn with_source(config: &Config, forwarder: Arc<dyn AnswerSource>) -> Arc<Self> {
         Self::with_parts(config, forwarder, Arc::new(Metrics::new()))
     }
 
-    /// Builds the pipeline over a [`Forwarder`].
+    /// Builds the pipeline over a [`AnswerSource`].
     pub fn with_parts(
         config: &Config,
-        forwarder: Arc<dyn Forwarder>,
+        forwarder: Arc<dyn AnswerSource>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             upstream: forwarder,
             metrics,
-            cache: Cache::new(config.cache),
-            in_flight: Mutex::new(HashMap::new()),
+            cache: AnswerCache::new(config.cache),
+            pending_lookups: Mutex::new(HashMap::new()),
             me: me.clone(),
             serving_stale: AtomicBool::new(false),
         })
     }
 
     /// The cache (for statistics).
-    pub fn cache(&self) -> &Cache {
+    pub fn cache(&self) -> &AnswerCache {
         &self.cache
     }
 
@@ -616,8 +616,8 @@ impl Resolver {
                 .lookup_or_stale(key, name, record_type, class, flags, stale)
                 .await;
         }
-        let (shared, leader) = self.join_in_flight(&key);
-        let _cleanup = leader.then(|| InFlightGuard {
+        let (shared, leader) = self.join_pending_lookup(&key);
+        let _cleanup = leader.then(|| PendingLookupCleanup {
             resolver: self,
             key: key.clone(),
         });
@@ -639,18 +639,18 @@ fn synthesized_note(prefixes: &[SynthesisPrefix]) -> ExtendedError {
 }
 
 /// Removes a finished (or abandoned) lookup from the in-flight map.
-struct InFlightGuard<'a> {
+struct PendingLookupCleanup<'a> {
     resolver: &'a Resolver,
     key: CacheKey,
 }
 
-impl Drop for InFlightGuard<'_> {
+impl Drop for PendingLookupCleanup<'_> {
     fn drop(&mut self) {
-        let mut in_flight = self
+        let mut pending_lookups = self
             .resolver
-            .in_flight
+            .pending_lookups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        in_flight.remove(&self.key);
+        pending_lookups.remove(&self.key);
     }
 }

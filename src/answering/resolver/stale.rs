@@ -25,7 +25,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::task::JoinHandle;
 
-use super::{InFlightGuard, LookupError, Resolver, SharedLookup};
+use super::{LookupError, PendingLookupCleanup, Resolver, SharedLookup};
 use crate::answering::cache::{CacheKey, StaleHit};
 use crate::answering::upstream::{UpstreamError, UpstreamFlags};
 use crate::dns64::answer::Answer;
@@ -42,16 +42,16 @@ fn is_upstream_failure(answer: &Answer) -> bool {
 impl Resolver {
     /// The shared lookup of `key`, and whether this caller leads it (then it
     /// must remove it from the in-flight map when done).
-    pub(super) fn join_in_flight(&self, key: &CacheKey) -> (SharedLookup, bool) {
-        let mut in_flight = self
-            .in_flight
+    pub(super) fn join_pending_lookup(&self, key: &CacheKey) -> (SharedLookup, bool) {
+        let mut pending_lookups = self
+            .pending_lookups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match in_flight.get(key) {
+        match pending_lookups.get(key) {
             Some(shared) => (Arc::clone(shared), false),
             None => {
                 let shared = SharedLookup::default();
-                in_flight.insert(key.clone(), Arc::clone(&shared));
+                pending_lookups.insert(key.clone(), Arc::clone(&shared));
                 (shared, true)
             }
         }
@@ -99,13 +99,13 @@ impl Resolver {
         only_if_idle: bool,
     ) -> Option<JoinHandle<Result<Answer, UpstreamError>>> {
         let resolver = self.me.upgrade()?;
-        let (shared, leader) = self.join_in_flight(&key);
+        let (shared, leader) = self.join_pending_lookup(&key);
         if only_if_idle && !leader {
             return None;
         }
         let name = name.clone();
         Some(tokio::spawn(async move {
-            let _cleanup = leader.then(|| InFlightGuard {
+            let _cleanup = leader.then(|| PendingLookupCleanup {
                 resolver: &resolver,
                 key: key.clone(),
             });

@@ -73,7 +73,7 @@ pub struct UpstreamFlags {
 /// (or a failure) out. [`Upstream`] forwards over the network; tests and
 /// fuzz targets plug in an in-memory source.
 #[async_trait::async_trait]
-pub trait Forwarder: Send + Sync + 'static {
+pub trait AnswerSource: Send + Sync + 'static {
     /// Asks one question.
     async fn query(
         &self,
@@ -560,7 +560,7 @@ fn is_server_failure(code: ResponseCode) -> bool {
 }
 
 #[async_trait::async_trait]
-impl Forwarder for Upstream {
+impl AnswerSource for Upstream {
     async fn query(
         &self,
         name: &Name,

@@ -2,7 +2,7 @@
 //! query that do not depend on the transport: the fast path over stored
 //! responses, rate limiting, and handing the rest to the handler.
 
-use super::in_flight::InFlight;
+use super::active_queries::ActiveQueries;
 #[cfg(not(target_os = "linux"))]
 use super::udp::{ListenerSocket, send_reply};
 #[cfg(target_os = "linux")]
@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::edge::cookies::{self, CookieState};
-use crate::edge::fastpath::{self, ResponseCache};
-use crate::edge::handler::{ListenerPolicy, RequestHandler, SnapshotSlot};
+use crate::edge::fastpath::{self, ReplayCache};
+use crate::edge::handler::{ListenerPolicy, QueryHandler, SnapshotSlot};
 use crate::edge::pktinfo::ReplySource;
 use crate::edge::ratelimit::{RateLimiter, Verdict};
 use crate::edge::transport::Transport;
@@ -21,12 +21,12 @@ use crate::ops::metrics::Metrics;
 /// What a listener task needs to answer a query.
 #[derive(Clone)]
 pub(crate) struct ServeContext {
-    pub(super) handler: Arc<RequestHandler>,
+    pub(super) handler: Arc<QueryHandler>,
     /// What queries read from the configuration; this listener's policy is
     /// at `listener_id`.
     pub(super) snapshot: Arc<SnapshotSlot>,
-    pub(super) in_flight: Arc<InFlight>,
-    pub(super) responses: Arc<ResponseCache>,
+    pub(super) active_queries: Arc<ActiveQueries>,
+    pub(super) responses: Arc<ReplayCache>,
     pub(super) listener_id: u32,
     pub(super) limiter: Option<Arc<RateLimiter>>,
     pub(super) max_inflight_queries: usize,
@@ -175,7 +175,7 @@ impl ServeContext {
         client: SocketAddr,
         source: Option<ReplySource>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        if self.in_flight.count() >= self.max_inflight_queries {
+        if self.active_queries.count() >= self.max_inflight_queries {
             // Shed load rather than queue without bound; the client will retry.
             self.handler.resolver().metrics().shed();
             return None;
@@ -186,7 +186,7 @@ impl ServeContext {
         let generation = cache_generation.wrapping_add(policy.generation());
         let socket = Arc::clone(socket);
         let context = self.clone();
-        let guard = context.in_flight.enter();
+        let guard = context.active_queries.enter();
         Some(async move {
             let _guard = guard;
             let Some(response) = context
@@ -239,7 +239,7 @@ impl ServeContext {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        let _guard = self.in_flight.enter();
+        let _guard = self.active_queries.enter();
         let policy = self.policy();
         self.handler
             .handle(request, client, transport, &policy)

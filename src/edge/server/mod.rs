@@ -8,8 +8,8 @@
 //!    connection is accepted by `tcp` (with [`tls`] and [`https`] on top).
 //! 3. `context` tries the fast path (a stored response, replayed with the
 //!    ID, letter case and TTLs fixed up) and applies rate limiting; a miss
-//!    goes to the [`RequestHandler`](crate::edge::handler::RequestHandler),
-//!    counted in `in_flight` so a shutdown can wait for it.
+//!    goes to the [`QueryHandler`](crate::edge::handler::QueryHandler),
+//!    counted in `active_queries` so a shutdown can wait for it.
 //! 4. The reply leaves from the address the query was sent to (pktinfo on
 //!    Linux, one socket per local address elsewhere).
 //!
@@ -17,10 +17,10 @@
 //! be listed. A port of 0 binds UDP first and then TCP on the same port, so
 //! tests get one address that serves both.
 
+mod active_queries;
 mod bind;
 mod context;
 pub mod https;
-mod in_flight;
 mod startup;
 mod tcp;
 pub mod tls;
@@ -36,8 +36,8 @@ use crate::answering::recursive::RecursiveError;
 use crate::answering::zones::ZoneError;
 use crate::edge::certificate::CertificateError;
 
+pub use active_queries::ActiveQueries;
 pub(crate) use context::ServeContext;
-pub use in_flight::InFlight;
 pub use startup::{RunningServer, start};
 pub(crate) use tcp::accept_connections;
 

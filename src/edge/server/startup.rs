@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::active_queries::ActiveQueries;
 #[cfg(not(target_os = "linux"))]
 use super::bind::bind_each_local_address;
 use super::bind::{bind_listener, bind_tcp};
 use super::context::ServeContext;
-use super::in_flight::InFlight;
 use super::tcp::serve_tcp;
 #[cfg(not(target_os = "linux"))]
 use super::udp::serve_udp;
@@ -23,14 +23,14 @@ use tokio::task::JoinSet;
 
 use crate::answering::ddr::Designation;
 use crate::answering::identity::Identity;
-use crate::answering::recursive::RecursiveForwarder;
+use crate::answering::recursive::RecursiveResolver;
 use crate::answering::resolver::AnswerSettings;
 use crate::answering::resolver::Resolver;
-use crate::answering::upstream::{Forwarder, Upstream};
+use crate::answering::upstream::{AnswerSource, Upstream};
 use crate::answering::zones::{LocalZones, ZoneError};
 use crate::edge::cookies::{self, CookieKeys, CookieSecret, CookieSettings};
-use crate::edge::fastpath::ResponseCache;
-use crate::edge::handler::{ListenerPolicy, RequestHandler, Snapshot, SnapshotSlot};
+use crate::edge::fastpath::ReplayCache;
+use crate::edge::handler::{ListenerPolicy, QueryHandler, Snapshot, SnapshotSlot};
 use crate::edge::ratelimit::RateLimiter;
 use crate::ops::config::Config;
 use crate::ops::config::ListenerConfig;
@@ -40,7 +40,7 @@ use crate::ops::metrics::Metrics;
 /// A running server: its bound addresses and its tasks (stopped on drop).
 pub struct RunningServer {
     addresses: Vec<SocketAddr>,
-    handler: Arc<RequestHandler>,
+    handler: Arc<QueryHandler>,
     upstream: Arc<Upstream>,
     /// The listeners running, in configuration order.
     listeners: Vec<ListenerConfig>,
@@ -48,11 +48,11 @@ pub struct RunningServer {
     snapshot: Arc<SnapshotSlot>,
     discovered: Option<Arc<DiscoveredPrefixes>>,
     config: Config,
-    responses: Arc<ResponseCache>,
+    responses: Arc<ReplayCache>,
     metrics_address: Option<SocketAddr>,
     listener_tasks: JoinSet<()>,
     background: JoinSet<()>,
-    in_flight: Arc<InFlight>,
+    active_queries: Arc<ActiveQueries>,
     certificates: Vec<tls::ListenerCertificate>,
     health: Arc<crate::ops::health::HealthCheck>,
     /// The cookie secret used while `cookies.secret` is unset.
@@ -66,7 +66,7 @@ impl RunningServer {
     }
 
     /// The request handler (for statistics).
-    pub fn handler(&self) -> &Arc<RequestHandler> {
+    pub fn handler(&self) -> &Arc<QueryHandler> {
         &self.handler
     }
 
@@ -76,8 +76,8 @@ impl RunningServer {
     }
 
     /// Queries being answered now.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.count()
+    pub fn active_queries(&self) -> usize {
+        self.active_queries.count()
     }
 
     /// Waits until every listener task has ended (normally never).
@@ -143,7 +143,7 @@ impl RunningServer {
         self.snapshot.replace(snapshot);
         // Stored responses reflect the old policy and zones. Last, so a
         // response stamped with the new generation was computed under the new
-        // configuration (see `ResponseCache::generation`).
+        // configuration (see `ReplayCache::generation`).
         self.responses.invalidate();
         if config.upstream.recursive.is_some() != self.config.upstream.recursive.is_some() {
             notes.push("upstream.mode changed: restart dns64d to apply it".into());
@@ -183,9 +183,9 @@ impl RunningServer {
         self.handler.resolver().metrics().set_ready(false);
         self.listener_tasks.abort_all();
         while self.listener_tasks.join_next().await.is_some() {}
-        let _ = tokio::time::timeout(grace, self.in_flight.wait_idle()).await; // timing out is reported below
+        let _ = tokio::time::timeout(grace, self.active_queries.wait_idle()).await; // timing out is reported below
         self.background.abort_all();
-        self.in_flight.count()
+        self.active_queries.count()
     }
 }
 
@@ -290,7 +290,12 @@ fn snapshot(
                 .listeners
                 .get(index)
                 .filter(|new| new.address == old.address)
-                .or_else(|| config.listeners.iter().find(|new| new.address == old.address))
+                .or_else(|| {
+                    config
+                        .listeners
+                        .iter()
+                        .find(|new| new.address == old.address)
+                })
                 .or_else(|| config.listeners.get(index))
                 .unwrap_or(old);
             Arc::new(listener_policy(
@@ -323,27 +328,25 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Arc::clone(&metrics),
     ));
     let zones = Arc::new(LocalZones::load(&config.zones).await?);
-    let forwarder: Arc<dyn Forwarder> = match &config.upstream.recursive {
+    let forwarder: Arc<dyn AnswerSource> = match &config.upstream.recursive {
         Some(settings) => {
             tracing::info!(
                 root_hints = %settings.root_hints.as_ref().map_or("built in".into(), |path| path.display().to_string()),
                 "recursive mode: resolving from the root servers"
             );
-            Arc::new(RecursiveForwarder::new(settings)?)
+            Arc::new(RecursiveResolver::new(settings)?)
         }
-        None => Arc::clone(&upstream) as Arc<dyn Forwarder>,
+        None => Arc::clone(&upstream) as Arc<dyn AnswerSource>,
     };
     let resolver = Resolver::with_parts(config, Arc::clone(&forwarder), Arc::clone(&metrics));
-    let handler = Arc::new(RequestHandler::new(resolver, config.server.edns_udp_size));
-    let in_flight = Arc::new(InFlight::default());
+    let handler = Arc::new(QueryHandler::new(resolver, config.server.edns_udp_size));
+    let active_queries = Arc::new(ActiveQueries::default());
     let responses = Arc::new(
-        ResponseCache::new(config.cache.max_entries).with_prefetch_margin(
-            if config.cache.prefetch {
-                config.cache.prefetch_threshold_percent
-            } else {
-                0
-            },
-        ),
+        ReplayCache::new(config.cache.max_entries).with_prefetch_margin(if config.cache.prefetch {
+            config.cache.prefetch_threshold_percent
+        } else {
+            0
+        }),
     );
     let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
     let mut listener_tasks = JoinSet::new();
@@ -410,7 +413,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         let context = ServeContext {
             handler: Arc::clone(&handler),
             snapshot: Arc::clone(&snapshot),
-            in_flight: Arc::clone(&in_flight),
+            active_queries: Arc::clone(&active_queries),
             responses: Arc::clone(&responses),
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
             limiter: limiter.clone(),
@@ -496,7 +499,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         metrics_address,
         listener_tasks,
         background,
-        in_flight,
+        active_queries,
         certificates,
         health,
         fallback_cookie_secret,

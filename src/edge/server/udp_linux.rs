@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::MAX_DATAGRAM;
+use super::active_queries::ActiveQueries;
 use super::context::{FastOutcome, ServeContext};
-use super::in_flight::InFlight;
 use socket2::Socket;
 #[cfg(not(target_os = "linux"))]
 use tokio::net::UdpSocket;
@@ -95,7 +95,7 @@ pub(super) fn serve_udp_thread(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let _runtime = runtime.enter();
-    let slow_queries = Arc::new(InFlight::default());
+    let slow_queries = Arc::new(ActiveQueries::default());
     // Only a wildcard socket has pktinfo on (see `bind_udp`).
     let wildcard = is_wildcard(socket);
     let mut received = udp_batch::ReceiveBatch::new(MAX_DATAGRAM, wildcard);

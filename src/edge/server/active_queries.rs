@@ -6,18 +6,18 @@ use std::sync::atomic::Ordering;
 /// Counts queries being answered, so a shutdown can wait for them (and a
 /// listener thread for its own slow queries).
 #[derive(Debug, Default)]
-pub struct InFlight {
+pub struct ActiveQueries {
     count: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
 }
 
 /// Held while one query is answered.
-pub(super) struct InFlightGuard(Arc<InFlight>);
+pub(super) struct ActiveQuery(Arc<ActiveQueries>);
 
-impl InFlight {
-    pub(super) fn enter(self: &Arc<Self>) -> InFlightGuard {
+impl ActiveQueries {
+    pub(super) fn enter(self: &Arc<Self>) -> ActiveQuery {
         self.count.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(Arc::clone(self))
+        ActiveQuery(Arc::clone(self))
     }
 
     /// Queries being answered now.
@@ -36,7 +36,7 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlightGuard {
+impl Drop for ActiveQuery {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
