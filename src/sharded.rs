@@ -12,7 +12,7 @@ use lru::LruCache;
 const SHARDS: usize = 16;
 
 /// A sharded, bounded LRU map.
-pub struct ShardedLru<K: Hash + Eq, V> {
+pub(crate) struct ShardedLru<K: Hash + Eq, V> {
     shards: Vec<Mutex<LruCache<K, V>>>,
     /// The same fast, randomly seeded hasher the shards use inside (foldhash).
     hasher: lru::DefaultHasher,
@@ -24,7 +24,7 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
     /// Nothing is allocated for the capacity up front: each shard starts empty
     /// and grows as entries arrive (`LruCache::new` would reserve the whole
     /// capacity at once, so a large cap would cost its memory at idle).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let per_shard = NonZeroUsize::new(per_shard).expect("at least one entry per shard");
         let empty_shard = || {
@@ -40,7 +40,7 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
 
     /// The locked shard that holds `key` (a poisoned lock is taken over: the
     /// map stays consistent, as every update is a single LRU call).
-    pub fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, LruCache<K, V>> {
+    pub(crate) fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, LruCache<K, V>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         self.shards[index]
             .lock()
@@ -48,7 +48,7 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
     }
 
     /// Entries held now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|shard| {
@@ -59,17 +59,12 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
             })
             .sum()
     }
-
-    /// True if nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl<K: Hash + Eq + Clone, V> ShardedLru<K, V> {
     /// Removes every entry `keep` says no to, one shard locked at a time;
     /// returns how many were removed.
-    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
         let mut removed = 0;
         for shard in &self.shards {
             let mut shard = shard
@@ -90,7 +85,7 @@ impl<K: Hash + Eq + Clone, V> ShardedLru<K, V> {
 
     /// Calls `visit` for every entry, one shard locked at a time (the LRU
     /// order is not changed).
-    pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
         for shard in &self.shards {
             let shard = shard
                 .lock()

@@ -21,7 +21,7 @@ use crate::sharded::ShardedLru;
 
 /// What identifies a cached answer: the question and the DNSSEC bits that change it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     /// Lower-cased query name.
     pub name: Name,
     /// Query type.
@@ -36,7 +36,7 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// A key for a question; the name is lower-cased.
-    pub fn new(
+    pub(crate) fn new(
         name: &Name,
         record_type: RecordType,
         class: DNSClass,
@@ -76,7 +76,7 @@ pub struct Hit {
 
 /// An expired entry still within `cache.stale_max_ttl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleHit {
+pub(crate) struct StaleHit {
     /// The answer, every TTL set to `cache.stale_answer_ttl`, marked stale.
     pub answer: Answer,
     /// It was served stale within the last `cache.stale_answer_ttl` seconds:
@@ -85,14 +85,14 @@ pub struct StaleHit {
 }
 
 /// The answer cache.
-pub struct AnswerCache {
+pub(crate) struct AnswerCache {
     entries: ShardedLru<CacheKey, Entry>,
     config: CacheConfig,
 }
 
 impl AnswerCache {
     /// A cache bounded by `config.max_entries` (0 disables caching).
-    pub fn new(config: CacheConfig) -> Self {
+    pub(crate) fn new(config: CacheConfig) -> Self {
         Self {
             entries: ShardedLru::new(config.max_entries),
             config,
@@ -100,14 +100,14 @@ impl AnswerCache {
     }
 
     /// The cached answer with TTLs lowered by its age, if present and fresh.
-    pub fn get(&self, key: &CacheKey) -> Option<Answer> {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Answer> {
         self.lookup(key, false).map(|hit| hit.answer)
     }
 
     /// The cached answer if present and fresh, and whether the caller should
     /// prefetch it (`cache.prefetch`: in the last part of its TTL, and not
     /// asked before for this entry).
-    pub fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
+    pub(crate) fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
         self.lookup(key, self.config.prefetch)
     }
 
@@ -148,7 +148,7 @@ impl AnswerCache {
 
     /// An expired answer that may still be served (RFC 8767): expired less
     /// than `cache.stale_max_ttl` ago. `None` when serve-stale is off.
-    pub fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
+    pub(crate) fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
         if self.config.max_entries == 0 || self.config.stale_max_ttl == 0 {
             return None;
         }
@@ -179,7 +179,7 @@ impl AnswerCache {
     }
 
     /// Notes that an expired entry was just served stale.
-    pub fn mark_served_stale(&self, key: &CacheKey) {
+    pub(crate) fn mark_served_stale(&self, key: &CacheKey) {
         let mut shard = self.entries.shard(key);
         if let Some(entry) = shard.peek_mut(key) {
             entry.served_stale = Some(Instant::now());
@@ -187,14 +187,14 @@ impl AnswerCache {
     }
 
     /// The client-response timer of serve-stale (RFC 8767 §5).
-    pub fn stale_client_timeout(&self) -> Duration {
+    pub(crate) fn stale_client_timeout(&self) -> Duration {
         self.config.stale_client_timeout
     }
 
     /// Stores an upstream answer if it is cacheable (RFC 2308: negative
     /// answers only with an SOA; failures never). Returns true if another
     /// entry was evicted to make room.
-    pub fn insert(&self, key: CacheKey, mut answer: Answer) -> bool {
+    pub(crate) fn insert(&self, key: CacheKey, mut answer: Answer) -> bool {
         if self.config.max_entries == 0 {
             return false;
         }
@@ -222,7 +222,7 @@ impl AnswerCache {
     /// first client sees the TTLs later clients get from the cache:
     /// positive answers within `min_ttl..=max_ttl`, negative ones at most
     /// `negative_max_ttl`.
-    pub fn clamp_ttls(&self, answer: &mut Answer) {
+    pub(crate) fn clamp_ttls(&self, answer: &mut Answer) {
         let config = &self.config;
         let (floor, cap) = if answer.answers.is_empty() {
             (0, config.negative_max_ttl)
@@ -256,12 +256,13 @@ impl AnswerCache {
     }
 
     /// Number of entries held now (expired ones included until touched).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// True if nothing is cached.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -279,7 +280,7 @@ pub enum FlushScope {
 
 impl AnswerCache {
     /// Removes the entries in `scope`; returns how many.
-    pub fn flush(&self, scope: &FlushScope) -> usize {
+    pub(crate) fn flush(&self, scope: &FlushScope) -> usize {
         match scope {
             FlushScope::All => self.entries.retain(|_, _| false),
             FlushScope::Name(name) => {
@@ -293,7 +294,7 @@ impl AnswerCache {
     /// The fresh entries as text, one record per line with its remaining
     /// TTL (zone-file form); a negative entry is one comment line with its
     /// RCODE and remaining TTL. Entries fetched with DO or CD say so.
-    pub fn dump(&self, out: &mut String) {
+    pub(crate) fn dump(&self, out: &mut String) {
         use std::fmt::Write as _;
         let now = Instant::now();
         self.entries.for_each(|key, entry| {

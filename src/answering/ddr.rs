@@ -44,7 +44,7 @@ impl Designation {
     /// The designation of the encrypted listeners among `listeners` (bound at
     /// `bound`, in the same order) under `name`, the name their certificate
     /// is valid for; `None` without a name or an encrypted listener.
-    pub fn new(
+    pub(crate) fn new(
         name: Option<&Name>,
         listeners: &[ListenerConfig],
         bound: &[SocketAddr],
@@ -73,7 +73,12 @@ impl Designation {
 
     /// The answer for a question under `resolver.arpa`; `None` for any
     /// other name (or class).
-    pub fn answer(&self, qname: &Name, qtype: RecordType, class: DNSClass) -> Option<Answer> {
+    pub(crate) fn answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        class: DNSClass,
+    ) -> Option<Answer> {
         if class != DNSClass::IN || !RESOLVER_ARPA.zone_of(qname) {
             return None;
         }

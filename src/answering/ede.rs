@@ -11,12 +11,12 @@
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 /// The EDNS option code of Extended DNS Errors (RFC 8914 §2).
-pub const EDE_OPTION_CODE: u16 = 15;
+pub(crate) const EDE_OPTION_CODE: u16 = 15;
 
 /// The INFO-CODEs dns64d sends (IANA "Extended DNS Error Codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
-pub enum InfoCode {
+pub(crate) enum InfoCode {
     /// 3: the answer is stale, served from an expired cache entry (RFC 8767).
     StaleAnswer = 3,
     /// 6: DNSSEC validation found the answer bogus.
@@ -35,7 +35,7 @@ pub enum InfoCode {
 
 impl InfoCode {
     /// The EXTRA-TEXT sent with this code (`None`: the detail is sent).
-    pub fn fixed_text(self) -> Option<&'static str> {
+    pub(crate) fn fixed_text(self) -> Option<&'static str> {
         match self {
             Self::StaleAnswer => Some("the upstreams failed; served from expired cache data"),
             Self::DnssecBogus => Some("DNSSEC validation failed"),
@@ -50,7 +50,7 @@ impl InfoCode {
 
 /// One Extended DNS Error: an INFO-CODE and a detail for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtendedError {
+pub(crate) struct ExtendedError {
     /// The INFO-CODE.
     pub code: InfoCode,
     /// What happened, for the log (sent only for codes without a fixed text).
@@ -59,7 +59,7 @@ pub struct ExtendedError {
 
 impl ExtendedError {
     /// An error with a code and a text.
-    pub fn new(code: InfoCode, text: impl Into<String>) -> Self {
+    pub(crate) fn new(code: InfoCode, text: impl Into<String>) -> Self {
         Self {
             code,
             text: text.into(),
@@ -67,13 +67,13 @@ impl ExtendedError {
     }
 
     /// The EXTRA-TEXT sent: the code's fixed text, or the detail for 29.
-    pub fn wire_text(&self) -> &str {
+    pub(crate) fn wire_text(&self) -> &str {
         self.code.fixed_text().unwrap_or(&self.text)
     }
 
     /// The option's wire data: INFO-CODE (2 octets, network order) then
     /// EXTRA-TEXT (UTF-8, no terminating NUL, RFC 8914 §2).
-    pub fn option_data(&self) -> Vec<u8> {
+    pub(crate) fn option_data(&self) -> Vec<u8> {
         let text = self.wire_text();
         let mut data = Vec::with_capacity(2 + text.len());
         data.extend_from_slice(&(self.code as u16).to_be_bytes());
@@ -82,12 +82,12 @@ impl ExtendedError {
     }
 
     /// The option as hickory's EDNS option type.
-    pub fn to_option(&self) -> EdnsOption {
+    pub(crate) fn to_option(&self) -> EdnsOption {
         EdnsOption::Unknown(EDE_OPTION_CODE, self.option_data())
     }
 
     /// Reads an EDE option back (used by tests and tools).
-    pub fn parse(option: &EdnsOption) -> Option<(u16, String)> {
+    pub(crate) fn parse(option: &EdnsOption) -> Option<(u16, String)> {
         let EdnsOption::Unknown(EDE_OPTION_CODE, data) = option else {
             return None;
         };
@@ -100,7 +100,7 @@ impl ExtendedError {
 }
 
 /// The EDNS code of the option, for lookups in an OPT record.
-pub fn ede_code() -> EdnsCode {
+pub(crate) fn ede_code() -> EdnsCode {
     EdnsCode::from(EDE_OPTION_CODE)
 }
 

@@ -14,7 +14,7 @@ const MAX_TEXT: usize = 255;
 
 /// Why an identity setting is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdentityError {
+pub(crate) enum IdentityError {
     /// Empty: unset the key to hide it instead.
     #[error("is empty; leave the key out to hide it")]
     Empty {
@@ -33,7 +33,7 @@ pub enum IdentityError {
 
 impl IdentityError {
     /// The key the error is about.
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Self::Empty { key } | Self::TooLong { key, .. } => key,
         }
@@ -62,7 +62,7 @@ fn checked(key: &'static str, text: Option<&str>) -> Result<Option<String>, Iden
 
 impl Identity {
     /// From `server.identity`, `server.version` and `server.nsid` (each hidden when `None`).
-    pub fn new(
+    pub(crate) fn new(
         identity: Option<&str>,
         version: Option<&str>,
         nsid: Option<&str>,
@@ -88,7 +88,7 @@ impl Identity {
     /// configured (authoritative, TTL 0, as BIND and Unbound send it);
     /// REFUSED otherwise, and NOTIMP-free NODATA for other types of a
     /// configured name.
-    pub fn answer_chaos(&self, query: &Query, response: &mut Message) {
+    pub(crate) fn answer_chaos(&self, query: &Query, response: &mut Message) {
         let Some(text) = self.chaos_text(query.name()) else {
             response.metadata.response_code = ResponseCode::Refused;
             return;
@@ -108,7 +108,7 @@ impl Identity {
 
     /// Adds NSID to the response's EDNS when the client asked (an empty
     /// NSID option, RFC 5001 §2.1) and one is configured.
-    pub fn add_nsid(&self, request: &Edns, response: &mut Edns) {
+    pub(crate) fn add_nsid(&self, request: &Edns, response: &mut Edns) {
         let Some(nsid) = &self.nsid else {
             return;
         };

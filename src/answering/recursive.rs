@@ -46,7 +46,7 @@ pub enum RecursiveError {
 }
 
 /// The recursor behind the [`AnswerSource`] interface.
-pub struct RecursiveResolver {
+pub(crate) struct RecursiveResolver {
     recursor: Recursor<TokioRuntimeProvider>,
     timeout: Duration,
     validating: bool,
@@ -54,7 +54,7 @@ pub struct RecursiveResolver {
 
 impl RecursiveResolver {
     /// Reads the root hints and builds the recursor.
-    pub fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
+    pub(crate) fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {

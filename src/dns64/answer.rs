@@ -85,7 +85,7 @@ impl Answer {
     /// records at `name` (its CNAME), then those at the CNAME's target, and so
     /// on; records off the chain keep their order at the end. Within one name
     /// the order is kept, so an RRSIG stays beside its RRset.
-    pub fn order_chain(&mut self, name: &Name) {
+    pub(crate) fn order_chain(&mut self, name: &Name) {
         let mut rest = std::mem::take(&mut self.answers);
         let mut ordered = Vec::with_capacity(rest.len());
         let mut current = name.clone();
@@ -148,7 +148,7 @@ impl Answer {
 
     /// Removes RRSIG, NSEC and NSEC3 records from the answer and authority
     /// sections: a rewritten answer cannot be validated (RFC 6147 §5.5).
-    pub fn strip_dnssec(&mut self) {
+    pub(crate) fn strip_dnssec(&mut self) {
         let is_dnssec = |record: &Record| {
             matches!(
                 record.record_type(),

@@ -7,7 +7,7 @@
 
 /// The client's DNSSEC-related request bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClientDnssec {
+pub(crate) struct ClientDnssec {
     /// EDNS DO: the client wants DNSSEC records.
     pub dnssec_ok: bool,
     /// CD: the client validates itself.
@@ -18,7 +18,7 @@ pub struct ClientDnssec {
 
 /// How the answer of a response came about, for the AD rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnswerOrigin {
+pub(crate) enum AnswerOrigin {
     /// The data as the upstream or a local zone gave it (native AAAA, other
     /// types, NXDOMAIN passed through).
     Unmodified,
@@ -50,7 +50,7 @@ pub enum AnswerOrigin {
 /// With CD set, synthesis happens only when the client did not set DO (or
 /// under `dns64.break_dnssec`): the client validates, and a synthesized
 /// answer never validates for it, so it gets no AD either.
-pub fn response_authentic_data(
+pub(crate) fn response_authentic_data(
     validated: bool,
     origin: AnswerOrigin,
     client: ClientDnssec,
@@ -72,7 +72,7 @@ pub fn response_authentic_data(
 /// An upstream SERVFAIL that carries one is a validation verdict: RFC 6147
 /// §5.5 forbids replacing a bogus answer with synthesis, so it is not the
 /// "failure" that §5.1.2 lets DNS64 treat as NODATA.
-pub fn is_validation_failure_code(info_code: u16) -> bool {
+pub(crate) fn is_validation_failure_code(info_code: u16) -> bool {
     (5..=12).contains(&info_code)
 }
 

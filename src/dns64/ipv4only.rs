@@ -15,17 +15,17 @@ use super::synthesis::{Synthesized, TTL_CAP_WITHOUT_SOA};
 use crate::dns64::answer::Answer;
 
 /// The well-known IPv4 addresses of `ipv4only.arpa` (RFC 7050 §2.2).
-pub const IPV4ONLY_ADDRESSES: [Ipv4Addr; 2] =
+pub(crate) const IPV4ONLY_ADDRESSES: [Ipv4Addr; 2] =
     [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
 /// TTL of the local A records, as served by the real `ipv4only.arpa` zone.
-pub const IPV4ONLY_A_TTL: u32 = 86400;
+pub(crate) const IPV4ONLY_A_TTL: u32 = 86400;
 
 static IPV4ONLY: LazyLock<Name> =
     LazyLock::new(|| Name::from_str("ipv4only.arpa.").expect("valid name"));
 
 /// True if `name` is `ipv4only.arpa` or a name below it.
-pub fn is_ipv4only_name(name: &Name) -> bool {
+pub(crate) fn is_ipv4only_name(name: &Name) -> bool {
     IPV4ONLY.zone_of(name)
 }
 
@@ -36,7 +36,7 @@ pub fn is_ipv4only_name(name: &Name) -> bool {
 /// prefix); other types get NODATA and names below it NXDOMAIN, each with the
 /// zone's SOA. The synthesized AAAA TTL follows RFC 6147 §5.1.7 with the
 /// zone's negative TTL (600 s).
-pub fn answer(qname: &Name, qtype: RecordType, prefixes: &[SynthesisPrefix]) -> Synthesized {
+pub(crate) fn answer(qname: &Name, qtype: RecordType, prefixes: &[SynthesisPrefix]) -> Synthesized {
     let owner = qname.clone();
     if *qname != *IPV4ONLY {
         let mut answer = Answer::empty(ResponseCode::NXDomain);

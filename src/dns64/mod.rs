@@ -16,4 +16,4 @@ pub mod synthesis;
 
 pub use policy::{ExcludedAaaa, SynthesisPrefix};
 pub use prefix::{Nat64Prefix, PrefixError};
-pub use synthesis::{AaaaDecision, SynthesizeOn, Synthesized};
+pub use synthesis::SynthesizeOn;

@@ -14,7 +14,7 @@ use super::prefix::Nat64Prefix;
 /// IPv4 ranges never synthesized under any prefix: "this network", loopback,
 /// link-local, multicast and reserved (RFC 6890). Translating them can only
 /// point a client at itself or at nothing.
-pub const ALWAYS_EXCLUDED_IPV4: [&str; 5] = [
+pub(crate) const ALWAYS_EXCLUDED_IPV4: [&str; 5] = [
     "0.0.0.0/8",
     "127.0.0.0/8",
     "169.254.0.0/16",
@@ -24,7 +24,7 @@ pub const ALWAYS_EXCLUDED_IPV4: [&str; 5] = [
 
 /// Non-global IPv4 ranges (RFC 6890) that RFC 6052 §3.1 forbids embedding in
 /// the well-known prefix 64:ff9b::/96. A network-specific prefix may embed them.
-pub const NON_GLOBAL_IPV4: [&str; 9] = [
+pub(crate) const NON_GLOBAL_IPV4: [&str; 9] = [
     "10.0.0.0/8",
     "100.64.0.0/10",
     "172.16.0.0/12",
@@ -37,10 +37,10 @@ pub const NON_GLOBAL_IPV4: [&str; 9] = [
 ];
 
 /// The default `dns64.exclude_aaaa`: IPv4-mapped addresses (RFC 6147 §5.1.4).
-pub const DEFAULT_EXCLUDED_AAAA: [&str; 1] = ["::ffff:0:0/96"];
+pub(crate) const DEFAULT_EXCLUDED_AAAA: [&str; 1] = ["::ffff:0:0/96"];
 
 /// The built-in IPv4 exclusion list for a prefix (used when `dns64.exclude_ipv4` is not set).
-pub fn default_excluded_ipv4(prefix: &Nat64Prefix) -> Vec<Ipv4Net> {
+pub(crate) fn default_excluded_ipv4(prefix: &Nat64Prefix) -> Vec<Ipv4Net> {
     let extra: &[&str] = if prefix.is_well_known() {
         &NON_GLOBAL_IPV4
     } else {
@@ -97,7 +97,7 @@ impl SynthesisPrefix {
     }
 
     /// True if this prefix serves `client`.
-    pub fn serves(&self, client: IpAddr) -> bool {
+    pub(crate) fn serves(&self, client: IpAddr) -> bool {
         let client = client.to_canonical();
         self.clients
             .as_ref()
@@ -111,7 +111,7 @@ pub struct ExcludedAaaa(Arc<[Ipv6Net]>);
 
 impl ExcludedAaaa {
     /// An exclusion set from a list of networks.
-    pub fn new(networks: &[Ipv6Net]) -> Self {
+    pub(crate) fn new(networks: &[Ipv6Net]) -> Self {
         Self(networks.into())
     }
 
@@ -121,7 +121,7 @@ impl ExcludedAaaa {
     }
 
     /// The networks in this set.
-    pub fn networks(&self) -> &[Ipv6Net] {
+    pub(crate) fn networks(&self) -> &[Ipv6Net] {
         &self.0
     }
 }
@@ -132,7 +132,7 @@ impl ExcludedAaaa {
 /// lists covers it: it is unusable through at least one of the NAT64s the
 /// client may take, and the synthesized addresses reach the name through
 /// every one of them.
-pub fn excluded_aaaa_for<'a>(
+pub(crate) fn excluded_aaaa_for<'a>(
     prefixes: &'a [SynthesisPrefix],
     global: &'a ExcludedAaaa,
 ) -> std::borrow::Cow<'a, ExcludedAaaa> {

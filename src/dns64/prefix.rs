@@ -11,13 +11,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::Ipv6Net;
 
 /// The prefix lengths that RFC 6052 §2.2 allows.
-pub const VALID_LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
+pub(crate) const VALID_LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
 
 /// Byte 8 of the address (bits 64–71), the "u" octet that RFC 6052 §2.2 reserves.
 const U_OCTET: usize = 8;
 
 /// The well-known prefix 64:ff9b::/96 (RFC 6052 §2.1).
-pub const WELL_KNOWN_PREFIX: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+pub(crate) const WELL_KNOWN_PREFIX: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
 /// Why a string or network is not a usable NAT64 prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +52,7 @@ pub struct Nat64Prefix {
 
 impl Nat64Prefix {
     /// The well-known prefix 64:ff9b::/96.
-    pub fn well_known() -> Self {
+    pub(crate) fn well_known() -> Self {
         Self {
             network: Ipv6Net::new(WELL_KNOWN_PREFIX, 96).expect("96 is a valid IPv6 prefix length"),
             suffix: [0; 16],
@@ -60,7 +60,7 @@ impl Nat64Prefix {
     }
 
     /// Validates a network as a NAT64 prefix.
-    pub fn new(network: Ipv6Net) -> Result<Self, PrefixError> {
+    pub(crate) fn new(network: Ipv6Net) -> Result<Self, PrefixError> {
         let length = network.prefix_len();
         if !VALID_LENGTHS.contains(&length) {
             return Err(PrefixError::Length(length));
@@ -91,7 +91,7 @@ impl Nat64Prefix {
     /// Sets the suffix: the bits after the embedded IPv4 address, for
     /// prefixes shorter than /96. It must leave the prefix, the IPv4 octets
     /// and the u-octet zero.
-    pub fn with_suffix(mut self, suffix: Ipv6Addr) -> Result<Self, PrefixError> {
+    pub(crate) fn with_suffix(mut self, suffix: Ipv6Addr) -> Result<Self, PrefixError> {
         let octets = suffix.octets();
         let reserved = self.ipv4_positions();
         let last_ipv4 = reserved[3];
@@ -106,28 +106,23 @@ impl Nat64Prefix {
         Ok(self)
     }
 
-    /// The suffix, if one is set.
-    pub fn suffix(&self) -> Option<Ipv6Addr> {
-        (self.suffix != [0; 16]).then(|| Ipv6Addr::from(self.suffix))
-    }
-
     /// The prefix as a network.
-    pub fn network(&self) -> Ipv6Net {
+    pub(crate) fn network(&self) -> Ipv6Net {
         self.network
     }
 
     /// The prefix length in bits.
-    pub fn length(&self) -> u8 {
+    pub(crate) fn length(&self) -> u8 {
         self.network.prefix_len()
     }
 
     /// True for 64:ff9b::/96, which RFC 6052 §3.1 limits to global IPv4 addresses.
-    pub fn is_well_known(&self) -> bool {
+    pub(crate) fn is_well_known(&self) -> bool {
         *self == Self::well_known()
     }
 
     /// True if the address lies inside this prefix.
-    pub fn contains(&self, address: &Ipv6Addr) -> bool {
+    pub(crate) fn contains(&self, address: &Ipv6Addr) -> bool {
         self.network.contains(address)
     }
 

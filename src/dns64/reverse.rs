@@ -32,7 +32,7 @@ pub enum ReverseMode {
 }
 
 /// The default TTL of a synthesized reverse CNAME (`dns64.reverse_ttl`).
-pub const DEFAULT_REVERSE_TTL: u32 = 600;
+pub(crate) const DEFAULT_REVERSE_TTL: u32 = 600;
 
 /// The address of a full 32-nibble ip6.arpa name, or `None` for any other name.
 pub fn ipv6_from_reverse_name(name: &Name) -> Option<Ipv6Addr> {
@@ -97,7 +97,7 @@ pub fn ip6_arpa_name_of(address: Ipv6Addr) -> Name {
 }
 
 /// The ip6.arpa zone of a prefix: one nibble label per 4 bits of its length.
-pub fn prefix_zone_name(prefix: &Nat64Prefix) -> Name {
+pub(crate) fn prefix_zone_name(prefix: &Nat64Prefix) -> Name {
     let nibbles = usize::from(prefix.length() / 4);
     let mut labels: Vec<String> = format!("{:032x}", u128::from(prefix.network().network()))
         .chars()
@@ -114,7 +114,7 @@ pub fn prefix_zone_name(prefix: &Nat64Prefix) -> Name {
 /// ancestor of the full names answered by [`embedded_ipv4`]. Such names
 /// exist (RFC 8020: an NXDOMAIN for them would deny everything below), but
 /// own no records.
-pub fn empty_non_terminal_of<'a>(
+pub(crate) fn empty_non_terminal_of<'a>(
     qname: &Name,
     prefixes: &'a [SynthesisPrefix],
 ) -> Option<&'a SynthesisPrefix> {
@@ -146,7 +146,7 @@ pub fn empty_non_terminal_of<'a>(
 /// The answer for an empty non-terminal of `prefix`'s reverse zone: NOERROR
 /// without records and the zone's SOA in the authority section; an SOA
 /// question at the zone's apex gets the SOA as its answer.
-pub fn empty_non_terminal_answer(
+pub(crate) fn empty_non_terminal_answer(
     qname: &Name,
     record_type: RecordType,
     prefix: &SynthesisPrefix,
@@ -172,7 +172,7 @@ pub fn empty_non_terminal_answer(
 }
 
 /// The TTL and negative TTL of the local SOA of a prefix's reverse zone.
-pub const PREFIX_ZONE_NEGATIVE_TTL: u32 = 600;
+pub(crate) const PREFIX_ZONE_NEGATIVE_TTL: u32 = 600;
 
 /// The embedded IPv4 address if `qname` is a full ip6.arpa name inside one of
 /// `prefixes` and the address may be synthesized under it.

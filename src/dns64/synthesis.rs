@@ -14,13 +14,13 @@ use super::policy::{ExcludedAaaa, SynthesisPrefix};
 use crate::dns64::answer::{Answer, is_rrsig_covering};
 
 /// TTL cap for synthesized records when the AAAA answer carried no SOA (RFC 6147 §5.1.7).
-pub const TTL_CAP_WITHOUT_SOA: u32 = 600;
+pub(crate) const TTL_CAP_WITHOUT_SOA: u32 = 600;
 
 /// What the resolver knows about a question when it decides whether DNS64
 /// handles it: plain values, so the decision is a table lookup. Finding them
 /// (the configuration's domain lists, the local zones) is the caller's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuestionFacts {
+pub(crate) struct QuestionFacts {
     /// At least one prefix applies to this client on this listener, and the
     /// class is IN (RFC 6147 §5.1: DNS64 answers "type AAAA and class IN").
     pub dns64_active: bool,
@@ -40,7 +40,7 @@ pub struct QuestionFacts {
 
 /// Whether DNS64 handles a question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuestionDecision {
+pub(crate) enum QuestionDecision {
     /// DNS64 handles it: look up AAAA, then [`decide_on_aaaa`] (RFC 6147 §5.1).
     Dns64,
     /// Answer it as a resolver without DNS64 would, for this reason.
@@ -50,7 +50,7 @@ pub enum QuestionDecision {
 /// Why a question is answered without DNS64 (the first rule that applies,
 /// in the order [`decide_on_question`] checks them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForwardReason {
+pub(crate) enum ForwardReason {
     /// No prefix applies to this client on this listener, or the class is not IN.
     Inactive,
     /// Not an AAAA question: RFC 6147 §5.1 synthesizes AAAA records only
@@ -81,7 +81,7 @@ pub enum ForwardReason {
 ///   own synthesis. `dns64.break_dnssec` overrides this, knowingly. CD
 ///   without DO, or DO without CD, does not stop synthesis (§5.5 items 1
 ///   and 2; the AD bit is [`super::dnssec::response_authentic_data`]'s).
-pub fn decide_on_question(facts: QuestionFacts) -> QuestionDecision {
+pub(crate) fn decide_on_question(facts: QuestionFacts) -> QuestionDecision {
     let reason = if !facts.dns64_active {
         ForwardReason::Inactive
     } else if facts.record_type != RecordType::AAAA {

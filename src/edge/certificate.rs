@@ -59,7 +59,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Loads a PEM certificate chain (leaf first) and its PEM private key
 /// (PKCS #8, PKCS #1 or SEC1), and checks that they belong together.
-pub fn load(certificate: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertificateError> {
+pub(crate) fn load(certificate: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertificateError> {
     let certificate_error = |reason: String| CertificateError::Certificate {
         path: certificate.to_path_buf(),
         reason,
@@ -95,16 +95,16 @@ pub fn load(certificate: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Certifi
 /// A listener's certificate, replaceable while serving: handshakes after
 /// [`replace`](Self::replace) use the new one, open connections keep theirs.
 #[derive(Debug)]
-pub struct ReloadableCertificate(RwLock<Arc<CertifiedKey>>);
+pub(crate) struct ReloadableCertificate(RwLock<Arc<CertifiedKey>>);
 
 impl ReloadableCertificate {
     /// A slot holding `certified`.
-    pub fn new(certified: Arc<CertifiedKey>) -> Self {
+    pub(crate) fn new(certified: Arc<CertifiedKey>) -> Self {
         Self(RwLock::new(certified))
     }
 
     /// Replaces the certificate.
-    pub fn replace(&self, certified: Arc<CertifiedKey>) {
+    pub(crate) fn replace(&self, certified: Arc<CertifiedKey>) {
         *self
             .0
             .write()
@@ -133,7 +133,7 @@ impl ResolvesServerCert for ReloadableCertificate {
 /// protocol (`dot` for DoT, RFC 7858 §3.2 / RFC 9461; `h2` for DoH,
 /// RFC 8484 §5.2). A client offering other protocols only is refused; one
 /// offering none is served.
-pub fn server_config(
+pub(crate) fn server_config(
     certificate: Arc<ReloadableCertificate>,
     alpn: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
@@ -146,7 +146,7 @@ pub fn server_config(
 }
 
 /// The CA certificates of a PEM file (`upstream.ca_file`).
-pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertificateError> {
+pub(crate) fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertificateError> {
     let error = |reason: String| CertificateError::Certificate {
         path: path.to_path_buf(),
         reason,
@@ -168,7 +168,7 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertificateError
 
 /// The system's CA certificates (on Linux the distribution's bundle, such as
 /// `/etc/ssl/certs/ca-certificates.crt`); unreadable ones are logged and skipped.
-pub fn system_roots() -> rustls::RootCertStore {
+pub(crate) fn system_roots() -> rustls::RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
         tracing::warn!(%error, "cannot read a system CA certificate");
@@ -187,7 +187,7 @@ pub fn system_roots() -> rustls::RootCertStore {
 
 /// The rustls client configuration for encrypted upstreams: TLS 1.2 and
 /// 1.3, server certificates verified against `roots`, `alpn` offered.
-pub fn client_config(
+pub(crate) fn client_config(
     roots: Arc<rustls::RootCertStore>,
     alpn: &[u8],
 ) -> Result<rustls::ClientConfig, rustls::Error> {

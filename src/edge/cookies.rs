@@ -19,13 +19,13 @@ use std::net::IpAddr;
 use siphasher::sip::SipHasher24;
 
 /// The EDNS option code of COOKIE (RFC 7873 §4).
-pub const COOKIE_OPTION_CODE: u16 = 10;
+pub(crate) const COOKIE_OPTION_CODE: u16 = 10;
 /// Length of a client cookie (RFC 7873 §4).
-pub const CLIENT_COOKIE_LEN: usize = 8;
+pub(crate) const CLIENT_COOKIE_LEN: usize = 8;
 /// Length of the server cookies we make (RFC 9018 §4).
-pub const SERVER_COOKIE_LEN: usize = 16;
+pub(crate) const SERVER_COOKIE_LEN: usize = 16;
 /// Length of the COOKIE option data we send: client cookie and server cookie.
-pub const COOKIE_LEN: usize = CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN;
+pub(crate) const COOKIE_LEN: usize = CLIENT_COOKIE_LEN + SERVER_COOKIE_LEN;
 /// A server cookie is accepted this long after its timestamp (RFC 9018 §4.3).
 const MAX_AGE_SECONDS: u32 = 3600;
 /// ... and this long before it (clock skew between anycast servers).
@@ -34,7 +34,7 @@ const MAX_SKEW_SECONDS: u32 = 300;
 const VERSION: u8 = 1;
 
 /// A 16-octet SipHash key.
-pub type CookieSecret = [u8; 16];
+pub(crate) type CookieSecret = [u8; 16];
 
 /// What the COOKIE option of a query says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub enum CookieState {
 
 impl CookieState {
     /// The client cookie, if the query had a well-formed COOKIE option.
-    pub fn client_cookie(&self) -> Option<[u8; CLIENT_COOKIE_LEN]> {
+    pub(crate) fn client_cookie(&self) -> Option<[u8; CLIENT_COOKIE_LEN]> {
         match *self {
             Self::ClientOnly(client) | Self::Invalid(client) | Self::Valid(client) => Some(client),
             Self::Absent | Self::Malformed => None,
@@ -63,7 +63,7 @@ impl CookieState {
     }
 
     /// The label of `dns64d_cookies_total`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Absent => "absent",
             Self::Malformed => "malformed",
@@ -88,7 +88,7 @@ pub struct CookieSettings {
 /// A UDP response larger than this is "large" for `cookies.require_for_large_udp`:
 /// the classic DNS UDP limit (RFC 1035 §4.2.1), beyond which a forged-source
 /// query is worth amplifying.
-pub const LARGE_UDP_RESPONSE: u16 = 512;
+pub(crate) const LARGE_UDP_RESPONSE: u16 = 512;
 
 /// The secrets server cookies are made and checked with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl CookieKeys {
 
     /// The COOKIE option data for a response: the client cookie and a
     /// server cookie made now with the current secret.
-    pub fn response_cookie(
+    pub(crate) fn response_cookie(
         &self,
         client_cookie: &[u8; CLIENT_COOKIE_LEN],
         client: IpAddr,
@@ -145,7 +145,7 @@ impl CookieKeys {
 /// client cookie of our own for that server, and the server cookie it last
 /// sent us, sent back with every query.
 #[derive(Debug)]
-pub struct UpstreamCookie {
+pub(crate) struct UpstreamCookie {
     client: [u8; CLIENT_COOKIE_LEN],
     server: std::sync::Mutex<Option<Vec<u8>>>,
 }
@@ -161,7 +161,7 @@ impl Default for UpstreamCookie {
 
 impl UpstreamCookie {
     /// The COOKIE option data for the next query to this server.
-    pub fn option_data(&self) -> Vec<u8> {
+    pub(crate) fn option_data(&self) -> Vec<u8> {
         let mut data = self.client.to_vec();
         if let Some(server) = &*self
             .server
@@ -177,7 +177,7 @@ impl UpstreamCookie {
     /// as from a server without cookies). False if the reply must be
     /// ignored: its client cookie is not ours (a forged reply, RFC 7873
     /// §5.3) or the option is malformed. A server cookie is remembered.
-    pub fn accept_reply(&self, option: Option<&[u8]>) -> bool {
+    pub(crate) fn accept_reply(&self, option: Option<&[u8]>) -> bool {
         let Some(option) = option else {
             return true;
         };
@@ -200,7 +200,7 @@ impl UpstreamCookie {
 /// Splits COOKIE option data into the client cookie and the server cookie
 /// (empty when absent); `None` for the lengths RFC 7873 §5.2.2 calls
 /// malformed: anything but 8, or 16 to 40 octets.
-pub fn split(option: &[u8]) -> Option<([u8; CLIENT_COOKIE_LEN], &[u8])> {
+pub(crate) fn split(option: &[u8]) -> Option<([u8; CLIENT_COOKIE_LEN], &[u8])> {
     let valid_length = option.len() == CLIENT_COOKIE_LEN || (16..=40).contains(&option.len());
     if !valid_length {
         return None;
@@ -310,7 +310,7 @@ pub fn parse_secret(text: &str) -> Option<CookieSecret> {
 }
 
 /// A random secret, for a server that was not given one.
-pub fn random_secret() -> CookieSecret {
+pub(crate) fn random_secret() -> CookieSecret {
     rand::random()
 }
 

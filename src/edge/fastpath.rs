@@ -221,7 +221,7 @@ fn append_option(response: &mut Vec<u8>, rdlength_at: usize, code: u16, data: &[
 
 /// Appends a COOKIE option (RFC 7873 §4) to an encoded response whose last
 /// record is its OPT; false (nothing changed) when it has no OPT there.
-pub fn append_cookie(response: &mut Vec<u8>, cookie: &[u8]) -> bool {
+pub(crate) fn append_cookie(response: &mut Vec<u8>, cookie: &[u8]) -> bool {
     match layout(response).and_then(|layout| layout.last_opt_rdlength) {
         Some(rdlength_at) => append_option(
             response,
@@ -328,7 +328,7 @@ pub struct Hit {
 impl Hit {
     /// Appends a COOKIE option to the response this hit wrote into `out`;
     /// false (nothing changed) when the response has no OPT at its end.
-    pub fn append_cookie(&self, out: &mut Vec<u8>, cookie: &[u8]) -> bool {
+    pub(crate) fn append_cookie(&self, out: &mut Vec<u8>, cookie: &[u8]) -> bool {
         self.last_opt_rdlength.is_some_and(|rdlength_at| {
             append_option(
                 out,
@@ -366,7 +366,7 @@ impl ReplayCache {
     /// queries take the slow path, where a hit late in its TTL starts the
     /// background refresh. Without it, names answered here would never be
     /// prefetched.
-    pub fn with_prefetch_margin(mut self, percent: u8) -> Self {
+    pub(crate) fn with_prefetch_margin(mut self, percent: u8) -> Self {
         self.prefetch_margin_percent = percent.min(100);
         self
     }
@@ -375,23 +375,19 @@ impl ReplayCache {
     /// response is computed under, add the listener policy's generation, and
     /// hand the sum to [`ReplayCache::store`]: a response computed under
     /// the configuration before a reload is then never kept for after it.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Forgets every stored response (a reload changed what answers look like).
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Entries held now.
-    pub fn len(&self) -> usize {
-        self.stored.len()
-    }
-
     /// True if nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.stored.len() == 0
     }
 
     /// Builds the cache key into `buffer`; `None` for a name too long.
@@ -454,7 +450,7 @@ impl ReplayCache {
     /// [`ReplayCache::answer`] at the instant `now`: freshness and the
     /// TTL countdown are measured from the instant the response was stored
     /// to `now`. The clock is the caller's so tests can move it.
-    pub fn answer_at(
+    pub(crate) fn answer_at(
         &self,
         query: &QueryShape<'_>,
         listener: u32,
@@ -533,7 +529,7 @@ impl ReplayCache {
 
     /// [`ReplayCache::store`] at the instant `now`, from which the stored
     /// response's TTLs count down (see [`ReplayCache::answer_at`]).
-    pub fn store_at(
+    pub(crate) fn store_at(
         &self,
         request: &[u8],
         response: &[u8],

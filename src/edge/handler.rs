@@ -26,7 +26,7 @@ use crate::ops::metrics::AaaaKind;
 use arc_swap::ArcSwap;
 
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
-pub const MIN_UDP_PAYLOAD: u16 = 512;
+pub(crate) const MIN_UDP_PAYLOAD: u16 = 512;
 
 /// What one listener allows: who may query, and the DNS64 policy there.
 #[derive(Debug, Clone)]
@@ -55,14 +55,14 @@ pub struct ListenerPolicy {
 
 impl ListenerPolicy {
     /// Moves on when the discovered prefixes change (part of the fast path's key).
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.discovered.as_ref().map_or(0, |set| set.generation())
     }
 }
 
 impl ListenerPolicy {
     /// True if `address` may query (IPv4-mapped IPv6 sources count as IPv4).
-    pub fn is_allowed(&self, address: IpAddr) -> bool {
+    pub(crate) fn is_allowed(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         self.access_clients
             .iter()
@@ -76,33 +76,33 @@ impl ListenerPolicy {
 /// ([`SnapshotSlot`]); a query loads its listener's policy once, at its
 /// start, and reads nothing else from the configuration.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The policies, by listener index (configuration order).
     pub listeners: Vec<Arc<ListenerPolicy>>,
 }
 
 /// The snapshot in force, replaceable while serving.
-pub struct SnapshotSlot(ArcSwap<Snapshot>);
+pub(crate) struct SnapshotSlot(ArcSwap<Snapshot>);
 
 impl SnapshotSlot {
     /// A slot holding `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Self {
+    pub(crate) fn new(snapshot: Snapshot) -> Self {
         Self(ArcSwap::from_pointee(snapshot))
     }
 
     /// The snapshot in force now.
-    pub fn current(&self) -> Arc<Snapshot> {
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
         self.0.load_full()
     }
 
     /// The policy of listener `index` in the snapshot in force now.
-    pub fn policy(&self, index: usize) -> Arc<ListenerPolicy> {
+    pub(crate) fn policy(&self, index: usize) -> Arc<ListenerPolicy> {
         Arc::clone(&self.0.load().listeners[index])
     }
 
     /// Puts a new snapshot in force (one atomic store); queries already
     /// running finish under the one they took.
-    pub fn replace(&self, snapshot: Snapshot) {
+    pub(crate) fn replace(&self, snapshot: Snapshot) {
         self.0.store(Arc::new(snapshot));
     }
 }
@@ -115,7 +115,7 @@ pub struct QueryHandler {
 
 /// A response and what the fast path needs to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The encoded response, without the COOKIE option (so it can be
     /// stored and replayed to other clients).
     pub bytes: Vec<u8>,
@@ -141,7 +141,7 @@ impl Reply {
     }
 
     /// The bytes to send: the response with its COOKIE option.
-    pub fn into_bytes(mut self) -> Vec<u8> {
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
         if let Some(cookie) = &self.cookie {
             // Every response to a query with a well-formed COOKIE has an OPT at its end.
             if !crate::edge::fastpath::append_cookie(&mut self.bytes, cookie) {
@@ -206,12 +206,12 @@ impl QueryHandler {
     }
 
     /// Our EDNS UDP payload size.
-    pub fn edns_udp_size(&self) -> u16 {
+    pub(crate) fn edns_udp_size(&self) -> u16 {
         self.edns_udp_size
     }
 
     /// Like [`Self::handle`], with what the fast path needs to replay the response.
-    pub async fn handle_reply(
+    pub(crate) async fn handle_reply(
         &self,
         request: &[u8],
         client: SocketAddr,
@@ -489,7 +489,7 @@ fn refuse(client: SocketAddr, response: &mut Message) {
 }
 
 /// Least seconds between two log lines about refused clients.
-pub const REFUSED_LOG_INTERVAL_SECONDS: u64 = 10;
+pub(crate) const REFUSED_LOG_INTERVAL_SECONDS: u64 = 10;
 
 /// What the COOKIE option of `request` says under `settings` (RFC 7873 §5.2:
 /// only the first COOKIE option counts).

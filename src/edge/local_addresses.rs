@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// Each local address of `wildcard`'s family, with its port (IPv6
 /// link-local addresses with their interface as scope), without repeats.
-pub fn local_addresses(wildcard: SocketAddr) -> io::Result<Vec<SocketAddr>> {
+pub(crate) fn local_addresses(wildcard: SocketAddr) -> io::Result<Vec<SocketAddr>> {
     let mut addresses = Vec::new();
     for interface in if_addrs::get_if_addrs()? {
         let ip = interface.ip();

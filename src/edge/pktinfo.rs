@@ -17,13 +17,13 @@
 //! local address instead (see `server`).
 
 #[cfg(target_os = "linux")]
-pub use linux::*;
+pub(crate) use linux::*;
 use std::net::IpAddr;
 
 /// Where a reply must come from: the local address a query was sent to and
 /// the interface it arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplySource {
+pub(crate) struct ReplySource {
     /// The local address to send from.
     pub address: IpAddr,
     /// The interface index to send out of (0: let routing choose).
@@ -46,7 +46,7 @@ mod linux {
     /// padding on 64-bit systems).
     #[derive(Clone, Copy)]
     #[repr(C, align(8))]
-    pub struct ControlBuffer([u8; 64]);
+    pub(crate) struct ControlBuffer([u8; 64]);
 
     impl Default for ControlBuffer {
         fn default() -> Self {
@@ -56,24 +56,24 @@ mod linux {
 
     impl ControlBuffer {
         /// The buffer as the kernel's `msg_control`.
-        pub fn as_mut_ptr(&mut self) -> *mut libc::c_void {
+        pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::c_void {
             self.0.as_mut_ptr().cast()
         }
 
         /// The buffer's size, as `msg_controllen` for a receive.
-        pub const fn capacity() -> usize {
+        pub(crate) const fn capacity() -> usize {
             64
         }
 
         /// The first `length` bytes (an encoded control message).
-        pub fn bytes(&self, length: usize) -> &[u8] {
+        pub(crate) fn bytes(&self, length: usize) -> &[u8] {
             &self.0[..length.min(Self::capacity())]
         }
     }
 
     /// Asks the kernel to report each datagram's destination address and
     /// interface on a socket of the given family.
-    pub fn enable(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    pub(crate) fn enable(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
         let (level, option) = if ipv6 {
             (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
         } else {
@@ -108,7 +108,7 @@ mod linux {
 
     /// The reply source reported in the first `length` bytes of `buffer` (the
     /// control data of one received datagram); `None` when there is none.
-    pub fn parse(buffer: &ControlBuffer, length: usize) -> Option<ReplySource> {
+    pub(crate) fn parse(buffer: &ControlBuffer, length: usize) -> Option<ReplySource> {
         let header = control_header(buffer, length);
         // SAFETY: `header` points at `length` bytes (at most the buffer's size)
         // of `buffer`, which outlives this function; the helpers stay inside
@@ -180,7 +180,7 @@ mod linux {
     /// the kernel reads the control data of a send into a stack buffer of
     /// exactly `cmsghdr` plus 20 bytes (an `in6_pktinfo`), and anything
     /// longer (an IPv6 `CMSG_SPACE` is 40) costs an allocation per datagram.
-    pub fn encode(source: ReplySource, buffer: &mut ControlBuffer) -> usize {
+    pub(crate) fn encode(source: ReplySource, buffer: &mut ControlBuffer) -> usize {
         let (level, kind, data_length) = match source.address {
             IpAddr::V4(_) => (
                 libc::IPPROTO_IP,

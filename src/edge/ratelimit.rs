@@ -15,7 +15,7 @@ use crate::sharded::ShardedLru;
 
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Within the limit: send it.
     Send,
     /// Over the limit: send a truncated response instead.
@@ -32,7 +32,7 @@ struct Bucket {
 }
 
 /// The per-prefix limiter; `None` from [`RateLimiter::new`] when limiting is off.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     capacity: f64,
     slip: u32,
@@ -44,7 +44,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter for `config`, or `None` when `responses_per_second` is 0.
-    pub fn new(config: &RateLimitConfig) -> Option<Self> {
+    pub(crate) fn new(config: &RateLimitConfig) -> Option<Self> {
         if config.responses_per_second == 0 {
             return None;
         }
@@ -72,7 +72,7 @@ impl RateLimiter {
     }
 
     /// Decides on one UDP response to `client` now.
-    pub fn check(&self, client: IpAddr) -> Verdict {
+    pub(crate) fn check(&self, client: IpAddr) -> Verdict {
         self.check_at(client, Instant::now())
     }
 

@@ -35,7 +35,7 @@ use tokio::io::unix::AsyncFd;
 use crate::edge::pktinfo::{self, ControlBuffer, ReplySource};
 
 /// Queries taken per receive call, and answers sent per send call.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// Sets the Don't Fragment bit on the socket's IPv4 datagrams, with the
 /// interface MTU as the limit (`IP_PMTUDISC_PROBE`): RFC 9715 §3.1 asks DNS
@@ -44,7 +44,7 @@ pub const BATCH: usize = 32;
 /// fails with `EMSGSIZE`; the listener then sends it truncated (TC=1).
 /// It also spares the kernel a hashed IP ID per datagram (DF datagrams of
 /// unconnected sockets carry ID 0, RFC 6864 §4.1).
-pub fn set_dont_fragment(socket: &impl AsRawFd) -> io::Result<()> {
+pub(crate) fn set_dont_fragment(socket: &impl AsRawFd) -> io::Result<()> {
     let value: libc::c_int = libc::IP_PMTUDISC_PROBE;
     // SAFETY: the option value is a live c_int of the stated size.
     let result = unsafe {
@@ -65,7 +65,7 @@ pub fn set_dont_fragment(socket: &impl AsRawFd) -> io::Result<()> {
 /// Registers a (blocking) listener socket with the current runtime, to wait
 /// for it to be readable; dropping the result unregisters it. Reads through
 /// it must not block: use [`ReceiveBatch::receive`] without `wait`.
-pub fn register(socket: &Arc<Socket>) -> io::Result<AsyncFd<Arc<Socket>>> {
+pub(crate) fn register(socket: &Arc<Socket>) -> io::Result<AsyncFd<Arc<Socket>>> {
     // SAFETY: the `AsyncFd` owns a clone of the `Arc`, so the descriptor
     // stays open, and refers to the same socket, for the whole registration.
     let registered =
@@ -74,7 +74,7 @@ pub fn register(socket: &Arc<Socket>) -> io::Result<AsyncFd<Arc<Socket>>> {
 }
 
 /// Buffers for one `recvmmsg` call and the datagrams it received.
-pub struct ReceiveBatch {
+pub(crate) struct ReceiveBatch {
     /// `BATCH` slots of `slot_size` bytes each.
     buffers: Box<[u8]>,
     slot_size: usize,
@@ -93,7 +93,7 @@ impl ReceiveBatch {
     /// kernel never writes are never made resident). With
     /// `with_destinations` (a wildcard socket with [`pktinfo::enable`]),
     /// also the address each datagram was sent to.
-    pub fn new(slot_size: usize, with_destinations: bool) -> Self {
+    pub(crate) fn new(slot_size: usize, with_destinations: bool) -> Self {
         // SAFETY: all zeros is a valid `sockaddr_storage`.
         let zeroed: libc::sockaddr_storage = unsafe { mem::zeroed() };
         ReceiveBatch {
@@ -113,7 +113,7 @@ impl ReceiveBatch {
     /// until the socket (a blocking one) has one: an interrupted wait returns
     /// `ErrorKind::Interrupted`, and a socket shut down for reading returns
     /// at once. Without, returns `ErrorKind::WouldBlock` when none waits.
-    pub fn receive(&mut self, socket: &impl AsRawFd, wait: bool) -> io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &impl AsRawFd, wait: bool) -> io::Result<usize> {
         self.clear();
         // SAFETY: iovec and mmsghdr are plain C structs of integers and raw
         // pointers, for which all-zero bytes are a valid (empty) value.
@@ -179,14 +179,16 @@ impl ReceiveBatch {
     }
 
     /// Forgets the datagrams of the last call.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.received = 0;
     }
 
     /// The received datagrams with their senders and, on a wildcard socket,
     /// the address to answer from (datagrams from senders that are not IP
     /// sockets, which cannot happen on a UDP socket, are skipped).
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<ReplySource>)> {
+    pub(crate) fn datagrams(
+        &self,
+    ) -> impl Iterator<Item = (&[u8], SocketAddr, Option<ReplySource>)> {
         (0..self.received).filter_map(move |index| {
             let start = index * self.slot_size;
             let packet = &self.buffers[start..start + self.lengths[index].min(self.slot_size)];
@@ -207,7 +209,7 @@ impl ReceiveBatch {
 
 /// Answers collected while a receive batch is processed, sent with `sendmmsg`.
 #[derive(Default)]
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     bytes: Vec<u8>,
     /// End offset in `bytes`, destination and source (on a wildcard
     /// socket) of each answer.
@@ -218,14 +220,19 @@ pub struct SendBatch {
 
 impl SendBatch {
     /// Queues one answer, to be sent from `source` when given.
-    pub fn push(&mut self, answer: &[u8], destination: SocketAddr, source: Option<ReplySource>) {
+    pub(crate) fn push(
+        &mut self,
+        answer: &[u8],
+        destination: SocketAddr,
+        source: Option<ReplySource>,
+    ) {
         self.bytes.extend_from_slice(answer);
         self.answers
             .push((self.bytes.len(), SockAddr::from(destination), source));
     }
 
     /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.answers.is_empty()
     }
 
@@ -234,7 +241,7 @@ impl SendBatch {
     /// unreachable destination) is handed to `refused` with its source and
     /// the error, then dropped, as a failed `send_to` would be; the ones
     /// after it are sent.
-    pub fn flush(
+    pub(crate) fn flush(
         &mut self,
         socket: &impl AsRawFd,
         mut refused: impl FnMut(&[u8], SocketAddr, Option<ReplySource>, io::Error),

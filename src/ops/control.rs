@@ -112,7 +112,7 @@ impl Command {
     }
 
     /// The command as sent on the socket (one line).
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         match self {
             Self::Status => "status".into(),
             Self::Reload => "reload".into(),

@@ -52,7 +52,7 @@ struct State {
 
 impl DiscoveredPrefixes {
     /// An empty set; discovered prefixes get `exclude_ipv4` (or the built-in exclusions).
-    pub fn new(exclude_ipv4: Option<Vec<Ipv4Net>>) -> Self {
+    pub(crate) fn new(exclude_ipv4: Option<Vec<Ipv4Net>>) -> Self {
         Self {
             state: RwLock::default(),
             exclude_ipv4,
@@ -61,12 +61,12 @@ impl DiscoveredPrefixes {
     }
 
     /// Moves on at every change of the prefixes in use.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The prefixes in use now: RA-learned ones if any are valid, else DNS-learned ones.
-    pub fn current(&self) -> Arc<[SynthesisPrefix]> {
+    pub(crate) fn current(&self) -> Arc<[SynthesisPrefix]> {
         let state = self
             .state
             .read()
@@ -105,7 +105,7 @@ impl DiscoveredPrefixes {
     }
 
     /// Records the prefixes learned through RFC 7050.
-    pub fn set_from_dns(&self, prefixes: Vec<Nat64Prefix>) {
+    pub(crate) fn set_from_dns(&self, prefixes: Vec<Nat64Prefix>) {
         let mut state = self
             .state
             .write()
@@ -134,7 +134,7 @@ impl DiscoveredPrefixes {
 
 /// The NAT64 prefixes in an AAAA answer for `ipv4only.arpa` (RFC 7050 §3):
 /// for each address, the prefix length at which 192.0.0.170 or .171 is embedded.
-pub fn prefixes_from_ipv4only_answer(answer: &Answer) -> Vec<Nat64Prefix> {
+pub(crate) fn prefixes_from_ipv4only_answer(answer: &Answer) -> Vec<Nat64Prefix> {
     let mut prefixes = Vec::new();
     for record in &answer.answers {
         let RData::AAAA(aaaa) = &record.data else {
@@ -200,7 +200,10 @@ pub fn pref64_options(packet: &[u8]) -> Vec<(Nat64Prefix, Duration)> {
 }
 
 /// RFC 7050: asks the upstreams for AAAA `ipv4only.arpa` now and again at the answer's TTL.
-pub async fn run_rfc7050(discovered: Arc<DiscoveredPrefixes>, forwarder: Arc<dyn AnswerSource>) {
+pub(crate) async fn run_rfc7050(
+    discovered: Arc<DiscoveredPrefixes>,
+    forwarder: Arc<dyn AnswerSource>,
+) {
     let name = Name::from_str("ipv4only.arpa.").expect("valid name");
     loop {
         let result = forwarder
@@ -240,7 +243,7 @@ pub async fn run_rfc7050(discovered: Arc<DiscoveredPrefixes>, forwarder: Arc<dyn
 /// options. Needs a raw ICMPv6 socket (CAP_NET_RAW); without one it logs
 /// why and returns, leaving RFC 7050 as the only source.
 #[cfg(target_os = "linux")]
-pub async fn run_pref64(discovered: Arc<DiscoveredPrefixes>) {
+pub(crate) async fn run_pref64(discovered: Arc<DiscoveredPrefixes>) {
     use socket2::{Domain, Protocol, Socket, Type};
     use tokio::io::unix::AsyncFd;
 
@@ -285,7 +288,7 @@ pub async fn run_pref64(discovered: Arc<DiscoveredPrefixes>) {
 
 /// RFC 8781 discovery needs Linux raw sockets; elsewhere only RFC 7050 runs.
 #[cfg(not(target_os = "linux"))]
-pub async fn run_pref64(_discovered: Arc<DiscoveredPrefixes>) {
+pub(crate) async fn run_pref64(_discovered: Arc<DiscoveredPrefixes>) {
     tracing::info!("PREF64 (RFC 8781) discovery is only implemented on Linux");
 }
 

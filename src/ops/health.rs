@@ -12,11 +12,11 @@ use std::sync::Arc;
 use crate::answering::resolver::Resolver;
 use crate::answering::upstream::Upstream;
 use crate::edge::handler::SnapshotSlot;
-pub use crate::ops::upstream_health::PROBE_INTERVAL;
+pub(crate) use crate::ops::upstream_health::PROBE_INTERVAL;
 
 /// Why `/healthz` says 503.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Unhealthy {
+pub(crate) enum Unhealthy {
     /// Listeners or zones are not up yet, or the server is stopping.
     #[error("not serving: listeners and zones are not up (starting or stopping)")]
     NotReady,
@@ -31,7 +31,7 @@ pub enum Unhealthy {
 }
 
 /// What the health check looks at.
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     /// The forwarding upstreams.
     pub upstream: Arc<Upstream>,
     /// The resolver (cache, metrics).
@@ -44,7 +44,7 @@ pub struct HealthCheck {
 
 impl HealthCheck {
     /// `Ok` while something can answer.
-    pub fn check(&self) -> Result<(), Unhealthy> {
+    pub(crate) fn check(&self) -> Result<(), Unhealthy> {
         let metrics = self.resolver.metrics();
         if !metrics.is_ready() {
             return Err(Unhealthy::NotReady);
@@ -86,7 +86,7 @@ impl HealthCheck {
     }
 
     /// Asks every server that is down `. NS` every [`PROBE_INTERVAL`], forever.
-    pub async fn probe_down_servers(self: Arc<Self>) {
+    pub(crate) async fn probe_down_servers(self: Arc<Self>) {
         let mut interval = tokio::time::interval(PROBE_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

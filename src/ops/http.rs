@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::ops::health::HealthCheck;
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is stopped.
-pub async fn serve_http(listener: tokio::net::TcpListener, health: Arc<HealthCheck>) {
+pub(crate) async fn serve_http(listener: tokio::net::TcpListener, health: Arc<HealthCheck>) {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
 

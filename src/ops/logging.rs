@@ -44,7 +44,7 @@ pub struct Logging {
 
 /// True if log lines should carry ANSI colours: a terminal, and `NO_COLOR`
 /// unset or empty (<https://no-color.org>).
-pub fn wants_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+pub(crate) fn wants_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 

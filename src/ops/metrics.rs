@@ -110,7 +110,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh set of metrics.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("dns64d");
         let queries = Family::<QueryLabels, Counter>::default();
         registry.register(
@@ -227,7 +227,7 @@ impl Metrics {
     }
 
     /// One query answered.
-    pub fn query(&self, qtype: RecordType, transport: Transport, rcode: ResponseCode) {
+    pub(crate) fn query(&self, qtype: RecordType, transport: Transport, rcode: ResponseCode) {
         let (qtype, rcode) = (qtype_index(qtype), rcode_index(rcode));
         let transport = match transport {
             Transport::Udp => 0,
@@ -250,12 +250,12 @@ impl Metrics {
     }
 
     /// An answer with synthesized records.
-    pub fn synthesized(&self) {
+    pub(crate) fn synthesized(&self) {
         self.synthesized.inc();
     }
 
     /// How an AAAA question was answered.
-    pub fn aaaa(&self, kind: AaaaKind) {
+    pub(crate) fn aaaa(&self, kind: AaaaKind) {
         let index = match kind {
             AaaaKind::Native => 0,
             AaaaKind::Synthesized => 1,
@@ -266,22 +266,22 @@ impl Metrics {
     }
 
     /// A cache hit.
-    pub fn cache_hit(&self) {
+    pub(crate) fn cache_hit(&self) {
         self.cache_hits.inc();
     }
 
     /// A cache miss.
-    pub fn cache_miss(&self) {
+    pub(crate) fn cache_miss(&self) {
         self.cache_misses.inc();
     }
 
     /// An entry evicted from the cache.
-    pub fn cache_eviction(&self) {
+    pub(crate) fn cache_eviction(&self) {
         self.cache_evictions.inc();
     }
 
     /// A query sent upstream.
-    pub fn upstream_query(&self, server: SocketAddr) {
+    pub(crate) fn upstream_query(&self, server: SocketAddr) {
         self.upstream_queries
             .get_or_create(&ServerLabels {
                 server: server.to_string(),
@@ -290,7 +290,7 @@ impl Metrics {
     }
 
     /// An upstream answer and how long it took.
-    pub fn upstream_latency(&self, server: SocketAddr, latency: Duration) {
+    pub(crate) fn upstream_latency(&self, server: SocketAddr, latency: Duration) {
         self.upstream_health.answered(server);
         self.upstream_latency
             .get_or_create(&ServerLabels {
@@ -300,7 +300,7 @@ impl Metrics {
     }
 
     /// A failed upstream query.
-    pub fn upstream_error(&self, server: SocketAddr, kind: &'static str) {
+    pub(crate) fn upstream_error(&self, server: SocketAddr, kind: &'static str) {
         if matches!(kind, "timeout" | "network") {
             self.upstream_health.failed(server, kind);
         }
@@ -313,41 +313,41 @@ impl Metrics {
     }
 
     /// A query refused by the access list.
-    pub fn refused(&self) {
+    pub(crate) fn refused(&self) {
         self.refused.inc();
     }
 
     /// A response limited by response rate limiting.
-    pub fn ratelimited(&self) {
+    pub(crate) fn ratelimited(&self) {
         self.ratelimited.inc();
     }
 
     /// An answer served stale (RFC 8767).
-    pub fn stale_answer(&self) {
+    pub(crate) fn stale_answer(&self) {
         self.resilience.stale_answers.inc();
     }
 
     /// A background refresh of a cached answer started (prefetch).
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         self.resilience.prefetches.inc();
     }
 
     /// A query with a DNS Cookie, by what its server cookie was.
     /// `kind` is one of `client_only`, `valid`, `invalid`, `malformed`
     /// (others are not counted).
-    pub fn cookie(&self, kind: &'static str) {
+    pub(crate) fn cookie(&self, kind: &'static str) {
         if let Some(index) = COOKIE_KINDS.iter().position(|known| *known == kind) {
             self.resilience.cookies[index].inc();
         }
     }
 
     /// A query or connection shed under load.
-    pub fn shed(&self) {
+    pub(crate) fn shed(&self) {
         self.shed.inc();
     }
 
     /// An upstream answer that failed DNSSEC validation.
-    pub fn dnssec_bogus(&self) {
+    pub(crate) fn dnssec_bogus(&self) {
         self.dnssec_bogus.inc();
     }
 
@@ -357,7 +357,7 @@ impl Metrics {
     }
 
     /// True while the listeners are bound and the zones loaded.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
@@ -367,7 +367,7 @@ impl Metrics {
     }
 
     /// Queries answered since start, by RCODE label (only those seen).
-    pub fn queries_by_rcode(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn queries_by_rcode(&self) -> Vec<(&'static str, u64)> {
         let mut totals = vec![0u64; RCODE_LABELS.len()];
         for (index, series) in self.query_series.iter().enumerate() {
             if let Some(counter) = series.get() {

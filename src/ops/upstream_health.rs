@@ -11,10 +11,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Timeouts or network errors in a row after which a server is down.
-pub const DOWN_AFTER: u32 = 3;
+pub(crate) const DOWN_AFTER: u32 = 3;
 
 /// How often servers that are down are probed.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What is known about one server.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +26,7 @@ struct ServerState {
 
 /// One server's health, for `dns64d ctl status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerHealth {
+pub(crate) struct ServerHealth {
     /// The server.
     pub address: SocketAddr,
     /// Down since this long ago (`None`: up, or not asked yet).
@@ -51,7 +51,7 @@ impl UpstreamHealth {
     }
 
     /// The server replied (any RCODE: it is alive).
-    pub fn answered(&self, server: SocketAddr) {
+    pub(crate) fn answered(&self, server: SocketAddr) {
         let was_down = self.with_state(server, |state| {
             state.failures_in_a_row = 0;
             state.down_since.take()
@@ -62,7 +62,7 @@ impl UpstreamHealth {
     }
 
     /// A timeout or network error talking to the server.
-    pub fn failed(&self, server: SocketAddr, kind: &'static str) {
+    pub(crate) fn failed(&self, server: SocketAddr, kind: &'static str) {
         let went_down = self.with_state(server, |state| {
             state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
             state.last_error = kind;
@@ -83,7 +83,7 @@ impl UpstreamHealth {
     }
 
     /// The health of `servers`, in their order.
-    pub fn report(&self, servers: &[SocketAddr]) -> Vec<ServerHealth> {
+    pub(crate) fn report(&self, servers: &[SocketAddr]) -> Vec<ServerHealth> {
         servers
             .iter()
             .map(|&address| {

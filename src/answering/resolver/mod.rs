@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use crate::answering::cache::{AnswerCache, CacheKey};
 use crate::answering::ddr::Designation;
 use crate::answering::ede::{ExtendedError, InfoCode};
-use crate::answering::upstream::{AnswerSource, Upstream, UpstreamError, UpstreamFlags};
+use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
 use crate::answering::zones::{LocalZones, ZoneAnswer};
 use crate::dns64::answer::{Answer, MAX_CNAME_CHAIN};
 use crate::dns64::dnssec::AnswerOrigin;
@@ -35,7 +35,7 @@ mod stale;
 
 /// A question as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Question {
+pub(crate) struct Question {
     /// The name as asked (case preserved).
     pub name: Name,
     /// The query type.
@@ -46,7 +46,7 @@ pub struct Question {
 
 /// The client's request bits that change the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientFlags {
+pub(crate) struct ClientFlags {
     /// EDNS DO.
     pub dnssec_ok: bool,
     /// CD.
@@ -67,7 +67,7 @@ impl Default for ClientFlags {
 
 /// The outcome for one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     /// RCODE and sections.
     pub answer: Answer,
     /// True if the answer holds synthesized records.
@@ -140,7 +140,7 @@ impl Resolution {
 
 /// Why a lookup gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LookupError {
+pub(crate) enum LookupError {
     /// The upstreams failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -206,24 +206,13 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Builds the pipeline from a validated configuration (inside a tokio runtime).
-    pub fn new(config: &Config) -> Arc<Self> {
-        let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new(
-            &config.upstream,
-            config.server.edns_udp_size,
-            Arc::clone(&metrics),
-        );
-        Self::with_parts(config, Arc::new(upstream), metrics)
-    }
-
     /// Builds the pipeline over any [`AnswerSource`] (an in-memory one in fuzz targets and tests).
     pub fn with_source(config: &Config, forwarder: Arc<dyn AnswerSource>) -> Arc<Self> {
         Self::with_parts(config, forwarder, Arc::new(Metrics::new()))
     }
 
     /// Builds the pipeline over a [`AnswerSource`].
-    pub fn with_parts(
+    pub(crate) fn with_parts(
         config: &Config,
         forwarder: Arc<dyn AnswerSource>,
         metrics: Arc<Metrics>,
@@ -239,7 +228,7 @@ impl Resolver {
     }
 
     /// The cache (for statistics).
-    pub fn cache(&self) -> &AnswerCache {
+    pub(crate) fn cache(&self) -> &AnswerCache {
         &self.cache
     }
 
@@ -251,7 +240,7 @@ impl Resolver {
     /// Answers one question. `prefixes` are the prefixes that apply to this
     /// client on this listener; empty means plain forwarding (no synthesis,
     /// and `ipv4only.arpa` is forwarded too, RFC 8880 §7).
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         self: &Arc<Self>,
         question: &Question,
         flags: ClientFlags,

@@ -151,7 +151,7 @@ impl Encrypted {
 
 /// The set of upstream servers, tried in order with failover. The set can
 /// be replaced while serving (re-read system resolvers).
-pub struct Upstream {
+pub(crate) struct Upstream {
     servers: RwLock<Arc<[Arc<Server>]>>,
     timeout_ms: AtomicU64,
     attempts: AtomicU32,
@@ -168,7 +168,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the upstream set; must run inside a tokio runtime.
-    pub fn new(config: &UpstreamConfig, edns_udp_size: u16, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: &UpstreamConfig, edns_udp_size: u16, metrics: Arc<Metrics>) -> Self {
         let runtime = TokioRuntimeProvider::new();
         let encrypted = Encrypted::new(config);
         let servers = config
@@ -195,7 +195,7 @@ impl Upstream {
     }
 
     /// How the server list is chosen (for re-reading the system resolvers).
-    pub fn selection(&self) -> UpstreamSelection {
+    pub(crate) fn selection(&self) -> UpstreamSelection {
         self.selection
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -203,7 +203,7 @@ impl Upstream {
     }
 
     /// Applies a reloaded `[upstream]`: servers, timeout, attempts, selection.
-    pub fn reconfigure(&self, config: &UpstreamConfig) {
+    pub(crate) fn reconfigure(&self, config: &UpstreamConfig) {
         let timeout_changed = self
             .timeout_ms
             .swap(duration_ms(config.timeout), Ordering::Relaxed)
@@ -236,7 +236,7 @@ impl Upstream {
     }
 
     /// The server addresses in use, in order.
-    pub fn addresses(&self) -> Vec<SocketAddr> {
+    pub(crate) fn addresses(&self) -> Vec<SocketAddr> {
         self.snapshot()
             .iter()
             .map(|server| server.address)
@@ -254,7 +254,7 @@ impl Upstream {
 
     /// Replaces the server list; servers kept keep their exchanges. Returns
     /// true if the list changed.
-    pub fn set_addresses(&self, addresses: &[SocketAddr]) -> bool {
+    pub(crate) fn set_addresses(&self, addresses: &[SocketAddr]) -> bool {
         let current = self.snapshot();
         if current
             .iter()
@@ -293,7 +293,7 @@ impl Upstream {
     /// SERVFAIL, REFUSED and other error RCODEs move on to the next server
     /// while attempts remain; the last such reply is returned if no server
     /// gives a better one. Network errors and timeouts move on too.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         name: &Name,
         record_type: RecordType,
@@ -575,7 +575,7 @@ impl AnswerSource for Upstream {
 impl Upstream {
     /// Asks one server `. NS` for the health prober; the outcome goes to
     /// the upstream health state (not to the query metrics).
-    pub async fn probe(&self, server: SocketAddr) {
+    pub(crate) async fn probe(&self, server: SocketAddr) {
         let request = self.request_message(
             &Name::root(),
             RecordType::NS,

@@ -30,14 +30,14 @@ const MAX_PIPELINED: usize = 128;
 /// The TLS client settings of the encrypted upstreams: one configuration
 /// per ALPN, verifying against the same roots.
 #[derive(Clone)]
-pub struct TlsClients {
+pub(crate) struct TlsClients {
     dot: Arc<rustls::ClientConfig>,
     h2: Arc<rustls::ClientConfig>,
 }
 
 impl TlsClients {
     /// Client settings verifying against `roots`.
-    pub fn new(roots: rustls::RootCertStore) -> Result<Self, rustls::Error> {
+    pub(crate) fn new(roots: rustls::RootCertStore) -> Result<Self, rustls::Error> {
         let roots = Arc::new(roots);
         Ok(Self {
             dot: Arc::new(certificate::client_config(Arc::clone(&roots), b"dot")?),
@@ -47,7 +47,7 @@ impl TlsClients {
 }
 
 /// The shared connection to one encrypted upstream server.
-pub struct EncryptedConnection {
+pub(crate) struct EncryptedConnection {
     upstream: EncryptedUpstream,
     clients: TlsClients,
     provider: TokioRuntimeProvider,
@@ -58,7 +58,7 @@ pub struct EncryptedConnection {
 impl EncryptedConnection {
     /// A connection to `upstream`, opened when first needed; must be made
     /// inside the tokio runtime that should own the connections.
-    pub fn new(
+    pub(crate) fn new(
         upstream: EncryptedUpstream,
         clients: TlsClients,
         provider: TokioRuntimeProvider,
@@ -72,15 +72,10 @@ impl EncryptedConnection {
         }
     }
 
-    /// The server as configured.
-    pub fn upstream(&self) -> &EncryptedUpstream {
-        &self.upstream
-    }
-
     /// Sends one query and waits for its answer, opening a connection when
     /// there is none (each wait bounded by `timeout`; the caller bounds the
     /// whole).
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         request: DnsRequest,
         timeout: Duration,

@@ -35,7 +35,7 @@ use hickory_server::zone_handler::{
 };
 
 use crate::dns64::answer::Answer;
-pub use crate::ops::config::ZoneConfig;
+pub(crate) use crate::ops::config::ZoneConfig;
 
 /// Why a zone could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,7 +167,7 @@ fn wildcards_above(name: &LowerName) -> impl Iterator<Item = LowerName> {
 
 /// What the local zones say about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ZoneAnswer {
+pub(crate) enum ZoneAnswer {
     /// No local zone contains the name (or it lies below a delegation): forward it.
     NotLocal,
     /// An authoritative answer, and whether DNS64 applies to the zone.
@@ -197,7 +197,7 @@ impl LocalZones {
     }
 
     /// True if no zone is configured.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.zones.is_empty()
     }
 
@@ -211,13 +211,13 @@ impl LocalZones {
     }
 
     /// True if `name` is inside a local zone whose `dns64` is off.
-    pub fn forbids_dns64(&self, name: &Name) -> bool {
+    pub(crate) fn forbids_dns64(&self, name: &Name) -> bool {
         self.zone_for(name).is_some_and(|zone| !zone.config.dns64)
     }
 
     /// Looks a question up in the local zones; with `dnssec_ok` (the
     /// client's DO), a signed zone's RRSIGs and proofs of absence come along.
-    pub async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         name: &Name,
         record_type: RecordType,

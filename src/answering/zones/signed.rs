@@ -31,14 +31,14 @@ use hickory_server::zone_handler::{AxfrPolicy, ZoneType};
 
 /// True if hickory's zone file parser refused the file for holding DNSSEC
 /// records, which [`load`] reads.
-pub fn is_refused_for_dnssec_records(reason: &str) -> bool {
+pub(crate) fn is_refused_for_dnssec_records(reason: &str) -> bool {
     reason.contains("should be dynamically generated")
 }
 
 /// Loads a signed zone file into a zone handler that serves its
 /// signatures and proofs. The error is a text naming the problem (and the
 /// line, where the scanner gives one).
-pub async fn load(origin: &Name, path: &Path) -> Result<FileZoneHandler, String> {
+pub(crate) async fn load(origin: &Name, path: &Path) -> Result<FileZoneHandler, String> {
     let (records, signatures) = read_records(origin, path)?;
     let nx_proof_kind = nx_proof_kind(origin, &records);
     let mut handler = InMemoryZoneHandler::new(
@@ -142,7 +142,7 @@ fn nx_proof_kind(origin: &Name, records: &BTreeMap<RrKey, RecordSet>) -> Option<
 }
 
 /// The NSEC3 chain of a signed zone, for proofs of absence (RFC 5155 §7.2).
-pub struct Nsec3Chain {
+pub(crate) struct Nsec3Chain {
     origin: Name,
     algorithm: hickory_proto::dnssec::Nsec3HashAlgorithm,
     salt: Arc<[u8]>,
@@ -154,7 +154,7 @@ pub struct Nsec3Chain {
 
 impl Nsec3Chain {
     /// The chain of a zone that uses NSEC3 (`None` for other zones).
-    pub fn new(
+    pub(crate) fn new(
         origin: &Name,
         kind: Option<&NxProofKind>,
         records: &BTreeMap<RrKey, Arc<RecordSet>>,
@@ -246,7 +246,7 @@ impl Nsec3Chain {
     /// NSEC3. Otherwise the closest encloser's NSEC3, the one covering the
     /// next closer name, and for the wildcard at the closest encloser the
     /// NSEC3 matching it (a wildcard NODATA) or covering it (NXDOMAIN).
-    pub fn denial(&self, name: &Name) -> Vec<Record> {
+    pub(crate) fn denial(&self, name: &Name) -> Vec<Record> {
         if let Some(records) = self.matching(name) {
             return records.to_vec();
         }
@@ -280,7 +280,7 @@ impl Nsec3Chain {
 
     /// The proof for an answer expanded from a wildcard (RFC 5155 §7.2.6):
     /// the NSEC3 covering the next closer name, so no closer name exists.
-    pub fn wildcard_answer(&self, name: &Name) -> Vec<Record> {
+    pub(crate) fn wildcard_answer(&self, name: &Name) -> Vec<Record> {
         self.closest_encloser(name)
             .and_then(|(_, next_closer)| self.covering(&next_closer))
             .map(<[Record]>::to_vec)

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 /// Counts queries being answered, so a shutdown can wait for them (and a
 /// listener thread for its own slow queries).
 #[derive(Debug, Default)]
-pub struct ActiveQueries {
+pub(crate) struct ActiveQueries {
     count: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
 }
@@ -21,7 +21,7 @@ impl ActiveQueries {
     }
 
     /// Queries being answered now.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }
 

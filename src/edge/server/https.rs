@@ -32,7 +32,7 @@ use crate::edge::transport::Transport;
 
 /// The DoH path (RFC 8484 §4.1's example, what clients assume by default;
 /// announced in DDR as `dohpath=/dns-query{?dns}`).
-pub const DOH_PATH: &str = "/dns-query";
+pub(crate) const DOH_PATH: &str = "/dns-query";
 
 /// The media type of DNS messages over HTTP (RFC 8484 §6).
 const DNS_MESSAGE: &str = "application/dns-message";

@@ -36,7 +36,6 @@ use crate::answering::recursive::RecursiveError;
 use crate::answering::zones::ZoneError;
 use crate::edge::certificate::CertificateError;
 
-pub use active_queries::ActiveQueries;
 pub(crate) use context::ServeContext;
 pub use startup::{RunningServer, start};
 pub(crate) use tcp::accept_connections;

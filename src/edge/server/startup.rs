@@ -172,11 +172,6 @@ impl RunningServer {
         self.reload(config).await.map(|_| count)
     }
 
-    /// What queries read from the configuration now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.current()
-    }
-
     /// Stops accepting queries, lets those being answered finish (at most
     /// `grace`), then stops everything. Returns the queries cut off.
     pub async fn shutdown(mut self, grace: Duration) -> usize {
@@ -192,23 +187,23 @@ impl RunningServer {
 /// What the operations side (`dns64d ctl`, health) reads and does.
 impl RunningServer {
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
     /// The forwarding upstreams.
-    pub fn upstream(&self) -> &Arc<Upstream> {
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
     }
 
     /// The health check `/healthz` answers from.
-    pub fn health(&self) -> &Arc<crate::ops::health::HealthCheck> {
+    pub(crate) fn health(&self) -> &Arc<crate::ops::health::HealthCheck> {
         &self.health
     }
 
     /// Removes cache entries (and every stored response, which may hold
     /// them); returns how many cache entries were removed.
-    pub fn flush_cache(&self, scope: &crate::answering::cache::FlushScope) -> usize {
+    pub(crate) fn flush_cache(&self, scope: &crate::answering::cache::FlushScope) -> usize {
         let removed = self.handler.resolver().cache().flush(scope);
         self.responses.invalidate();
         removed

@@ -24,13 +24,13 @@ use crate::edge::transport::Transport;
 use crate::ops::config::{Config, EncryptedListener, EncryptedProtocol};
 
 /// ALPN of DNS over TLS (RFC 9461 §5 registers "dot").
-pub const ALPN_DOT: &[u8] = b"dot";
+pub(crate) const ALPN_DOT: &[u8] = b"dot";
 
 /// ALPN of DNS over HTTPS on HTTP/2 (RFC 8484 §5.2).
-pub const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 /// An encrypted listener's certificate slot, kept for reloads.
-pub struct ListenerCertificate {
+pub(crate) struct ListenerCertificate {
     /// The listener's configured address and transport (how a reload finds
     /// it again; with port 0 a DoT and a DoH listener share an address).
     pub address: SocketAddr,
@@ -200,7 +200,10 @@ pub(crate) async fn handshake(
 /// listener with the same address): new handshakes use the new files, open
 /// connections and the other listeners are untouched. A file that no longer
 /// loads keeps the old certificate; the returned notes say so.
-pub fn reload_certificates(certificates: &[ListenerCertificate], config: &Config) -> Vec<String> {
+pub(crate) fn reload_certificates(
+    certificates: &[ListenerCertificate],
+    config: &Config,
+) -> Vec<String> {
     let mut notes = Vec::new();
     for slot in certificates {
         let Some(encrypted) = config.listeners.iter().find_map(|listener| {

@@ -41,7 +41,7 @@ pub struct Dns64Config {
 
 impl Dns64Config {
     /// True if synthesis is allowed for `client` by `dns64.clients`.
-    pub fn serves(&self, client: std::net::IpAddr) -> bool {
+    pub(crate) fn serves(&self, client: std::net::IpAddr) -> bool {
         let client = client.to_canonical();
         self.clients
             .as_ref()
@@ -49,14 +49,14 @@ impl Dns64Config {
     }
 
     /// True if `name` is at or below one of `exclude_domains`.
-    pub fn is_excluded_domain(&self, name: &Name) -> bool {
+    pub(crate) fn is_excluded_domain(&self, name: &Name) -> bool {
         self.exclude_domains
             .iter()
             .any(|domain| domain.zone_of(name))
     }
 
     /// True if native AAAA for `name` are ignored (`synth_all` or `ignore_aaaa_domains`).
-    pub fn ignores_native_aaaa(&self, name: &Name) -> bool {
+    pub(crate) fn ignores_native_aaaa(&self, name: &Name) -> bool {
         self.synth_all
             || self
                 .ignore_aaaa_domains

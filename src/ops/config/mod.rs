@@ -32,13 +32,11 @@ pub use dns64::Dns64Config;
 pub use listeners::{ConnectionLimits, EncryptedListener, EncryptedProtocol, ListenerConfig};
 pub use recursion::RecursiveSettings;
 pub use schema::*;
-pub use server::{
-    CookiesConfig, LOG_LEVELS, LogConfig, RateLimitConfig, ServerConfig, check_log_level,
-};
-pub use source::{ENV_PREFIX, Origin};
-pub use upstream::{
-    SystemResolvers, UpstreamConfig, UpstreamSelection, parse_server, read_resolv_conf,
-};
+pub(crate) use server::check_log_level;
+pub use server::{CookiesConfig, LogConfig, RateLimitConfig, ServerConfig};
+pub(crate) use source::ENV_PREFIX;
+pub use source::Origin;
+pub use upstream::{SystemResolvers, UpstreamConfig, UpstreamSelection};
 pub use zones::ZoneConfig;
 
 /// Why a configuration cannot be used. Each names where the value was
@@ -273,7 +271,7 @@ pub struct Config {
 impl Config {
     /// Checks every value of `raw` and builds the typed configuration,
     /// one section at a time (each section's rules sit next to its type).
-    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let global_exclude_ipv4 = dns64::global_exclude_ipv4(&raw.dns64)?;
         let prefixes = dns64::prefixes(&raw.dns64, global_exclude_ipv4.as_deref(), &mut warnings)?;
@@ -322,6 +320,7 @@ impl Config {
 mod tests {
     use std::time::Duration;
 
+    use super::upstream::parse_server;
     use super::*;
     use crate::dns64::reverse::ReverseMode;
 

@@ -15,7 +15,7 @@ use super::ConfigError;
 use super::schema::{RawConfig, UpstreamMode};
 
 /// The IANA root hints (named.root), built in; `upstream.root_hints` overrides them.
-pub const BUILT_IN_ROOT_HINTS: &str = "\
+pub(crate) const BUILT_IN_ROOT_HINTS: &str = "\
 .                        3600000      NS    A.ROOT-SERVERS.NET.
 A.ROOT-SERVERS.NET.      3600000      A     198.41.0.4
 A.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:ba3e::2:30
@@ -79,7 +79,10 @@ pub enum RecursionFileError {
 }
 
 /// The addresses of the root servers in a named.root-style hints text.
-pub fn root_addresses(text: &str, source_name: &str) -> Result<Vec<IpAddr>, RecursionFileError> {
+pub(crate) fn root_addresses(
+    text: &str,
+    source_name: &str,
+) -> Result<Vec<IpAddr>, RecursionFileError> {
     let error = |reason: String| RecursionFileError::RootHints {
         source_name: source_name.to_string(),
         reason,
@@ -99,7 +102,7 @@ pub fn root_addresses(text: &str, source_name: &str) -> Result<Vec<IpAddr>, Recu
 }
 
 /// The root server addresses from a hints file, or the built-in hints.
-pub fn read_root_hints(path: Option<&Path>) -> Result<Vec<IpAddr>, RecursionFileError> {
+pub(crate) fn read_root_hints(path: Option<&Path>) -> Result<Vec<IpAddr>, RecursionFileError> {
     match path {
         Some(path) => {
             let text =
@@ -116,7 +119,9 @@ pub fn read_root_hints(path: Option<&Path>) -> Result<Vec<IpAddr>, RecursionFile
 /// The DNSSEC trust anchors in a file of DNSKEY records (the format of
 /// Unbound's `trust-anchor-file` with DNSKEYs, or BIND's `named.root.key`
 /// records); `None` (no file): the IANA root keys built into hickory.
-pub fn read_trust_anchor(path: Option<&Path>) -> Result<Option<TrustAnchors>, RecursionFileError> {
+pub(crate) fn read_trust_anchor(
+    path: Option<&Path>,
+) -> Result<Option<TrustAnchors>, RecursionFileError> {
     let Some(path) = path else {
         return Ok(None);
     };

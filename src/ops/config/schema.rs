@@ -12,7 +12,7 @@ use crate::dns64::SynthesizeOn;
 use crate::dns64::reverse::{DEFAULT_REVERSE_TTL, ReverseMode};
 
 /// Default resolver file read when `upstream.servers = "system"`.
-pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+pub(crate) const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The configuration as written: every key of the file, with its default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,7 +51,7 @@ pub struct RawConfig {
 }
 
 /// The default `control.socket`.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dns64d/control.sock";
+pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "/run/dns64d/control.sock";
 
 /// `[control]` as written: the local socket `dns64d ctl` talks to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -527,7 +527,7 @@ impl Default for RawDns64 {
 }
 
 /// The default `access.clients`: loopback and private ranges, never an open resolver.
-pub const DEFAULT_ACCESS_CLIENTS: [&str; 7] = [
+pub(crate) const DEFAULT_ACCESS_CLIENTS: [&str; 7] = [
     "127.0.0.0/8",
     "::1/128",
     "10.0.0.0/8",
@@ -579,7 +579,7 @@ impl Default for RawServer {
 }
 
 /// The top-level keys of the configuration (sections and plain keys).
-pub const TOP_LEVEL_KEYS: [&str; 15] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
     "cookies",
     "profile",
     "listen",
@@ -598,6 +598,6 @@ pub const TOP_LEVEL_KEYS: [&str; 15] = [
 ];
 
 /// The shim's default listen address.
-pub const SHIM_LISTEN: [&str; 1] = ["127.0.0.1:53"];
+pub(crate) const SHIM_LISTEN: [&str; 1] = ["127.0.0.1:53"];
 /// The shim's default `access.clients`: loopback only.
-pub const SHIM_ACCESS_CLIENTS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+pub(crate) const SHIM_ACCESS_CLIENTS: [&str; 2] = ["127.0.0.0/8", "::1/128"];

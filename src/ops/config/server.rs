@@ -100,13 +100,13 @@ pub struct LogConfig {
 }
 
 /// The words `log.level` takes alone or after `target=`.
-pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+pub(crate) const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// Checks a log filter: a level (`info`) or comma-separated directives
 /// `level` / `target=level` (`dns64d=debug,warn`), levels from
 /// [`LOG_LEVELS`]. tracing would take `verbose` as a target name and log
 /// nothing; this does not.
-pub fn check_log_level(text: &str) -> Result<(), String> {
+pub(crate) fn check_log_level(text: &str) -> Result<(), String> {
     let allowed = || {
         format!(
             "allowed: {} or directives like \"dns64d=debug,warn\"",

@@ -16,7 +16,7 @@ use toml_edit::{ImDocument, Item, Value};
 use super::{ConfigError, RawConfig, TOP_LEVEL_KEYS};
 
 /// The prefix of the environment variables read as configuration.
-pub const ENV_PREFIX: &str = "DNS64D_";
+pub(crate) const ENV_PREFIX: &str = "DNS64D_";
 
 /// Where a value was written.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,7 +66,7 @@ impl fmt::Display for Origin {
 
 /// The sources a configuration was merged from, to find where a key was set.
 #[derive(Debug, Default)]
-pub struct Sources {
+pub(crate) struct Sources {
     /// The file and its text.
     pub file: Option<(PathBuf, String)>,
     /// The `DNS64D_…` variables, names as given.
@@ -78,12 +78,12 @@ pub struct Sources {
 impl Sources {
     /// Where `key` (`dns64.prefixes`, `listeners[1].address`) was set; with
     /// `value`, the element of a list holding that string is pointed at.
-    pub fn origin(&self, key: &str, value: Option<&str>) -> Origin {
+    pub(crate) fn origin(&self, key: &str, value: Option<&str>) -> Origin {
         self.find(key, value, false)
     }
 
     /// Where `key` itself was written (for an unknown key: the key, not its value).
-    pub fn origin_of_key(&self, key: &str) -> Origin {
+    pub(crate) fn origin_of_key(&self, key: &str) -> Origin {
         self.find(key, None, true)
     }
 
@@ -248,7 +248,7 @@ impl Step<'_> {
 }
 
 /// Line and column (from 1, the column in characters) of a byte offset.
-pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before
@@ -260,7 +260,7 @@ pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parses the file's text, so a syntax error names file, line and column.
-pub fn check_syntax(path: &Path, text: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_syntax(path: &Path, text: &str) -> Result<(), ConfigError> {
     match ImDocument::parse(text) {
         Ok(_) => Ok(()),
         Err(error) => {
@@ -281,7 +281,7 @@ pub fn check_syntax(path: &Path, text: &str) -> Result<(), ConfigError> {
 /// the nearest key there is (`DNS64D_CACHE_MAX_ENTRIES` is probably
 /// `DNS64D_CACHE__MAX_ENTRIES`). Keys inside a known section are checked by
 /// the schema (unknown fields are rejected there).
-pub fn check_environment(variables: &[String]) -> Result<(), ConfigError> {
+pub(crate) fn check_environment(variables: &[String]) -> Result<(), ConfigError> {
     for variable in variables {
         let Some(rest) = strip_prefix_ignore_case(variable, ENV_PREFIX) else {
             continue;
@@ -341,7 +341,7 @@ fn variable_names() -> Vec<String> {
 
 /// Turns figment's error (written for Rust types) into one naming the key,
 /// the value and what is allowed; the origin is added by the caller.
-pub fn translate(error: figment::Error) -> ConfigError {
+pub(crate) fn translate(error: figment::Error) -> ConfigError {
     use figment::error::Kind;
     let key = error.path.join(".");
     match &error.kind {
@@ -403,7 +403,7 @@ fn quoted_list(words: &[&str]) -> String {
 }
 
 /// Serde's expectation for a Rust type, in an operator's words.
-pub fn describe_expected(expected: &str) -> String {
+pub(crate) fn describe_expected(expected: &str) -> String {
     let words = match expected {
         "u8" => "a whole number from 0 to 255",
         "u16" => "a whole number from 0 to 65535",

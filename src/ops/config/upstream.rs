@@ -34,7 +34,7 @@ pub struct UpstreamConfig {
 }
 
 /// Parses an upstream server: `ip`, `ip:port`, `[v6]` or `[v6]:port` (port 53 if omitted).
-pub fn parse_server(text: &str) -> Option<SocketAddr> {
+pub(crate) fn parse_server(text: &str) -> Option<SocketAddr> {
     let text = text.trim();
     if let Ok(address) = text.parse::<SocketAddr>() {
         return Some(address);
@@ -75,7 +75,7 @@ pub struct UpstreamSelection {
 impl UpstreamSelection {
     /// Filters candidates: our own listeners, loops through loopback, the
     /// wrong family and duplicates are dropped, each with a log line.
-    pub fn select(&self, candidates: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    pub(crate) fn select(&self, candidates: Vec<SocketAddr>) -> Vec<SocketAddr> {
         let mut servers = Vec::new();
         for server in candidates {
             let skip_reason = if is_own_listener(&server, &self.listen) {
@@ -110,7 +110,7 @@ impl UpstreamSelection {
     }
 
     /// Reads and filters the system resolvers (empty when not configured so).
-    pub fn read_system(&self) -> Vec<SocketAddr> {
+    pub(crate) fn read_system(&self) -> Vec<SocketAddr> {
         match &self.system {
             Some(system) => self.select(read_resolv_conf(&system.path)),
             None => Vec::new(),
@@ -211,7 +211,7 @@ pub(super) fn is_own_listener(server: &SocketAddr, listen: &[SocketAddr]) -> boo
 /// Name servers from a resolv.conf file, parsed by hickory-resolver's
 /// system configuration (an unreadable or empty file gives none). On
 /// Windows the adapters' DNS servers are read instead and `path` is unused.
-pub fn read_resolv_conf(path: &Path) -> Vec<SocketAddr> {
+pub(crate) fn read_resolv_conf(path: &Path) -> Vec<SocketAddr> {
     #[cfg(all(unix, not(any(target_os = "android", target_vendor = "apple"))))]
     let parsed = std::fs::read(path)
         .map_err(|error| error.to_string())

@@ -35,7 +35,7 @@ pub struct EncryptedUpstream {
 /// Why an upstream URL is not usable (the text says what is expected).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct UpstreamUrlError(&'static str);
+pub(crate) struct UpstreamUrlError(&'static str);
 
 /// The DoT port (RFC 7858 §3.1).
 const DOT_PORT: u16 = 853;
@@ -48,7 +48,7 @@ impl EncryptedUpstream {
     /// Parses `tls://…` or `https://…`; `Ok(None)` for anything else (a
     /// plain address, parsed elsewhere). A DoH URL without an address has
     /// its name resolved by the system (`getaddrinfo`) here, once.
-    pub fn parse(text: &str) -> Result<Option<Self>, UpstreamUrlError> {
+    pub(crate) fn parse(text: &str) -> Result<Option<Self>, UpstreamUrlError> {
         let text = text.trim();
         if let Some(rest) = text.strip_prefix("tls://") {
             let (name, address) = split_name(rest, DOT_PORT)?;
