@@ -118,11 +118,12 @@ cert = "$WORK/cert.pem"
 key = "$WORK/key.pem"
 CONF
 
+declare -A PID=()  # server name -> PID
 start() {  # start CPU NAME COMMAND...: runs it in the background, records the PID
   local cpu="$1" name="$2"; shift 2
   taskset -c "$cpu" "$@" >"$WORK/$name.out" 2>&1 &
   PIDS+=("$!")
-  eval "PID_$name=$!"
+  PID[$name]=$!
 }
 start "$CLIENT_CPU" nsd nsd -d -c "$WORK/nsd/nsd.conf"
 start "$SERVER_CPU" unbound unbound -d -c "$WORK/unbound/unbound.conf"
@@ -210,17 +211,17 @@ PY
   echo "# bench/encrypted.sh $(date -u +%FT%TZ) git $(git rev-parse --short HEAD)"
   echo "# DURATION=$DURATION REPEATS=$REPEATS DoT: -c $CLIENTS -q $OUTSTANDING, DoH: -c $DOH_CLIENTS -q $DOH_OUTSTANDING; servers on CPU $SERVER_CPU, dnsperf and nsd on CPU $CLIENT_CPU"
   cat "$WORK/checks.txt"
-  for repeat in $(seq "$REPEATS"); do
+  for _ in $(seq "$REPEATS"); do
     for per in $PER_CONN; do
       for mode in $DNSPERF_MODES; do
         if [[ "$mode" == dot ]]; then ports=(5511 5521); else ports=(5512 5522); fi
-        run unbound "$PID_unbound" "$mode" "${ports[0]}" "$per"
-        run dns64d "$PID_dns64d" "$mode" "${ports[1]}" "$per"
+        run unbound "${PID[unbound]}" "$mode" "${ports[0]}" "$per"
+        run dns64d "${PID[dns64d]}" "$mode" "${ports[1]}" "$per"
       done
     done
     if command -v h2load >/dev/null; then
-      run_h2load unbound "$PID_unbound" 5512
-      run_h2load dns64d "$PID_dns64d" 5522
+      run_h2load unbound "${PID[unbound]}" 5512
+      run_h2load dns64d "${PID[dns64d]}" 5522
     fi
   done
 } | tee "$RESULT"
