@@ -137,12 +137,13 @@ impl ConfigError {
     }
 }
 
-/// A value as TOML writes it: numbers, booleans and lists bare, text quoted.
+/// A value as TOML writes it: numbers, booleans and lists bare, text quoted
+/// (a bracketed IPv6 socket address such as `[::1]:53` is text, not a list).
 fn toml_text(value: &str) -> String {
     let bare = value.parse::<f64>().is_ok()
         || value == "true"
         || value == "false"
-        || value.starts_with('[');
+        || (value.starts_with('[') && value.ends_with(']'));
     if bare {
         value.to_string()
     } else {
@@ -346,6 +347,17 @@ mod tests {
         assert_eq!(config.cache.max_entries, 100_000);
         assert_eq!(config.server.edns_udp_size, 1232);
         assert_eq!(config.access_clients.len(), 7);
+    }
+
+    #[test]
+    fn a_bracketed_ipv6_address_in_an_error_is_quoted_text() {
+        let text = error_text("listen = [\"[::1]:99999\"]\n");
+        assert!(
+            text.ends_with(
+                "listen = \"[::1]:99999\": not a socket address like 127.0.0.1:53 or [::1]:53"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
