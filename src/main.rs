@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
-use dns64d::ops::config::{self, Config, Overrides};
+use dns64d::ops::config::{self, Config, ControlEndpoint, Overrides};
 use dns64d::ops::control::{self, Command, Reply, Request, StatusInfo};
 use dns64d::ops::logging::Logging;
 
@@ -162,8 +162,14 @@ fn run_ctl(ctl: &CtlArguments, top_config: Option<&Path>) -> ExitCode {
     let socket = match (&ctl.socket, ctl.config.as_deref().or(top_config)) {
         (Some(socket), _) => socket.clone(),
         (None, file) => match config::load(file, &Overrides::default()) {
-            Ok(config) => match config.control_socket {
-                Some(socket) => socket,
+            Ok(config) => match config.control {
+                Some(ControlEndpoint::UnixSocket(socket)) => socket,
+                Some(ControlEndpoint::Loopback { .. }) => {
+                    eprintln!(
+                        "dns64d ctl: the control port (control.address) is not supported yet"
+                    );
+                    return ExitCode::from(EXIT_UNREACHABLE);
+                }
                 None => {
                     eprintln!(
                         "dns64d ctl: the control socket is off in this configuration (control.socket = \"\")"
@@ -221,7 +227,7 @@ fn log_start(arguments: &Arguments, config: &Config, server: &dns64d::edge::serv
         upstreams = %upstreams,
         prefixes = %list(config.dns64.prefixes.iter().map(|p| p.prefix.to_string()).collect()),
         zones = %list(config.zones.iter().map(|zone| format!("{} ({})", zone.name, zone.file.display())).collect()),
-        control = %config.control_socket.as_ref().map_or("off".into(), |path| path.display().to_string()),
+        control = %config.control.as_ref().map_or("off".into(), ToString::to_string),
         "dns64d serving"
     );
 }
@@ -236,7 +242,11 @@ async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCo
         }
     };
     let (request_sender, mut requests) = tokio::sync::mpsc::channel::<Request>(16);
-    let control_task = start_control(config.control_socket.as_deref(), request_sender);
+    let control_socket = match &config.control {
+        Some(ControlEndpoint::UnixSocket(path)) => Some(path.as_path()),
+        _ => None,
+    };
+    let control_task = start_control(control_socket, request_sender);
     log_start(&arguments, &config, &server);
     notify_systemd(ServiceState::Ready);
     let info = StatusInfo {

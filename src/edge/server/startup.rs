@@ -94,8 +94,11 @@ impl RunningServer {
         let zones = Arc::new(LocalZones::load(&config.zones).await?);
         let mut notes = tls::reload_certificates(&self.certificates, &config);
         self.upstream.reconfigure(&config.upstream);
-        if config.control_socket != self.config.control_socket {
-            notes.push("control.socket changed: restart dns64d to apply it".into());
+        if config.control != self.config.control {
+            notes.push(
+                "control.socket, control.address or control.token_file changed: restart dns64d to apply it"
+                    .into(),
+            );
         }
         if config.metrics_listen != self.config.metrics_listen {
             notes.push("metrics.listen changed: restart dns64d to apply it".into());

@@ -15,6 +15,7 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 mod cache;
+mod control;
 mod dns64;
 mod listeners;
 pub mod recursion;
@@ -28,6 +29,9 @@ mod values;
 mod zones;
 
 pub use cache::CacheConfig;
+pub use control::{
+    ControlEndpoint, DEFAULT_CONTROL_ADDRESS, default_token_file as default_control_token_file,
+};
 pub use dns64::Dns64Config;
 pub use listeners::{ConnectionLimits, EncryptedListener, EncryptedProtocol, ListenerConfig};
 pub use recursion::RecursiveSettings;
@@ -259,8 +263,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Response rate limiting.
     pub rate_limit: RateLimitConfig,
-    /// The control socket (`None`: off).
-    pub control_socket: Option<PathBuf>,
+    /// Where `dns64d ctl` reaches the server (`None`: off).
+    pub control: Option<ControlEndpoint>,
     /// What CHAOS TXT and NSID reveal.
     pub identity: crate::answering::identity::Identity,
     /// DNS Cookies.
@@ -295,6 +299,7 @@ impl Config {
         let identity = server::identity(&raw.server)?;
         let rate_limit = server::rate_limit(&raw.rate_limit)?;
         let cookies = server::cookies(&raw.cookies)?;
+        let control = control::validate(&raw.control, &mut warnings)?;
         Ok(Self {
             profile: raw.profile,
             listeners,
@@ -306,8 +311,7 @@ impl Config {
             log,
             metrics_listen,
             rate_limit,
-            control_socket: (!raw.control.socket.as_os_str().is_empty())
-                .then(|| raw.control.socket.clone()),
+            control,
             identity,
             cookies,
             ddr_name,

@@ -53,18 +53,26 @@ pub struct RawConfig {
 /// The default `control.socket`.
 pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "/run/dns64d/control.sock";
 
-/// `[control]` as written: the local socket `dns64d ctl` talks to.
+/// `[control]` as written: where `dns64d ctl` talks to the server (see
+/// [`super::ControlEndpoint`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawControl {
-    /// Path of the Unix socket (mode 0660); `""` turns it off.
+    /// Path of the Unix socket (mode 0660); `""` turns it off. Unix only.
     pub socket: PathBuf,
+    /// Loopback address of the control port; set, it replaces the socket.
+    /// `""`: none (the default on Unix).
+    pub address: String,
+    /// The file the control port's token is written to at each start.
+    pub token_file: PathBuf,
 }
 
 impl Default for RawControl {
     fn default() -> Self {
         Self {
-            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            socket: super::control::default_socket(),
+            address: super::control::default_address(),
+            token_file: super::control::default_token_file(),
         }
     }
 }
