@@ -22,7 +22,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Exit code: the configuration (or a zone file, root hints, trust anchor) is invalid.
 const EXIT_CONFIG: u8 = 2;
-/// Exit code of `ctl`: the server is not running or the socket not permitted.
+/// Exit code of `ctl`: the server is not running, or the socket or token
+/// file not permitted, or the token refused.
 const EXIT_UNREACHABLE: u8 = 3;
 
 /// A DNS64 server: forwards queries, caches answers and synthesizes AAAA
@@ -62,19 +63,28 @@ struct Arguments {
 /// The subcommands.
 #[derive(Debug, clap::Subcommand)]
 enum Subcommand {
-    /// Control a running dns64d over its control socket (`dns64d ctl help`).
+    /// Control a running dns64d over its control socket or port (`dns64d ctl help`).
     Ctl(CtlArguments),
 }
 
 /// `dns64d ctl`.
 #[derive(Debug, clap::Args)]
 struct CtlArguments {
-    /// The server's configuration file, to find its control socket.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "socket")]
+    /// The server's configuration file, to find its control socket, or its
+    /// control address and token file.
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["socket", "address", "token_file"])]
     config: Option<PathBuf>,
     /// The control socket (default: `control.socket` of the configuration).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["address", "token_file"])]
     socket: Option<PathBuf>,
+    /// The control port, a loopback address (default: `control.address` of
+    /// the configuration; with only --token-file, 127.0.0.1:5364).
+    #[arg(long, value_name = "ADDR")]
+    address: Option<std::net::SocketAddr>,
+    /// The control port's token file (default: `control.token_file` of the
+    /// configuration; with only --address, that key's default).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// The command and its arguments: status, reload, flush [NAME [--below]],
     /// dump-cache, log-level LEVEL, stats.
     #[arg(
@@ -159,31 +169,37 @@ fn run_ctl(ctl: &CtlArguments, top_config: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let socket = match (&ctl.socket, ctl.config.as_deref().or(top_config)) {
-        (Some(socket), _) => socket.clone(),
-        (None, file) => match config::load(file, &Overrides::default()) {
-            Ok(config) => match config.control {
-                Some(ControlEndpoint::UnixSocket(socket)) => socket,
-                Some(ControlEndpoint::Loopback { .. }) => {
-                    eprintln!(
-                        "dns64d ctl: the control port (control.address) is not supported yet"
-                    );
-                    return ExitCode::from(EXIT_UNREACHABLE);
+    let endpoint = match (&ctl.socket, ctl.address, &ctl.token_file) {
+        (Some(socket), _, _) => ControlEndpoint::UnixSocket(socket.clone()),
+        (None, None, None) => {
+            match config::load(ctl.config.as_deref().or(top_config), &Overrides::default()) {
+                Ok(config) => match config.control {
+                    Some(endpoint) => endpoint,
+                    None => {
+                        eprintln!(
+                            "dns64d ctl: control is off in this configuration (control.socket and control.address are both \"\")"
+                        );
+                        return ExitCode::from(EXIT_UNREACHABLE);
+                    }
+                },
+                Err(error) => {
+                    eprintln!("dns64d ctl: configuration error: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
                 }
-                None => {
-                    eprintln!(
-                        "dns64d ctl: the control socket is off in this configuration (control.socket = \"\")"
-                    );
-                    return ExitCode::from(EXIT_UNREACHABLE);
-                }
-            },
-            Err(error) => {
-                eprintln!("dns64d ctl: configuration error: {error}");
-                return ExitCode::from(EXIT_CONFIG);
             }
+        }
+        (None, address, token_file) => ControlEndpoint::Loopback {
+            address: address.unwrap_or_else(|| {
+                config::DEFAULT_CONTROL_ADDRESS
+                    .parse()
+                    .expect("the default control address is a socket address")
+            }),
+            token_file: token_file
+                .clone()
+                .unwrap_or_else(config::default_control_token_file),
         },
     };
-    match control::send(&socket, &command) {
+    match control::send(&endpoint, &command) {
         Ok(Reply::Ok(text)) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -242,11 +258,7 @@ async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCo
         }
     };
     let (request_sender, mut requests) = tokio::sync::mpsc::channel::<Request>(16);
-    let control_socket = match &config.control {
-        Some(ControlEndpoint::UnixSocket(path)) => Some(path.as_path()),
-        _ => None,
-    };
-    let control_task = start_control(control_socket, request_sender);
+    let control_task = start_control(config.control.as_ref(), request_sender);
     log_start(&arguments, &config, &server);
     notify_systemd(ServiceState::Ready);
     let info = StatusInfo {
@@ -317,33 +329,19 @@ async fn serve(arguments: Arguments, config: Config, logging: Logging) -> ExitCo
     ExitCode::SUCCESS
 }
 
-/// Opens the control socket and serves it; a socket that cannot be opened
-/// is logged and the server runs without it.
-#[cfg(unix)]
+/// Opens the control socket or port and serves it; one that cannot be
+/// opened is logged and the server runs without it.
 fn start_control(
-    path: Option<&Path>,
+    endpoint: Option<&ControlEndpoint>,
     requests: tokio::sync::mpsc::Sender<Request>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let path = path?;
-    match control::bind(path) {
-        Ok(socket) => Some(tokio::spawn(control::serve(socket, requests))),
+    match control::bind(endpoint?) {
+        Ok(listener) => Some(tokio::spawn(control::serve(listener, requests))),
         Err(error) => {
-            tracing::warn!(%error, "no control socket: dns64d ctl will not reach this server");
+            tracing::warn!(%error, "no control channel: dns64d ctl will not reach this server");
             None
         }
     }
-}
-
-/// No control socket outside Unix yet.
-#[cfg(not(unix))]
-fn start_control(
-    path: Option<&Path>,
-    _requests: tokio::sync::mpsc::Sender<Request>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if path.is_some() {
-        tracing::warn!("no control socket: not supported on this system yet");
-    }
-    None
 }
 
 /// Re-reads the configuration from the same sources; a bad one is rejected

@@ -1,26 +1,42 @@
-//! The control socket and `dns64d ctl`: the day-2 commands of
+//! The control channel and `dns64d ctl`: the day-2 commands of
 //! unbound-control, rndc, knotc and rec_control for dns64d.
 //!
-//! A local Unix socket (`[control] socket`, mode 0660, so its owner and
-//! group may use it) takes one command per connection: the client writes
-//! one line, the words separated by spaces, and reads the reply to the end:
-//! `ok` or `error` on the first line, then the text. The server side hands
-//! each command to the main loop ([`Request`]), which owns the running
-//! server; [`execute`] answers the commands that only read or flush.
+//! One command per connection: the client writes one line, the words
+//! separated by spaces, and reads the reply to the end: `ok` or `error` on
+//! the first line, then the text. Two transports carry this same protocol
+//! ([`ControlEndpoint`]; only how a client gets in differs):
 //!
-//! Windows has no control socket yet: `ctl` says so.
+//! - a local Unix socket (`[control] socket`, mode 0660, so its owner and
+//!   group may use it), the default on Unix;
+//! - a loopback TCP port (`[control] address`), the default on Windows and
+//!   chosen on Unix by setting the address. Before the command line the
+//!   client sends `token HEX`, the token the server wrote at start to
+//!   `[control] token_file` (see [`token`]); without the right token the
+//!   reply is `refused` and the reason, and the command is not looked at.
+//!
+//! The server side hands each command to the main loop ([`Request`]), which
+//! owns the running server; [`execute`] answers the commands that only read
+//! or flush.
 
+mod token;
+
+pub use token::TokenError;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
 
 use crate::answering::cache::FlushScope;
 use crate::edge::server::RunningServer;
+use crate::ops::config::{ControlEndpoint, DEFAULT_CONTROL_ADDRESS};
+use token::{Token, TokenFile};
 
 /// How the commands are used, printed with every usage error.
 pub const USAGE: &str = "\
-usage: dns64d ctl [--config FILE | --socket PATH] <command>
+usage: dns64d ctl [--config FILE | --socket PATH | --address ADDR --token-file PATH] <command>
 
 commands:
   status               version, uptime, config file, upstream health, cache fill, queries by outcome
@@ -34,8 +50,7 @@ commands:
   stats                the metrics, as /metrics serves them
 ";
 
-/// Longest command line accepted.
-#[cfg_attr(not(unix), allow(dead_code))]
+/// Longest request accepted (the token line and the command line).
 const MAX_COMMAND: usize = 4096;
 
 /// How long `ctl` waits for a reply (a reload loads zone files).
@@ -161,7 +176,6 @@ pub enum Reply {
     Error(String),
 }
 
-#[cfg_attr(not(unix), allow(dead_code))]
 impl Reply {
     fn to_wire(&self) -> String {
         match self {
@@ -293,7 +307,7 @@ fn status(server: &RunningServer, info: &StatusInfo) -> String {
     text
 }
 
-/// Why the control socket cannot be opened or used.
+/// Why the control endpoint cannot be opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// The socket does not exist or nobody listens: the server is not running.
@@ -304,6 +318,16 @@ pub enum ControlError {
     NotRunning {
         /// The socket path.
         path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Nobody listens on the control port: the server is not running.
+    #[error(
+        "dns64d is not running, or not with this control address: nothing listens on {address} ({source}); check `[control] address` or pass --address"
+    )]
+    NotListening {
+        /// The control address.
+        address: SocketAddr,
         /// The operating system's reason.
         source: std::io::Error,
     },
@@ -322,6 +346,14 @@ pub enum ControlError {
         /// The socket path.
         path: PathBuf,
     },
+    /// Another program (perhaps another dns64d) already listens on the control port.
+    #[error(
+        "cannot listen on the control address {address}: another program (perhaps another dns64d) uses it; set `[control] address` to a free loopback port"
+    )]
+    AddressInUse {
+        /// The control address.
+        address: SocketAddr,
+    },
     /// Any other I/O failure on the socket.
     #[error("control socket {}: {source}", path.display())]
     Io {
@@ -330,13 +362,39 @@ pub enum ControlError {
         /// The operating system's reason.
         source: std::io::Error,
     },
-    /// Control sockets exist on Unix only so far.
-    #[error("the control socket is not supported on this system yet")]
+    /// Any other failure on the control port.
+    #[error("control address {address}: {source}")]
+    Network {
+        /// The control address.
+        address: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The server refused the token.
+    #[error(
+        "the dns64d at {address} refused the token from {}: {reason}; that file is not the one this server wrote (dns64d writes a new token at every start): check `[control] token_file`, or pass --token-file",
+        token_file.display()
+    )]
+    Refused {
+        /// The control address.
+        address: SocketAddr,
+        /// Where the token was read.
+        token_file: PathBuf,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The token file cannot be written (server) or read (`ctl`).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A Unix socket was asked for where there are none.
+    #[error(
+        "Unix control sockets do not exist on this system: dns64d listens on `[control] address` (default {DEFAULT_CONTROL_ADDRESS}); use --config or --address"
+    )]
     Unsupported,
 }
 
-#[cfg_attr(not(unix), allow(dead_code))]
 impl ControlError {
+    #[cfg(unix)]
     fn from_io(path: &Path, source: std::io::Error) -> Self {
         use std::io::ErrorKind;
         let path = path.to_path_buf();
@@ -346,37 +404,349 @@ impl ControlError {
             _ => Self::Io { path, source },
         }
     }
+
+    fn from_network(address: SocketAddr, source: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match source.kind() {
+            ErrorKind::ConnectionRefused => Self::NotListening { address, source },
+            ErrorKind::AddrInUse => Self::AddressInUse { address },
+            _ => Self::Network { address, source },
+        }
+    }
 }
+
+// ---- the protocol, the same on both transports -------------------------------------
+
+/// What starts the first line on the control port, before the token.
+const TOKEN_PREFIX: &str = "token ";
+
+/// Why a connection to the control port gets no command answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The first line is not `token HEX`.
+    NoToken,
+    /// The token is not the server's.
+    WrongToken,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::NoToken => {
+                "no control token: on the control port a connection starts with the line `token HEX`, HEX from the token file"
+            }
+            Self::WrongToken => "wrong control token",
+        }
+    }
+
+    fn to_wire(self) -> String {
+        format!("refused\n{}", self.reason())
+    }
+}
+
+/// What the server read from one connection.
+enum Incoming {
+    /// A command line to answer.
+    Line(String),
+    /// Refused before the command was looked at.
+    Refused(Refusal),
+    /// The client closed before sending anything (`ctl` that could not
+    /// read the token file, a port probe).
+    Closed,
+}
+
+/// Reads one request: on the control port the token line first (checked
+/// after the command line was read, so the client's whole request is
+/// consumed and the reply is not lost to a connection reset), then the
+/// command line.
+async fn read_request<S>(stream: &mut S, token: Option<&Token>) -> std::io::Result<Incoming>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut reader = BufReader::new(stream.take(MAX_COMMAND as u64));
+    let mut line = Vec::new();
+    let mut refusal = None;
+    if let Some(token) = token {
+        reader.read_until(b'\n', &mut line).await?;
+        if line.is_empty() {
+            return Ok(Incoming::Closed);
+        }
+        let given = line.strip_suffix(b"\n").unwrap_or(&line);
+        let given = given.strip_suffix(b"\r").unwrap_or(given);
+        let Some(given) = given.strip_prefix(TOKEN_PREFIX.as_bytes()) else {
+            return Ok(Incoming::Refused(Refusal::NoToken));
+        };
+        if !token.matches(given) {
+            refusal = Some(Refusal::WrongToken);
+        }
+        line.clear();
+    }
+    reader.read_until(b'\n', &mut line).await?;
+    if let Some(refusal) = refusal {
+        return Ok(Incoming::Refused(refusal));
+    }
+    String::from_utf8(line)
+        .map(Incoming::Line)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// Answers one connection of either transport: reads the request, hands
+/// the command to the main loop, writes the reply. `token` is the control
+/// port's (`None` on the Unix socket); `peer` names the client in logs.
+async fn answer<S>(
+    mut stream: S,
+    requests: tokio::sync::mpsc::Sender<Request>,
+    token: Option<&Token>,
+    peer: &str,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let read = tokio::time::timeout(REPLY_TIMEOUT, read_request(&mut stream, token)).await;
+    let reply = match read {
+        Err(_) => Reply::Error("no command within the timeout".into()).to_wire(),
+        Ok(Err(error)) => Reply::Error(format!("cannot read the command: {error}")).to_wire(),
+        Ok(Ok(Incoming::Refused(refusal))) => {
+            tracing::warn!(%peer, reason = refusal.reason(), "control connection refused");
+            refusal.to_wire()
+        }
+        Ok(Ok(Incoming::Line(line))) => dispatch(&line, &requests).await.to_wire(),
+        Ok(Ok(Incoming::Closed)) => {
+            tracing::debug!(%peer, "control connection closed before a request");
+            return Ok(());
+        }
+    };
+    stream.write_all(reply.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Parses a command line and gets the main loop's reply.
+async fn dispatch(line: &str, requests: &tokio::sync::mpsc::Sender<Request>) -> Reply {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let command = match Command::parse(&words) {
+        Ok(command) => command,
+        Err(error) => return Reply::Error(format!("{error}\n{USAGE}")),
+    };
+    tracing::info!(command = %command.to_line(), "control command");
+    let (reply, receive) = tokio::sync::oneshot::channel();
+    if requests.send(Request { command, reply }).await.is_err() {
+        return Reply::Error("the server is shutting down".into());
+    }
+    receive
+        .await
+        .unwrap_or_else(|_| Reply::Error("the server is shutting down".into()))
+}
+
+/// A connected client stream of either transport (blocking, for `ctl`).
+trait ClientStream: std::io::Read + std::io::Write {
+    /// Bounds each read of the reply.
+    fn set_reply_timeout(&self, timeout: Duration) -> std::io::Result<()>;
+    /// Tells the server the request is complete.
+    fn end_request(&self) -> std::io::Result<()>;
+}
+
+impl ClientStream for std::net::TcpStream {
+    fn set_reply_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))
+    }
+
+    fn end_request(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(unix)]
+impl ClientStream for std::os::unix::net::UnixStream {
+    fn set_reply_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(timeout))
+    }
+
+    fn end_request(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// The client's half of the protocol: the token line (control port only),
+/// the command line, then the reply to the end. `Err` in the result is a
+/// refusal's reason.
+fn exchange(
+    stream: &mut impl ClientStream,
+    token: Option<&Token>,
+    command: &Command,
+) -> std::io::Result<Result<Reply, String>> {
+    stream.set_reply_timeout(REPLY_TIMEOUT)?;
+    let mut request = String::new();
+    if let Some(token) = token {
+        request.push_str(TOKEN_PREFIX);
+        request.push_str(token.as_str());
+        request.push('\n');
+    }
+    request.push_str(&command.to_line());
+    request.push('\n');
+    stream.write_all(request.as_bytes())?;
+    stream.end_request()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(match reply.strip_prefix("refused\n") {
+        Some(reason) => Err(reason.to_string()),
+        None => Ok(Reply::from_wire(&reply)),
+    })
+}
+
+// ---- the client (`dns64d ctl`) ------------------------------------------------------
 
 /// Sends one command and returns the reply (blocking; for `dns64d ctl`).
-#[cfg(unix)]
-pub fn send(path: &Path, command: &Command) -> Result<Reply, ControlError> {
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|error| ControlError::from_io(path, error))?;
-    let io = |error| ControlError::Io {
-        path: path.to_path_buf(),
-        source: error,
-    };
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
-    stream
-        .write_all(format!("{}\n", command.to_line()).as_bytes())
-        .map_err(io)?;
-    stream.shutdown(std::net::Shutdown::Write).map_err(io)?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).map_err(io)?;
-    Ok(Reply::from_wire(&reply))
+pub fn send(endpoint: &ControlEndpoint, command: &Command) -> Result<Reply, ControlError> {
+    match endpoint {
+        ControlEndpoint::UnixSocket(path) => send_to_socket(path, command),
+        ControlEndpoint::Loopback {
+            address,
+            token_file,
+        } => send_to_port(*address, token_file, command),
+    }
 }
 
-/// Control sockets exist on Unix only so far.
+#[cfg(unix)]
+fn send_to_socket(path: &Path, command: &Command) -> Result<Reply, ControlError> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|error| ControlError::from_io(path, error))?;
+    match exchange(&mut stream, None, command) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(reason)) => Ok(Reply::Error(reason)), // no tokens on the socket
+        Err(source) => Err(ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 #[cfg(not(unix))]
-pub fn send(_path: &Path, _command: &Command) -> Result<Reply, ControlError> {
+fn send_to_socket(_path: &Path, _command: &Command) -> Result<Reply, ControlError> {
     Err(ControlError::Unsupported)
+}
+
+/// Connects first, then reads the token: with the server down, "not
+/// running" says more than a missing token file.
+fn send_to_port(
+    address: SocketAddr,
+    token_file: &Path,
+    command: &Command,
+) -> Result<Reply, ControlError> {
+    let mut stream = std::net::TcpStream::connect(address)
+        .map_err(|error| ControlError::from_network(address, error))?;
+    let token = token::read(token_file)?;
+    match exchange(&mut stream, Some(&token), command) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(reason)) => Err(ControlError::Refused {
+            address,
+            token_file: token_file.to_path_buf(),
+            reason,
+        }),
+        Err(source) => Err(ControlError::Network { address, source }),
+    }
+}
+
+// ---- the server ---------------------------------------------------------------------
+
+/// A bound control endpoint, served by [`serve`]. Dropping it removes the
+/// socket file or the token file.
+pub struct ControlListener {
+    transport: Transport,
+}
+
+/// The listening half of each transport.
+enum Transport {
+    /// The Unix socket.
+    #[cfg(unix)]
+    Socket(ControlSocket),
+    /// The loopback port and its token.
+    Port {
+        listener: tokio::net::TcpListener,
+        token: Arc<Token>,
+        /// Removed with the listener.
+        _file: TokenFile,
+    },
+}
+
+/// Opens the control endpoint (inside a tokio runtime). For the control
+/// port the address is bound first, and only then a new token written, so
+/// a second server on the same address cannot replace the first one's token.
+pub fn bind(endpoint: &ControlEndpoint) -> Result<ControlListener, ControlError> {
+    let transport = match endpoint {
+        #[cfg(unix)]
+        ControlEndpoint::UnixSocket(path) => Transport::Socket(bind_socket(path)?),
+        #[cfg(not(unix))]
+        ControlEndpoint::UnixSocket(_) => return Err(ControlError::Unsupported),
+        ControlEndpoint::Loopback {
+            address,
+            token_file,
+        } => {
+            let address = *address;
+            let network = |error| ControlError::from_network(address, error);
+            let listener = std::net::TcpListener::bind(address).map_err(network)?;
+            listener.set_nonblocking(true).map_err(network)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(network)?;
+            let token = Token::random();
+            let file = token::write(token_file, &token)?;
+            Transport::Port {
+                listener,
+                token: Arc::new(token),
+                _file: file,
+            }
+        }
+    };
+    Ok(ControlListener { transport })
+}
+
+/// Accepts connections until the task is stopped, one command each, handed
+/// to the main loop through `requests`.
+pub async fn serve(listener: ControlListener, requests: tokio::sync::mpsc::Sender<Request>) {
+    match listener.transport {
+        #[cfg(unix)]
+        Transport::Socket(socket) => loop {
+            let stream = match socket.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "control socket: accept failed");
+                    continue;
+                }
+            };
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                if let Err(error) = answer(stream, requests, None, "control socket").await {
+                    tracing::debug!(%error, "control connection failed");
+                }
+            });
+        },
+        Transport::Port {
+            listener,
+            token,
+            _file,
+        } => loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "control port: accept failed");
+                    continue;
+                }
+            };
+            let requests = requests.clone();
+            let token = Arc::clone(&token);
+            tokio::spawn(async move {
+                let peer = peer.to_string();
+                if let Err(error) = answer(stream, requests, Some(&token), &peer).await {
+                    tracing::debug!(%error, %peer, "control connection failed");
+                }
+            });
+        },
+    }
 }
 
 /// The bound control socket; the file is removed when dropped.
 #[cfg(unix)]
-pub struct ControlSocket {
+struct ControlSocket {
     listener: tokio::net::UnixListener,
     path: PathBuf,
 }
@@ -393,7 +763,7 @@ impl Drop for ControlSocket {
 /// Binds the control socket at `path` (mode 0660). A socket file nobody
 /// listens on (left by a crash) is replaced; a live one is an error.
 #[cfg(unix)]
-pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
+fn bind_socket(path: &Path) -> Result<ControlSocket, ControlError> {
     use std::os::unix::fs::PermissionsExt;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(ControlError::InUse {
@@ -418,65 +788,6 @@ pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
         }
     })?;
     Ok(socket)
-}
-
-/// Accepts connections until the task is stopped, one command each, handed
-/// to the main loop through `requests`.
-#[cfg(unix)]
-pub async fn serve(socket: ControlSocket, requests: tokio::sync::mpsc::Sender<Request>) {
-    loop {
-        let stream = match socket.listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "control socket: accept failed");
-                continue;
-            }
-        };
-        let requests = requests.clone();
-        tokio::spawn(async move {
-            if let Err(error) = answer(stream, requests).await {
-                tracing::debug!(%error, "control connection failed");
-            }
-        });
-    }
-}
-
-/// Reads one command line, gets the reply and writes it.
-#[cfg(unix)]
-async fn answer(
-    mut stream: tokio::net::UnixStream,
-    requests: tokio::sync::mpsc::Sender<Request>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let mut line = String::new();
-    let read = tokio::time::timeout(
-        REPLY_TIMEOUT,
-        BufReader::new((&mut stream).take(MAX_COMMAND as u64)).read_line(&mut line),
-    )
-    .await;
-    let reply = match read {
-        Err(_) => Reply::Error("no command within the timeout".into()),
-        Ok(Err(error)) => Reply::Error(format!("cannot read the command: {error}")),
-        Ok(Ok(_)) => {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match Command::parse(&words) {
-                Err(error) => Reply::Error(format!("{error}\n{USAGE}")),
-                Ok(command) => {
-                    tracing::info!(command = %command.to_line(), "control command");
-                    let (reply, receive) = tokio::sync::oneshot::channel();
-                    if requests.send(Request { command, reply }).await.is_err() {
-                        Reply::Error("the server is shutting down".into())
-                    } else {
-                        receive
-                            .await
-                            .unwrap_or_else(|_| Reply::Error("the server is shutting down".into()))
-                    }
-                }
-            }
-        }
-    };
-    stream.write_all(reply.to_wire().as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]
