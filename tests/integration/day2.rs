@@ -3,9 +3,10 @@
 //! `/readyz`, CHAOS TXT and NSID, Extended DNS Error texts and EDE 18,
 //! and configuration errors as `dns64d` prints them.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,10 +74,85 @@ async fn start_binary(config: &Path) -> Daemon {
     Daemon { child, lines, addr }
 }
 
-/// Runs `dns64d ctl --socket SOCKET ARGS…`.
-async fn ctl(socket: &Path, args: &[&str]) -> Output {
+/// How a test reaches the control channel of the binary.
+#[derive(Debug, Clone)]
+enum Channel {
+    /// The Unix socket at this path.
+    Socket(PathBuf),
+}
+
+impl Channel {
+    /// The `[control]` section that selects it.
+    fn section(&self) -> String {
+        match self {
+            Self::Socket(path) => {
+                format!("[control]\nsocket = {:?}\n", path.display().to_string())
+            }
+        }
+    }
+
+    /// The flags of `dns64d ctl` that name it.
+    fn flags(&self) -> Vec<OsString> {
+        match self {
+            Self::Socket(path) => vec!["--socket".into(), path.into()],
+        }
+    }
+
+    /// The file the server makes for it (and removes on exit).
+    fn file(&self) -> &Path {
+        match self {
+            Self::Socket(path) => path,
+        }
+    }
+
+    /// The mode of that file.
+    fn file_mode(&self) -> u32 {
+        match self {
+            Self::Socket(_) => 0o660,
+        }
+    }
+
+    /// Sends `request` as a client other than `dns64d ctl` would and reads
+    /// the whole reply.
+    async fn raw_request(&self, request: &[u8]) -> String {
+        match self {
+            Self::Socket(path) => {
+                exchange_raw(
+                    tokio::net::UnixStream::connect(path).await.unwrap(),
+                    request,
+                )
+                .await
+            }
+        }
+    }
+
+    /// How `dns64d ctl` begins to say that nothing listens.
+    fn not_running(&self) -> String {
+        match self {
+            Self::Socket(path) => format!(
+                "dns64d ctl: dns64d is not running, or not with this control socket: nothing listens on {}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Writes `request`, closes the sending side and reads the reply to the end.
+async fn exchange_raw<S>(mut stream: S, request: &[u8]) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    reply
+}
+
+/// Runs `dns64d ctl FLAGS ARGS…`, the flags naming `channel`.
+async fn ctl(channel: &Channel, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
-    command.arg("ctl").arg("--socket").arg(socket).args(args);
+    command.arg("ctl").args(channel.flags()).args(args);
     run(command).await
 }
 
@@ -105,29 +181,37 @@ fn dumped(dump: &str, name: &str) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn config_text(upstream: SocketAddr, socket: &Path, prefix: &str) -> String {
+fn config_text(upstream: SocketAddr, channel: &Channel, prefix: &str) -> String {
     format!(
-        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{upstream}\"]\n[dns64]\nprefixes = [\"{prefix}\"]\n[control]\nsocket = {:?}\n",
-        socket.display().to_string()
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{upstream}\"]\n[dns64]\nprefixes = [\"{prefix}\"]\n{}",
+        channel.section()
     )
 }
 
 #[tokio::test]
 async fn every_ctl_command_works_over_the_real_socket() {
+    every_ctl_command_works(|dir| Channel::Socket(dir.join("control.sock"))).await;
+}
+
+/// Every command through `dns64d ctl` over the channel `channel_in` makes in
+/// a directory, against the running binary; usage errors, a client other
+/// than ctl, ctl finding the channel from `--config`, and what ctl says once
+/// the server stopped.
+async fn every_ctl_command_works(channel_in: impl FnOnce(&Path) -> Channel) {
     let auth = start_auth_upstream(LO).await;
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
+    let channel = channel_in(dir.path());
     let config = dir.path().join("dns64d.toml");
-    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
     let mut daemon = start_binary(&config).await;
-    let mode = std::fs::metadata(&socket).unwrap();
+    let mode = std::fs::metadata(channel.file()).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-        0o660
+        channel.file_mode()
     );
 
     // status before any query
-    let out = ctl(&socket, &["status"]).await;
+    let out = ctl(&channel, &["status"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status = text(&out.stdout);
     let expected = [
@@ -157,7 +241,7 @@ async fn every_ctl_command_works_over_the_real_socket() {
     );
     let m = query_udp(daemon.addr, &Q::new("dual.dns64.test", RecordType::A)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    let out = ctl(&socket, &["dump-cache"]).await;
+    let out = ctl(&channel, &["dump-cache"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dump = text(&out.stdout);
     let lines = dumped(&dump, "v4only.dns64.test.");
@@ -172,7 +256,7 @@ async fn every_ctl_command_works_over_the_real_socket() {
             .any(|line| line.starts_with("; v4only.dns64.test. IN AAAA NODATA ttl=")),
         "the negative AAAA entry: {dump}"
     );
-    let out = ctl(&socket, &["status"]).await;
+    let out = ctl(&channel, &["status"]).await;
     let status = text(&out.stdout);
     assert!(
         status
@@ -186,14 +270,14 @@ async fn every_ctl_command_works_over_the_real_socket() {
     );
 
     // flush one name: its A and AAAA entries go, the other name stays
-    let out = ctl(&socket, &["flush", "V4ONLY.dns64.test"]).await;
+    let out = ctl(&channel, &["flush", "V4ONLY.dns64.test"]).await;
     assert_eq!(
         text(&out.stdout),
         "flushed 2 cache entries\n",
         "{}",
         text(&out.stderr)
     );
-    let dump = text(&ctl(&socket, &["dump-cache"]).await.stdout);
+    let dump = text(&ctl(&channel, &["dump-cache"]).await.stdout);
     assert!(dumped(&dump, "v4only.dns64.test.").is_empty(), "{dump}");
     assert_eq!(dumped(&dump, "dual.dns64.test.").len(), 1, "{dump}");
     // …and the next query goes upstream again (the fast path was flushed too)
@@ -202,15 +286,15 @@ async fn every_ctl_command_works_over_the_real_socket() {
     assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
 
     // flush a name and everything below it
-    let out = ctl(&socket, &["flush", "dns64.test", "--below"]).await;
+    let out = ctl(&channel, &["flush", "dns64.test", "--below"]).await;
     assert_eq!(text(&out.stdout), "flushed 3 cache entries\n");
     query_udp(daemon.addr, &q).await;
-    let out = ctl(&socket, &["flush"]).await;
+    let out = ctl(&channel, &["flush"]).await;
     assert_eq!(text(&out.stdout), "flushed 2 cache entries\n");
-    assert_eq!(text(&ctl(&socket, &["dump-cache"]).await.stdout), "");
+    assert_eq!(text(&ctl(&channel, &["dump-cache"]).await.stdout), "");
 
     // stats: the metrics text
-    let out = ctl(&socket, &["stats"]).await;
+    let out = ctl(&channel, &["stats"]).await;
     let stats = text(&out.stdout);
     assert!(
         stats.lines().any(|line| line
@@ -219,7 +303,7 @@ async fn every_ctl_command_works_over_the_real_socket() {
     );
 
     // log-level: a good level is applied (debug lines appear), a bad one is refused
-    let out = ctl(&socket, &["log-level", "debug"]).await;
+    let out = ctl(&channel, &["log-level", "debug"]).await;
     assert_eq!(
         text(&out.stdout),
         "log level set to debug\n",
@@ -237,7 +321,7 @@ async fn every_ctl_command_works_over_the_real_socket() {
         line.contains("DEBUG") && line.contains("malformed request")
     })
     .await;
-    let out = ctl(&socket, &["log-level", "verbose"]).await;
+    let out = ctl(&channel, &["log-level", "verbose"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -247,10 +331,10 @@ async fn every_ctl_command_works_over_the_real_socket() {
     // reload: a new prefix is applied; a bad configuration is refused
     std::fs::write(
         &config,
-        config_text(auth.addr(), &socket, "2001:db8:64::/96"),
+        config_text(auth.addr(), &channel, "2001:db8:64::/96"),
     )
     .unwrap();
-    let out = ctl(&socket, &["reload"]).await;
+    let out = ctl(&channel, &["reload"]).await;
     assert_eq!(
         text(&out.stdout),
         "configuration reloaded\n",
@@ -262,8 +346,8 @@ async fn every_ctl_command_works_over_the_real_socket() {
         answer_summary(&m),
         ["v4only.dns64.test. 60 AAAA 2001:db8:64::5db8:d822"]
     );
-    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/80")).unwrap();
-    let out = ctl(&socket, &["reload"]).await;
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/80")).unwrap();
+    let out = ctl(&channel, &["reload"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -290,30 +374,27 @@ async fn every_ctl_command_works_over_the_real_socket() {
         ),
         (&[][..], "dns64d ctl: no command given\n"),
     ] {
-        let out = ctl(&socket, args).await;
+        let out = ctl(&channel, args).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = text(&out.stderr);
         assert!(stderr.starts_with(message), "{args:?}: {stderr}");
         assert!(stderr.contains("usage: dns64d ctl"), "{stderr}");
     }
-    // the same through the socket itself (a client other than ctl)
-    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    stream.write_all(b"frobnicate now\n").await.unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
+    // the same through the channel itself (a client other than ctl)
+    let reply = channel.raw_request(b"frobnicate now\n").await;
     assert!(
         reply.starts_with("error\nunknown command \"frobnicate\"\nusage:"),
         "{reply}"
     );
 
-    // ctl finds the socket from the server's configuration file too
+    // ctl finds the channel from the server's configuration file too
     let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
-    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
     command.args(["ctl", "--config"]).arg(&config).arg("status");
     let out = run(command).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    // SIGTERM: the socket file is removed
+    // SIGTERM: the socket file (or token file) is removed
     signal(&daemon.child, libc::SIGTERM);
     let child_wait = tokio::task::spawn_blocking(move || {
         let status = daemon.child.wait();
@@ -324,14 +405,11 @@ async fn every_ctl_command_works_over_the_real_socket() {
         .expect("stops in time")
         .unwrap();
     assert!(status.unwrap().success());
-    assert!(!socket.exists(), "the control socket is removed on exit");
-    let out = ctl(&socket, &["status"]).await;
+    assert!(!channel.file().exists(), "removed on exit");
+    let out = ctl(&channel, &["status"]).await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        text(&out.stderr).starts_with(&format!(
-            "dns64d ctl: dns64d is not running, or not with this control socket: nothing listens on {}",
-            socket.display()
-        )),
+        text(&out.stderr).starts_with(&channel.not_running()),
         "{}",
         text(&out.stderr)
     );
@@ -357,7 +435,8 @@ async fn ctl_names_a_socket_it_may_not_use() {
     let dir = tempfile::tempdir().unwrap(); // mode 0700, owned by root
     let socket = dir.path().join("control.sock");
     let config = dir.path().join("dns64d.toml");
-    std::fs::write(&config, config_text(auth.addr(), &socket, "64:ff9b::/96")).unwrap();
+    let channel = Channel::Socket(socket.clone());
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
     let _daemon = start_binary(&config).await;
     let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
     command
