@@ -1,5 +1,5 @@
 //! Day-2 operations (issue 18): `dns64d ctl` over the real control socket
-//! of the real binary, `/healthz` with a dead and revived upstream,
+//! and the real loopback control port (with its token) of the real binary, `/healthz` with a dead and revived upstream,
 //! `/readyz`, CHAOS TXT and NSID, Extended DNS Error texts and EDE 18,
 //! and configuration errors as `dns64d` prints them.
 
@@ -26,6 +26,8 @@ struct Daemon {
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// The DNS listener, from the startup line.
     addr: SocketAddr,
+    /// The log lines before the startup line.
+    startup: Vec<String>,
 }
 
 impl Drop for Daemon {
@@ -71,7 +73,12 @@ async fn start_binary(config: &Path) -> Daemon {
         }
         seen.push(line);
     };
-    Daemon { child, lines, addr }
+    Daemon {
+        child,
+        lines,
+        addr,
+        startup: seen,
+    }
 }
 
 /// How a test reaches the control channel of the binary.
@@ -79,15 +86,35 @@ async fn start_binary(config: &Path) -> Daemon {
 enum Channel {
     /// The Unix socket at this path.
     Socket(PathBuf),
+    /// The loopback control port and its token file.
+    Port {
+        address: SocketAddr,
+        token_file: PathBuf,
+    },
 }
 
 impl Channel {
+    /// A free loopback port with its token file `control.token` in `dir`.
+    fn port_in(dir: &Path) -> Self {
+        Self::Port {
+            address: SocketAddr::new(LO, free_tcp_port()),
+            token_file: dir.join("control.token"),
+        }
+    }
+
     /// The `[control]` section that selects it.
     fn section(&self) -> String {
         match self {
             Self::Socket(path) => {
                 format!("[control]\nsocket = {:?}\n", path.display().to_string())
             }
+            Self::Port {
+                address,
+                token_file,
+            } => format!(
+                "[control]\naddress = \"{address}\"\ntoken_file = {:?}\n",
+                token_file.display().to_string()
+            ),
         }
     }
 
@@ -95,6 +122,15 @@ impl Channel {
     fn flags(&self) -> Vec<OsString> {
         match self {
             Self::Socket(path) => vec!["--socket".into(), path.into()],
+            Self::Port {
+                address,
+                token_file,
+            } => vec![
+                "--address".into(),
+                address.to_string().into(),
+                "--token-file".into(),
+                token_file.into(),
+            ],
         }
     }
 
@@ -102,6 +138,7 @@ impl Channel {
     fn file(&self) -> &Path {
         match self {
             Self::Socket(path) => path,
+            Self::Port { token_file, .. } => token_file,
         }
     }
 
@@ -109,11 +146,13 @@ impl Channel {
     fn file_mode(&self) -> u32 {
         match self {
             Self::Socket(_) => 0o660,
+            Self::Port { .. } => 0o640,
         }
     }
 
-    /// Sends `request` as a client other than `dns64d ctl` would and reads
-    /// the whole reply.
+    /// Sends `request` as a client other than `dns64d ctl` would (on the
+    /// control port after the line `token HEX` from the token file) and
+    /// reads the whole reply.
     async fn raw_request(&self, request: &[u8]) -> String {
         match self {
             Self::Socket(path) => {
@@ -122,6 +161,15 @@ impl Channel {
                     request,
                 )
                 .await
+            }
+            Self::Port {
+                address,
+                token_file,
+            } => {
+                let token = std::fs::read_to_string(token_file).unwrap();
+                let mut with_token = format!("token {token}").into_bytes();
+                with_token.extend_from_slice(request);
+                raw_to_port(*address, &with_token).await
             }
         }
     }
@@ -133,8 +181,26 @@ impl Channel {
                 "dns64d ctl: dns64d is not running, or not with this control socket: nothing listens on {}",
                 path.display()
             ),
+            Self::Port { address, .. } => format!(
+                "dns64d ctl: dns64d is not running, or not with this control address: nothing listens on {address}"
+            ),
         }
     }
+}
+
+/// A free loopback TCP port for a child process (it binds it right after).
+fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind((LO, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Sends `request` to the control port as it is and reads the whole reply.
+async fn raw_to_port(address: SocketAddr, request: &[u8]) -> String {
+    exchange_raw(
+        tokio::net::TcpStream::connect(address).await.unwrap(),
+        request,
+    )
+    .await
 }
 
 /// Writes `request`, closes the sending side and reads the reply to the end.
@@ -191,6 +257,11 @@ fn config_text(upstream: SocketAddr, channel: &Channel, prefix: &str) -> String 
 #[tokio::test]
 async fn every_ctl_command_works_over_the_real_socket() {
     every_ctl_command_works(|dir| Channel::Socket(dir.join("control.sock"))).await;
+}
+
+#[tokio::test]
+async fn every_ctl_command_works_over_the_loopback_port() {
+    every_ctl_command_works(Channel::port_in).await;
 }
 
 /// Every command through `dns64d ctl` over the channel `channel_in` makes in
@@ -455,6 +526,239 @@ async fn ctl_names_a_socket_it_may_not_use() {
             socket.display()
         )
     );
+}
+
+#[tokio::test]
+async fn the_control_port_refuses_a_missing_or_wrong_token() {
+    let auth = start_auth_upstream(LO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = Channel::port_in(dir.path());
+    let Channel::Port {
+        address,
+        token_file,
+    } = channel.clone()
+    else {
+        unreachable!("a port")
+    };
+    let config = dir.path().join("dns64d.toml");
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
+    let mut daemon = start_binary(&config).await;
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let digits = token.strip_suffix('\n').expect("one line");
+    assert_eq!(digits.len(), 64, "{token:?}");
+    assert!(
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{token:?}"
+    );
+    // Something in the cache, which no refused flush may remove.
+    let q = Q::new("v4only.dns64.test", RecordType::AAAA);
+    query_udp(daemon.addr, &q).await;
+    let cached = || async {
+        let dump = text(&ctl(&channel, &["dump-cache"]).await.stdout);
+        dumped(&dump, "v4only.dns64.test.").len()
+    };
+    assert_eq!(cached().await, 1);
+
+    // ctl with another token file (another server's, an old copy): exit 3
+    let other = dir.path().join("other.token");
+    std::fs::write(&other, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+    let out = ctl(
+        &Channel::Port {
+            address,
+            token_file: other.clone(),
+        },
+        &["flush"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "dns64d ctl: the dns64d at {address} refused the token from {}: wrong control token; that file is not the one this server wrote (dns64d writes a new token at every start): check `[control] token_file`, or pass --token-file\n",
+            other.display()
+        )
+    );
+    assert_eq!(text(&out.stdout), "");
+    wait_for_line(&mut daemon, |line| {
+        line.contains(" WARN ")
+            && line.contains("control connection refused")
+            && line.contains("peer=127.0.0.1:")
+            && line.contains("reason=\"wrong control token\"")
+    })
+    .await;
+
+    // other clients: no token line, a wrong token, an empty one
+    for (request, reply) in [
+        (
+            "flush\n".to_string(),
+            "refused\nno control token: on the control port a connection starts with the line `token HEX`, HEX from the token file",
+        ),
+        (
+            format!("token {}\nflush\n", "f".repeat(64)),
+            "refused\nwrong control token",
+        ),
+        (
+            format!("token {}\nflush\n", digits.to_uppercase()),
+            "refused\nwrong control token",
+        ),
+        (
+            "token \nflush\n".to_string(),
+            "refused\nwrong control token",
+        ),
+    ] {
+        assert_eq!(
+            raw_to_port(address, request.as_bytes()).await,
+            reply,
+            "{request:?}"
+        );
+    }
+    assert_eq!(cached().await, 1, "no refused flush ran");
+    // the right token, by hand (CRLF too)
+    let reply = raw_to_port(address, format!("token {digits}\r\nstatus\n").as_bytes()).await;
+    assert!(reply.starts_with("ok\nversion: "), "{reply}");
+
+    // a token file that is missing, or holds no token: exit 3, nothing sent
+    let missing = dir.path().join("missing.token");
+    let malformed = dir.path().join("malformed.token");
+    std::fs::write(&malformed, "hello\n").unwrap();
+    for (file, message) in [
+        (
+            &missing,
+            format!(
+                "dns64d ctl: no control token file {}: dns64d writes it when it starts, so it is not running, or runs with another `[control] token_file` (check the configuration, or pass --token-file)\n",
+                missing.display()
+            ),
+        ),
+        (
+            &malformed,
+            format!(
+                "dns64d ctl: the control token file {} does not hold a control token (32 bytes as 64 hexadecimal digits); dns64d rewrites it at every start\n",
+                malformed.display()
+            ),
+        ),
+    ] {
+        let out = ctl(
+            &Channel::Port {
+                address,
+                token_file: file.clone(),
+            },
+            &["flush"],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(3), "{}", file.display());
+        assert_eq!(text(&out.stderr), message);
+    }
+    assert_eq!(cached().await, 1);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_control_port_leaves_the_first_ones_token() {
+    let auth = start_auth_upstream(LO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let channel = Channel::port_in(dir.path());
+    let Channel::Port {
+        address,
+        token_file,
+    } = channel.clone()
+    else {
+        unreachable!("a port")
+    };
+    let config = dir.path().join("dns64d.toml");
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
+    let first = start_binary(&config).await;
+    let token = std::fs::read_to_string(&token_file).unwrap();
+
+    let second_token = dir.path().join("second.token");
+    let second_channel = Channel::Port {
+        address,
+        token_file: second_token.clone(),
+    };
+    let second_config = dir.path().join("second.toml");
+    std::fs::write(
+        &second_config,
+        config_text(auth.addr(), &second_channel, "64:ff9b::/96"),
+    )
+    .unwrap();
+    let second = start_binary(&second_config).await;
+    let warning = format!(
+        "cannot listen on the control address {address}: another program (perhaps another dns64d) uses it; set `[control] address` to a free loopback port"
+    );
+    assert!(
+        second
+            .startup
+            .iter()
+            .any(|line| line.contains(" WARN ") && line.contains(&warning)),
+        "{:#?}",
+        second.startup
+    );
+    assert!(!second_token.exists(), "the second server wrote no token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+    let out = ctl(&channel, &["status"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listeners = format!("listeners: {}", first.addr);
+    assert!(
+        text(&out.stdout).lines().any(|line| line == listeners),
+        "the first server answers: {}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: runs ctl as another user (nobody) to be denied"]
+async fn ctl_names_a_token_file_it_may_not_read() {
+    use std::os::unix::process::CommandExt;
+    let auth = start_auth_upstream(LO).await;
+    let dir = tempfile::tempdir().unwrap(); // mode 0700, owned by root
+    let channel = Channel::port_in(dir.path());
+    let config = dir.path().join("dns64d.toml");
+    std::fs::write(&config, config_text(auth.addr(), &channel, "64:ff9b::/96")).unwrap();
+    let _daemon = start_binary(&config).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dns64d"));
+    command
+        .arg("ctl")
+        .args(channel.flags())
+        .arg("status")
+        .uid(65534)
+        .gid(65534);
+    let out = run(command).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "dns64d ctl: permission denied on the control token file {}: run as the user dns64d runs as, as root, or (on Windows) as Administrator\n",
+            channel.file().display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn check_config_names_a_bad_control_address() {
+    for (value, reason) in [
+        (
+            "192.0.2.1:5364",
+            "not a loopback address; the control port takes commands from any local program that has the token, so it listens on 127.0.0.0/8 or ::1 only",
+        ),
+        (
+            "[::1]:0",
+            "port 0 is not allowed: dns64d ctl finds the server by this address, so it needs a fixed port (1-65535)",
+        ),
+    ] {
+        let (code, stderr, dir) = check_binary(
+            &format!("[upstream]\nservers = [\"192.0.2.1\"]\n[control]\naddress = \"{value}\"\n"),
+            None,
+        )
+        .await;
+        assert_eq!(code, Some(2));
+        assert_eq!(
+            stderr,
+            format!(
+                "dns64d: configuration error: {}/dns64d.toml:4:11: control.address = \"{value}\": {reason}\n",
+                dir.path().display()
+            )
+        );
+    }
 }
 
 /// Polls `path` until `check` accepts (status, body), with a deadline.
