@@ -25,7 +25,7 @@
 //!   BADVERS, REFUSED, EDNS, truncation) before it is answered.
 //! - [`ops`]: operating it: [`logging`](ops::logging),
 //!   [`metrics`](ops::metrics), [`health`](ops::health) and its HTTP
-//!   endpoint, the [`control`](ops::control) socket behind `dns64d ctl`,
+//!   endpoint, the [`control`](ops::control) socket or port behind `dns64d ctl`,
 //!   and NAT64 prefix [`discovery`](ops::discovery) (RFC 7050, RFC 8781).
 //!
 //! A query's way: a listener in `edge::server` takes its listener's policy

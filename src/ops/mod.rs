@@ -1,5 +1,5 @@
 //! Operations: the validated [`config`], [`logging`], [`metrics`] (with
-//! per-server [`upstream_health`]), [`health`] and its [`http`] endpoint, the [`control`] socket behind `dns64d ctl`, and NAT64
+//! per-server [`upstream_health`]), [`health`] and its [`http`] endpoint, the [`control`] socket or port behind `dns64d ctl`, and NAT64
 //! prefix [`discovery`] (RFC 7050).
 
 pub mod config;
