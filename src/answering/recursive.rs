@@ -9,6 +9,11 @@
 //! truncation. Its negative results (errors in its API) are turned back into
 //! NXDOMAIN/NODATA answers with the SOA, which the TTL rule needs.
 //!
+//! hickory's recursor offers no way to empty its caches, so `dns64d ctl
+//! flush` (everything) replaces it with a new one built from the same
+//! settings ([`AnswerSource::flush`]); `flush NAME` cannot reach into it, and
+//! the recursor keeps its copy of NAME until that copy's TTL ends.
+//!
 //! With `upstream.dnssec_validation`, the recursor validates from the trust
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
 //! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
@@ -16,7 +21,8 @@
 //! the data unvalidated (RFC 4035 §3.2.2). Whether a synthesized answer
 //! carries AD is RFC 6147 §5.5's rule, in [`crate::dns64::dnssec`].
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use hickory_proto::dnssec::{DnssecSummary, Proof};
@@ -47,9 +53,33 @@ pub enum RecursiveError {
 
 /// The recursor behind the [`AnswerSource`] interface.
 pub(crate) struct RecursiveResolver {
-    recursor: Recursor<TokioRuntimeProvider>,
+    /// The recursor in use; a flush swaps in a new, empty one (queries
+    /// already running finish with the old one).
+    recursor: RwLock<Arc<Recursor<TokioRuntimeProvider>>>,
+    /// What a new recursor is built from.
+    build: RecursorBuild,
     timeout: Duration,
     validating: bool,
+}
+
+/// The arguments of [`Recursor::new`], kept to build an empty recursor on
+/// a flush.
+struct RecursorBuild {
+    roots: Vec<IpAddr>,
+    policy: DnssecPolicy,
+    options: RecursorOptions,
+}
+
+impl RecursorBuild {
+    fn recursor(&self) -> Result<Recursor<TokioRuntimeProvider>, RecursorError> {
+        Recursor::new(
+            &self.roots,
+            self.policy.clone(),
+            None,
+            self.options.clone(),
+            TokioRuntimeProvider::default(),
+        )
+    }
 }
 
 impl RecursiveResolver {
@@ -78,24 +108,48 @@ impl RecursiveResolver {
         } else {
             DnssecPolicy::SecurityUnaware
         };
-        let recursor = Recursor::new(
-            &roots,
+        let build = RecursorBuild {
+            roots,
             policy,
-            None,
             options,
-            TokioRuntimeProvider::default(),
-        )
-        .map_err(|error| RecursiveError::Recursor(error.to_string()))?;
+        };
+        let recursor = build
+            .recursor()
+            .map_err(|error| RecursiveError::Recursor(error.to_string()))?;
         Ok(Self {
-            recursor,
+            recursor: RwLock::new(Arc::new(recursor)),
+            build,
             timeout: settings.timeout,
             validating: settings.dnssec_validation,
         })
+    }
+
+    /// The recursor in use now.
+    fn recursor(&self) -> Arc<Recursor<TokioRuntimeProvider>> {
+        Arc::clone(&self.recursor.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 #[async_trait::async_trait]
 impl AnswerSource for RecursiveResolver {
+    /// Swaps in a new recursor: its response, name server, connection and
+    /// DNSSEC validation caches start empty, as after a restart. Building
+    /// one from the settings that built the first cannot fail in practice
+    /// (no I/O, the same checks); if it does, the old one stays and says so.
+    fn flush(&self) {
+        match self.build.recursor() {
+            Ok(empty) => {
+                *self
+                    .recursor
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(empty);
+            }
+            Err(error) => {
+                tracing::error!(%error, "flush: cannot build an empty recursor; the recursor's caches keep their entries");
+            }
+        }
+    }
+
     async fn query(
         &self,
         name: &Name,
@@ -161,9 +215,8 @@ impl RecursiveResolver {
     ) -> Result<Result<Message, RecursorError>, tokio::time::error::Elapsed> {
         let mut query = Query::query(name.clone(), record_type);
         query.set_query_class(class);
-        let resolution = self
-            .recursor
-            .resolve(query, std::time::Instant::now(), flags.dnssec_ok);
+        let recursor = self.recursor();
+        let resolution = recursor.resolve(query, std::time::Instant::now(), flags.dnssec_ok);
         tokio::time::timeout_at(deadline, resolution).await
     }
 

@@ -74,6 +74,66 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
 }
 
 #[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn flush_empties_the_recursors_own_cache_too() {
+    use dns64d::answering::cache::FlushScope;
+    use dns64d::ops::control::{self, Command, Reply, StatusInfo};
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
+        let mut authorities = Vec::new();
+        for (host, origin, file) in servers {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+            authorities.push(
+                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
+            );
+        }
+        let leaf = &authorities[2];
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
+            hierarchy_zone("root.hints").display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        // `dns64d ctl flush` as the main loop answers it.
+        let info = StatusInfo {
+            started: std::time::Instant::now(),
+            config_file: None,
+        };
+        let flush = |scope| control::execute(&Command::Flush(scope), &d.server, &info);
+        let q = Q::new("v4only.rec.test", RecordType::A);
+        let ask = || async {
+            let m = query_udp(d.addr, &q).await;
+            assert_eq!(answer_summary(&m).len(), 1, "{m:?}");
+            assert!(answer_summary(&m)[0].ends_with(" A 93.184.216.34"), "{m:?}");
+        };
+        ask().await;
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1);
+
+        // flush NAME empties dns64d's entry only: the recursor answers from its own cache
+        let name = Name::from_ascii("v4only.rec.test.").unwrap();
+        assert_eq!(
+            flush(FlushScope::Name(name)),
+            Reply::Ok(
+                "flushed 1 cache entries\nthe recursor keeps its own copy until that copy's TTL ends (hickory's recursor cannot remove one name); `dns64d ctl flush` empties it\n".into()
+            )
+        );
+        ask().await;
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1);
+
+        // flush (everything) replaces the recursor: the name is asked at its zone again
+        assert_eq!(
+            flush(FlushScope::All),
+            Reply::Ok(
+                "flushed 1 cache entries\nand replaced the recursor with an empty one (its answers, delegations and DNSSEC validations)\n".into()
+            )
+        );
+        ask().await;
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 2);
+        drop(authorities);
+    });
+}
+
+#[test]
 fn recursive_mode_needs_no_servers() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(

@@ -232,6 +232,12 @@ impl Resolver {
         &self.cache
     }
 
+    /// Tells the answer source to forget what it remembers itself
+    /// (recursive mode: the recursor's caches); see [`AnswerSource::flush`].
+    pub(crate) fn flush_answer_source(&self) {
+        self.upstream.flush();
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

@@ -82,6 +82,11 @@ pub trait AnswerSource: Send + Sync + 'static {
         class: DNSClass,
         flags: UpstreamFlags,
     ) -> Result<Answer, UpstreamError>;
+
+    /// Forgets what the source remembers of earlier answers, for
+    /// `dns64d ctl flush` (a recursor's caches). Most remember nothing
+    /// ([`Upstream`] leaves caching to [`crate::answering::cache`]).
+    fn flush(&self) {}
 }
 
 /// One upstream server.

@@ -205,8 +205,13 @@ impl RunningServer {
     }
 
     /// Removes cache entries (and every stored response, which may hold
-    /// them); returns how many cache entries were removed.
+    /// them); returns how many cache entries were removed. A whole flush
+    /// empties the recursor's caches too, first, so what is flushed here is
+    /// not filled again from there.
     pub(crate) fn flush_cache(&self, scope: &crate::answering::cache::FlushScope) -> usize {
+        if *scope == crate::answering::cache::FlushScope::All {
+            self.handler.resolver().flush_answer_source();
+        }
         let removed = self.handler.resolver().cache().flush(scope);
         self.responses.invalidate();
         removed

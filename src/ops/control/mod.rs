@@ -219,7 +219,18 @@ pub fn execute(command: &Command, server: &RunningServer, info: &StatusInfo) -> 
         Command::Status => Reply::Ok(status(server, info)),
         Command::Flush(scope) => {
             let removed = server.flush_cache(scope);
-            Reply::Ok(format!("flushed {removed} cache entries\n"))
+            let mut text = format!("flushed {removed} cache entries\n");
+            if server.config().upstream.recursive.is_some() {
+                text.push_str(match scope {
+                    FlushScope::All => {
+                        "and replaced the recursor with an empty one (its answers, delegations and DNSSEC validations)\n"
+                    }
+                    FlushScope::Name(_) | FlushScope::Below(_) => {
+                        "the recursor keeps its own copy until that copy's TTL ends (hickory's recursor cannot remove one name); `dns64d ctl flush` empties it\n"
+                    }
+                });
+            }
+            Reply::Ok(text)
         }
         Command::DumpCache => {
             let mut text = String::new();
