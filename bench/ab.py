@@ -14,11 +14,18 @@ The upstream is dns64d-base serving zone/bench.test.zone as a local zone on
 127.0.0.1:5400 (CPU 0, with dnsperf); the server under test runs on CPU 1
 at nice -10 on port 5402. REPEATS (5) and DURATION (8 s) set the rounds;
 the order within a round alternates. Needs dnsperf and taskset; run it in
-a network namespace of its own (unshare --net) so nothing leaves loopback."""
+a network namespace of its own (unshare --net) so nothing leaves loopback.
+
+WORKLOAD=miss measures cache misses instead: every query is a fresh name
+below the zone's *.miss wildcard (A only), so each costs an AAAA and an A
+lookup upstream and a synthesis; the names are new in every run. BASE and
+MINE name other binaries than dns64d-base and dns64d-mine in AB_DIR."""
 import os, re, signal, socket, statistics, subprocess, sys, time
 
 HERE = os.environ.get("AB_DIR", os.getcwd())
-BINS = {"base": os.path.join(HERE, "dns64d-base"), "mine": os.path.join(HERE, "dns64d-mine")}
+BINS = {"base": os.path.join(HERE, os.environ.get("BASE", "dns64d-base")),
+        "mine": os.path.join(HERE, os.environ.get("MINE", "dns64d-mine"))}
+WORKLOAD = os.environ.get("WORKLOAD", "warm")
 REPEATS = int(os.environ.get("REPEATS", "5"))
 DURATION = int(os.environ.get("DURATION", "8"))
 WARM = os.path.join(HERE, "zone/warm.txt")
@@ -56,9 +63,17 @@ def wait_ready(port, address="127.0.0.1"):
             pass
     sys.exit("server on %d not ready" % port)
 
-def dnsperf(port, extra, address="127.0.0.1"):
+def miss_names(run):
+    # Fresh names for one run: more than the run can send, so none repeats.
+    path = os.path.join(HERE, "miss-%d.txt" % run)
+    with open(path, "w") as f:
+        for i in range(DURATION * 60000):
+            f.write("m%d-%d.miss.bench.test AAAA\n" % (run, i))
+    return path
+
+def dnsperf(port, extra, address="127.0.0.1", names=WARM):
     out = subprocess.run(["taskset", "-c", "0", "nice", "-n", "-10", "dnsperf", "-s", address,
-                          "-p", str(port), "-d", WARM, "-T", "1"] + extra,
+                          "-p", str(port), "-d", names, "-T", "1"] + extra,
                          capture_output=True, text=True).stdout
     completed = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
     lost = int(re.search(r"Queries lost:\s+(\d+)", out).group(1))
@@ -72,6 +87,7 @@ upstream = subprocess.Popen(["taskset", "-c", "0", BINS["base"], "--config", ups
                             stderr=subprocess.DEVNULL)
 wait_ready(5400)
 results = {}
+runs = 0
 try:
     for repeat in range(REPEATS):
         pair = ["base", "mine"] if repeat % 2 == 0 else ["mine", "base"]
@@ -82,9 +98,14 @@ try:
                                        "--prefix", "64:ff9b::/96"], stderr=subprocess.DEVNULL)
             try:
                 wait_ready(5402, target(listen))
-                dnsperf(5402, ["-n", "2", "-c", "1", "-q", "64"], target(listen))  # fill the cache
+                runs += 1
+                if WORKLOAD == "miss":
+                    names = miss_names(runs)
+                else:
+                    names = WARM
+                    dnsperf(5402, ["-n", "2", "-c", "1", "-q", "64"], target(listen))  # fill the cache
                 before = cpu(server.pid)
-                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION), "-c", "4", "-q", "256"], target(listen))
+                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION), "-c", "4", "-q", "256"], target(listen), names)
                 used = cpu(server.pid) - before
             finally:
                 server.send_signal(signal.SIGTERM)
@@ -96,7 +117,8 @@ finally:
     upstream.send_signal(signal.SIGTERM)
     upstream.wait()
 
-print("\nmedians (min..max) over %d repeats of %d s:" % (REPEATS, DURATION))
+print("\n%s: %s (base) vs %s (mine)" % (WORKLOAD, BINS["base"], BINS["mine"]))
+print("medians (min..max) over %d repeats of %d s:" % (REPEATS, DURATION))
 for listen in LISTENS:
     med = {}
     for name in ["base", "mine"]:
