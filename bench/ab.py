@@ -26,6 +26,8 @@ HERE = os.environ.get("AB_DIR", os.getcwd())
 BINS = {"base": os.path.join(HERE, os.environ.get("BASE", "dns64d-base")),
         "mine": os.path.join(HERE, os.environ.get("MINE", "dns64d-mine"))}
 WORKLOAD = os.environ.get("WORKLOAD", "warm")
+# MINE_ENV="DNS64D_CACHE__PREFETCH=false DNS64D_COOKIES__ENABLED=false": settings for mine only.
+MINE_ENV = dict(item.split("=", 1) for item in os.environ.get("MINE_ENV", "").split())
 REPEATS = int(os.environ.get("REPEATS", "5"))
 DURATION = int(os.environ.get("DURATION", "8"))
 WARM = os.path.join(HERE, "zone/warm.txt")
@@ -95,7 +97,8 @@ try:
         for name, listen in order:
             server = subprocess.Popen(["taskset", "-c", "1", "nice", "-n", "-10", BINS[name],
                                        "--listen", socket_address(listen, 5402), "--upstream", "127.0.0.1:5400",
-                                       "--prefix", "64:ff9b::/96"], stderr=subprocess.DEVNULL)
+                                       "--prefix", "64:ff9b::/96"], stderr=subprocess.DEVNULL,
+                                      env=dict(os.environ, **(MINE_ENV if name == "mine" else {})))
             try:
                 wait_ready(5402, target(listen))
                 runs += 1
