@@ -3,6 +3,7 @@
 //! responses, rate limiting, and handing the rest to the handler.
 
 use super::active_queries::ActiveQueries;
+use super::tcp::ConnectionSlots;
 #[cfg(not(target_os = "linux"))]
 use super::udp::{ListenerSocket, send_reply};
 #[cfg(target_os = "linux")]
@@ -30,8 +31,8 @@ pub(crate) struct ServeContext {
     pub(super) listener_id: u32,
     pub(super) limiter: Option<Arc<RateLimiter>>,
     pub(super) max_inflight_queries: usize,
-    pub(super) tcp_connections: Arc<std::sync::atomic::AtomicUsize>,
-    pub(super) max_tcp_connections: usize,
+    /// This listener's connection slots (TCP, DoT, DoH).
+    pub(super) connections: Arc<ConnectionSlots>,
 }
 
 impl ServeContext {

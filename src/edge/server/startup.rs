@@ -13,7 +13,7 @@ use super::active_queries::ActiveQueries;
 use super::bind::bind_each_local_address;
 use super::bind::{bind_listener, bind_tcp};
 use super::context::ServeContext;
-use super::tcp::serve_tcp;
+use super::tcp::{ConnectionSlots, serve_tcp};
 #[cfg(not(target_os = "linux"))]
 use super::udp::serve_udp;
 #[cfg(target_os = "linux")]
@@ -418,11 +418,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
             limiter: limiter.clone(),
             max_inflight_queries: config.server.max_inflight_queries,
-            tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            max_tcp_connections: listener
-                .connections
-                .max_connections
-                .unwrap_or(config.server.max_tcp_connections),
+            connections: Arc::new(ConnectionSlots::new(
+                listener
+                    .connections
+                    .max_connections
+                    .unwrap_or(config.server.max_tcp_connections),
+            )),
         };
         let idle_timeout = listener
             .connections

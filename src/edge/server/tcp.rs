@@ -4,14 +4,43 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::context::ServeContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::edge::transport::Transport;
+
+/// The connection slots of one listener (TCP, DoT or DoH): a connection
+/// holds one while it is open, so at most `max` are open at once.
+pub(crate) struct ConnectionSlots {
+    free: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ConnectionSlots {
+    /// Slots for at most `max` connections at once.
+    pub(super) fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        Self {
+            free: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A slot for one connection, held until the connection ends; `None`
+    /// when every slot is taken.
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.free).try_acquire_owned().ok()
+    }
+
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.max.saturating_sub(self.free.available_permits())
+    }
+}
 
 /// Accepts TCP connections and serves each in its own task.
 pub(super) async fn serve_tcp(
@@ -44,21 +73,19 @@ pub(crate) async fn accept_connections<Serve, Serving>(
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
-                let open = context.tcp_connections.fetch_add(1, Ordering::AcqRel);
-                if open >= context.max_tcp_connections {
-                    context.tcp_connections.fetch_sub(1, Ordering::AcqRel);
+                let Some(slot) = context.connections.take() else {
                     context.handler.resolver().metrics().shed();
+                    let open = context.connections.open();
                     tracing::debug!(%client, open, "TCP connection refused: server.max_tcp_connections reached");
                     drop(stream);
                     continue;
-                }
-                let connections = Arc::clone(&context.tcp_connections);
+                };
                 let serving = serve(stream, client, context.clone());
                 tokio::spawn(async move {
                     if let Err(error) = serving.await {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
-                    connections.fetch_sub(1, Ordering::AcqRel);
+                    drop(slot);
                 });
             }
             Err(error) => {
