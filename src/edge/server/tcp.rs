@@ -1,5 +1,7 @@
 //! TCP (and the accept loop DoT and DoH share): connections up to the
-//! configured limits, two-octet length framing, an idle timeout.
+//! configured limits, two-octet length framing, an idle timeout. A failed
+//! accept (out of file descriptors, say) is retried after a pause that
+//! grows while the failures last, and logged at a limited rate.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use super::context::ServeContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::edge::transport::Transport;
 
@@ -70,9 +73,11 @@ pub(crate) async fn accept_connections<Serve, Serving>(
     Serve: Fn(TcpStream, SocketAddr, ServeContext) -> Serving,
     Serving: std::future::Future<Output = io::Result<()>> + Send + 'static,
 {
+    let mut backoff = AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
+                backoff.succeeded();
                 let Some(slot) = context.connections.take() else {
                     context.handler.resolver().metrics().shed();
                     let open = context.connections.open();
@@ -88,12 +93,86 @@ pub(crate) async fn accept_connections<Serve, Serving>(
                     drop(slot);
                 });
             }
+            Err(error) if is_connection_error(&error) => {
+                // That connection is gone before it was accepted; the next is fine.
+                tracing::debug!(%error, "TCP connection failed before it was accepted");
+            }
             Err(error) => {
-                // Out of file descriptors and the like: log and go on accepting.
-                tracing::warn!(%error, "TCP accept failed");
-                tokio::task::yield_now().await;
+                // Out of file descriptors and the like: retrying at once would
+                // spin until the condition passes, so pause, longer each time.
+                let (pause, log) = backoff.failed(Instant::now());
+                if let Some(failures) = log {
+                    tracing::warn!(%error, failures, retry_in = ?pause, "TCP accept failed (this failure and those since the last such line)");
+                }
+                tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Whether a failed accept concerns only the connection being accepted
+/// (reset or aborted by the client), not the listener or the process.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The first pause after a failed accept.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+/// The longest pause between two failed accepts.
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Least time between two log lines about failed accepts.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after a failed accept (EMFILE, ENFILE,
+/// ENOBUFS: failures that last until something else changes): from
+/// [`FIRST_ACCEPT_PAUSE`], doubling up to [`MAX_ACCEPT_PAUSE`], back to the
+/// start after an accept succeeds. It also says when to log: the first
+/// failure, then at most once per [`ACCEPT_LOG_INTERVAL`], with the count.
+#[derive(Debug)]
+struct AcceptBackoff {
+    /// The pause after the next failure.
+    pause: Duration,
+    /// Failures not yet logged.
+    unlogged: u64,
+    /// When the last log line was written.
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    fn new() -> Self {
+        Self {
+            pause: FIRST_ACCEPT_PAUSE,
+            unlogged: 0,
+            last_log: None,
+        }
+    }
+
+    /// An accept failed at `now`: how long to pause, and the failures to
+    /// log now (this one included), if a line is due.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(MAX_ACCEPT_PAUSE);
+        self.unlogged = self.unlogged.saturating_add(1);
+        let due = self
+            .last_log
+            .is_none_or(|last| now.saturating_duration_since(last) >= ACCEPT_LOG_INTERVAL);
+        if !due {
+            return (pause, None);
+        }
+        self.last_log = Some(now);
+        (pause, Some(std::mem::take(&mut self.unlogged)))
+    }
+
+    /// An accept succeeded: the next failure pauses briefly again.
+    fn succeeded(&mut self) {
+        self.pause = FIRST_ACCEPT_PAUSE;
     }
 }
 
@@ -135,5 +214,43 @@ where
         framed.extend_from_slice(&response);
         stream.write_all(&framed).await?;
         stream.flush().await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_starts_over_after_a_success() {
+        let start = Instant::now();
+        let milliseconds = Duration::from_millis;
+        let mut backoff = AcceptBackoff::new();
+        let pauses: Vec<Duration> = (0..9).map(|_| backoff.failed(start).0).collect();
+        assert_eq!(
+            pauses,
+            [10, 20, 40, 80, 160, 320, 640, 1000, 1000].map(milliseconds)
+        );
+        backoff.succeeded();
+        assert_eq!(backoff.failed(start).0, milliseconds(10));
+    }
+
+    #[test]
+    fn accept_failures_are_logged_at_most_every_interval_with_their_count() {
+        let start = Instant::now();
+        let mut backoff = AcceptBackoff::new();
+        // (seconds after start, the count logged then, if any)
+        let cases: [(u64, Option<u64>); 6] = [
+            (0, Some(1)), // the first failure is logged at once
+            (1, None),
+            (5, None),
+            (10, Some(3)), // an interval later: it and the two unlogged
+            (11, None),
+            (25, Some(2)),
+        ];
+        for (seconds, logged) in cases {
+            let now = start + Duration::from_secs(seconds);
+            assert_eq!(backoff.failed(now).1, logged, "at {seconds} s");
+        }
     }
 }
