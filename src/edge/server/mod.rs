@@ -39,7 +39,7 @@ use crate::edge::certificate::CertificateError;
 pub use active_queries::ActiveQueries;
 pub(crate) use context::ServeContext;
 pub use startup::{RunningServer, start};
-pub(crate) use tcp::accept_connections;
+pub(crate) use tcp::{accept_connections, serve_connection};
 
 /// Largest UDP datagram read (the IPv4/IPv6 UDP maximum).
 pub(super) const MAX_DATAGRAM: usize = 65535;

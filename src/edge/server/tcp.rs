@@ -1,5 +1,6 @@
 //! TCP (and the accept loop DoT and DoH share): connections up to the
-//! configured limits, two-octet length framing, an idle timeout. A failed
+//! configured limits, two-octet length framing with pipelined queries
+//! answered concurrently (TCP and DoT), an idle timeout. A failed
 //! accept (out of file descriptors, say) is retried after a pause that
 //! grows while the failures last, and logged at a limited rate.
 
@@ -55,7 +56,10 @@ pub(super) async fn serve_tcp(
         listener,
         context,
         move |stream, client, context| async move {
-            serve_connection(stream, client, &context, Transport::Tcp, idle_timeout).await
+            // Answers are written whole; Nagle would hold back the second
+            // of two pipelined answers until the first is acknowledged.
+            stream.set_nodelay(true)?;
+            serve_connection(stream, client, context, Transport::Tcp, idle_timeout).await
         },
     )
     .await;
@@ -176,45 +180,82 @@ impl AcceptBackoff {
     }
 }
 
-/// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS stream
-/// until the client closes or stays idle longer than `idle_timeout`
-/// (RFC 7766 §6.2.3, RFC 7858 §3.4).
+/// Queries of one TCP or DoT connection answered at once; the next is read
+/// when one of them is done.
+const MAX_QUERIES_PER_CONNECTION: usize = 64;
+
+/// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS
+/// stream, answering each query in its own task and each answer as soon as
+/// it is ready, in any order (RFC 7766 §6.2.1.1, RFC 7858 §3.3): a client
+/// may send queries without waiting, and a slow miss does not hold up the
+/// cache hits behind it. At most [`MAX_QUERIES_PER_CONNECTION`] are
+/// answered at once; answers ready together go out in one flush. The
+/// connection closes when the client does, or after `idle_timeout` without
+/// a query (RFC 7766 §6.2.3, RFC 7858 §3.4), once the queries in flight are
+/// answered.
 pub(crate) async fn serve_connection<Stream>(
-    mut stream: Stream,
+    stream: Stream,
     client: SocketAddr,
-    context: &ServeContext,
+    context: ServeContext,
     transport: Transport,
     idle_timeout: Duration,
 ) -> io::Result<()>
 where
-    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    loop {
-        let mut length = [0u8; 2];
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut length)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(error)) => return Err(error),
-            Err(_) => return Ok(()),
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (answers, mut to_write) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_QUERIES_PER_CONNECTION);
+    // One writer, so answers finished together never interleave.
+    let writing = async move {
+        while let Some(framed) = to_write.recv().await {
+            writer.write_all(&framed).await?;
+            while let Ok(more) = to_write.try_recv() {
+                writer.write_all(&more).await?;
+            }
+            writer.flush().await?;
         }
-        let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut request)).await {
-            Ok(result) => result?,
-            Err(_) => return Ok(()),
-        };
-        let Some(response) = context.answer_stream(&request, client, transport).await else {
-            continue;
-        };
-        let Ok(response_length) = u16::try_from(response.len()) else {
-            tracing::warn!(%client, size = response.len(), "response too large for TCP; dropped");
-            continue;
-        };
-        let mut framed = Vec::with_capacity(response.len() + 2);
-        framed.extend_from_slice(&response_length.to_be_bytes());
-        framed.extend_from_slice(&response);
-        stream.write_all(&framed).await?;
-        stream.flush().await?;
-    }
+        writer.shutdown().await
+    };
+    let reading = async move {
+        let mut queries = tokio::task::JoinSet::new();
+        loop {
+            while queries.len() >= MAX_QUERIES_PER_CONNECTION {
+                queries.join_next().await;
+            }
+            let mut length = [0u8; 2];
+            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut length)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => break,
+                Ok(Err(error)) => return Err(error),
+                Err(_) => break, // idle
+            }
+            let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut request)).await {
+                Ok(result) => result?,
+                Err(_) => break,
+            };
+            let (context, answers) = (context.clone(), answers.clone());
+            queries.spawn(async move {
+                let Some(response) = context.answer_stream(&request, client, transport).await
+                else {
+                    return;
+                };
+                let Ok(response_length) = u16::try_from(response.len()) else {
+                    tracing::warn!(%client, ?transport, size = response.len(), "response too large for a stream; dropped");
+                    return;
+                };
+                let mut framed = Vec::with_capacity(response.len() + 2);
+                framed.extend_from_slice(&response_length.to_be_bytes());
+                framed.extend_from_slice(&response);
+                // The writer is gone only when the connection failed.
+                let _ = answers.send(framed).await;
+            });
+            while queries.try_join_next().is_some() {}
+        }
+        while queries.join_next().await.is_some() {}
+        Ok(())
+    };
+    tokio::try_join!(reading, writing).map(|_| ())
 }
 
 #[cfg(test)]
