@@ -109,3 +109,35 @@ async fn tcp_connection_answers_at_most_64_queries_at_once() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn shutdown_answers_the_queries_a_tcp_connection_has_sent_then_closes_it() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(500)).await;
+    let d = start_patient_dns64d(&upstream, "").await;
+    let address = d.addr;
+    let mut connection = TcpConn::connect(address).await;
+    send_query(&mut connection, "slow1.example", 1).await;
+    send_query(&mut connection, "slow2.example", 2).await;
+    upstream
+        .wait_until("both questions forwarded", |seen| seen.len() == 2)
+        .await;
+    let shutdown = tokio::spawn(d.server.shutdown(Duration::from_secs(5)));
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let reply = connection
+            .recv_msg()
+            .await
+            .expect("an answer to a query sent before the shutdown");
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        answered.push(reply.metadata.id);
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, [1, 2]);
+    // Then the server closes the connection, and the shutdown cuts nothing off.
+    connection.expect_closed().await;
+    assert_eq!(shutdown.await.expect("shutdown"), 0, "queries cut off");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no connection is accepted after the shutdown"
+    );
+}

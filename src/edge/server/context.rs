@@ -33,6 +33,18 @@ pub(crate) struct ServeContext {
     pub(super) max_inflight_queries: usize,
     /// This listener's connection slots (TCP, DoT, DoH).
     pub(super) connections: Arc<ConnectionSlots>,
+    /// Becomes true when the server shuts down: stream listeners stop
+    /// accepting, their connections stop reading queries.
+    pub(super) stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ServeContext {
+    /// Returns once the server is shutting down (or gone).
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.stop.clone();
+        // An error means the server is gone, which is a stop as well.
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
 }
 
 impl ServeContext {

@@ -19,7 +19,8 @@ use super::udp::serve_udp;
 #[cfg(target_os = "linux")]
 use super::udp_linux::serve_udp;
 use super::{ServerError, tls};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::answering::ddr::Designation;
 use crate::answering::identity::Identity;
@@ -51,6 +52,10 @@ pub struct RunningServer {
     responses: Arc<ReplayCache>,
     metrics_address: Option<SocketAddr>,
     listener_tasks: JoinSet<()>,
+    /// The UDP listeners among `listener_tasks`, aborted first on shutdown.
+    udp_tasks: Vec<AbortHandle>,
+    /// Tells the TCP, DoT and DoH listeners to stop (see `shutdown`).
+    stop: watch::Sender<bool>,
     background: JoinSet<()>,
     active_queries: Arc<ActiveQueries>,
     certificates: Vec<tls::ListenerCertificate>,
@@ -179,13 +184,28 @@ impl RunningServer {
 
     /// Stops accepting queries, lets those being answered finish (at most
     /// `grace`), then stops everything. Returns the queries cut off.
+    ///
+    /// UDP listeners stop at once (their queries in flight go on). TCP, DoT
+    /// and DoH listeners stop accepting; each of their connections stops
+    /// reading queries, answers those it has read and closes (DoH: GOAWAY).
     pub async fn shutdown(mut self, grace: Duration) -> usize {
         self.handler.resolver().metrics().set_ready(false);
+        // An error means no listener is left to tell.
+        let _ = self.stop.send(true);
+        for task in &self.udp_tasks {
+            task.abort();
+        }
+        let finished = async {
+            while self.listener_tasks.join_next().await.is_some() {}
+            self.active_queries.wait_idle().await;
+        };
+        let _ = tokio::time::timeout(grace, finished).await; // timing out is reported below
+        // Counted before the connections still open are aborted with their queries.
+        let cut_off = self.active_queries.count();
         self.listener_tasks.abort_all();
         while self.listener_tasks.join_next().await.is_some() {}
-        let _ = tokio::time::timeout(grace, self.active_queries.wait_idle()).await; // timing out is reported below
         self.background.abort_all();
-        self.active_queries.count()
+        cut_off
     }
 }
 
@@ -350,6 +370,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     );
     let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
     let mut listener_tasks = JoinSet::new();
+    let mut udp_tasks = Vec::new();
+    let (stop, stopping) = watch::channel(false);
     let mut background = JoinSet::new();
     let mut addresses = Vec::new();
     let mut listeners = Vec::new();
@@ -424,6 +446,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     .max_connections
                     .unwrap_or(config.server.max_tcp_connections),
             )),
+            stop: stopping.clone(),
         };
         let idle_timeout = listener
             .connections
@@ -436,7 +459,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     protocol: "UDP",
                     source,
                 })?;
-            listener_tasks.spawn(serving);
+            udp_tasks.push(listener_tasks.spawn(serving));
         }
         match (tcp, &listener.encrypted) {
             (Some(tcp), Some(encrypted)) => {
@@ -499,6 +522,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         responses,
         metrics_address,
         listener_tasks,
+        udp_tasks,
+        stop,
         background,
         active_queries,
         certificates,

@@ -13,6 +13,7 @@ use super::context::ServeContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::edge::transport::Transport;
@@ -69,6 +70,11 @@ pub(super) async fn serve_tcp(
 /// own task, at most `server.max_tcp_connections` at once on this listener
 /// (further ones are closed at once and counted as shed). Plain TCP, DoT and
 /// DoH share this loop; `serve` owns what runs on the connection.
+///
+/// The connection tasks belong to this loop: when it is aborted, they are
+/// too. When the server stops ([`ServeContext::stopping`]) it stops
+/// accepting and returns once every connection has ended (each stops
+/// reading queries, answers those it has read and closes).
 pub(crate) async fn accept_connections<Serve, Serving>(
     listener: TcpListener,
     context: ServeContext,
@@ -77,9 +83,22 @@ pub(crate) async fn accept_connections<Serve, Serving>(
     Serve: Fn(TcpStream, SocketAddr, ServeContext) -> Serving,
     Serving: std::future::Future<Output = io::Result<()>> + Send + 'static,
 {
+    let mut connections = JoinSet::new();
     let mut backoff = AcceptBackoff::new();
+    let stopping = context.stopping();
+    tokio::pin!(stopping);
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            () = &mut stopping => break,
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = ended {
+                    tracing::error!(%error, "TCP connection task failed");
+                }
+                continue;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, client)) => {
                 backoff.succeeded();
                 let Some(slot) = context.connections.take() else {
@@ -90,7 +109,7 @@ pub(crate) async fn accept_connections<Serve, Serving>(
                     continue;
                 };
                 let serving = serve(stream, client, context.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(error) = serving.await {
                         tracing::debug!(%client, %error, "TCP connection ended");
                     }
@@ -108,10 +127,15 @@ pub(crate) async fn accept_connections<Serve, Serving>(
                 if let Some(failures) = log {
                     tracing::warn!(%error, failures, retry_in = ?pause, "TCP accept failed (this failure and those since the last such line)");
                 }
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = &mut stopping => break,
+                }
             }
         }
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// Whether a failed accept concerns only the connection being accepted
@@ -191,8 +215,8 @@ const MAX_QUERIES_PER_CONNECTION: usize = 64;
 /// cache hits behind it. At most [`MAX_QUERIES_PER_CONNECTION`] are
 /// answered at once; answers ready together go out in one flush. The
 /// connection closes when the client does, or after `idle_timeout` without
-/// a query (RFC 7766 §6.2.3, RFC 7858 §3.4), once the queries in flight are
-/// answered.
+/// a query (RFC 7766 §6.2.3, RFC 7858 §3.4) or when the server stops, once
+/// the queries in flight are answered.
 pub(crate) async fn serve_connection<Stream>(
     stream: Stream,
     client: SocketAddr,
@@ -217,13 +241,22 @@ where
         writer.shutdown().await
     };
     let reading = async move {
-        let mut queries = tokio::task::JoinSet::new();
+        let mut queries = JoinSet::new();
+        let stop = context.clone();
+        let stopping = stop.stopping();
+        tokio::pin!(stopping);
         loop {
             while queries.len() >= MAX_QUERIES_PER_CONNECTION {
                 queries.join_next().await;
             }
             let mut length = [0u8; 2];
-            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut length)).await {
+            let read = tokio::time::timeout(idle_timeout, reader.read_exact(&mut length));
+            let read = tokio::select! {
+                read = read => read,
+                // Shutting down: answer what was read, then close.
+                () = &mut stopping => break,
+            };
+            match read {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => break,
                 Ok(Err(error)) => return Err(error),
