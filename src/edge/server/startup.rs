@@ -445,6 +445,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     .connections
                     .max_connections
                     .unwrap_or(config.server.max_tcp_connections),
+                listener
+                    .connections
+                    .max_connections_per_client
+                    .or(config.server.max_tcp_connections_per_client),
             )),
             stop: stopping.clone(),
         };

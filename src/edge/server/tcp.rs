@@ -1,12 +1,14 @@
 //! TCP (and the accept loop DoT and DoH share): connections up to the
-//! configured limits, two-octet length framing with pipelined queries
-//! answered concurrently (TCP and DoT), an idle timeout. A failed
-//! accept (out of file descriptors, say) is retried after a pause that
-//! grows while the failures last, and logged at a limited rate.
+//! configured limits (per listener and per client address), two-octet
+//! length framing with pipelined queries answered concurrently (TCP and
+//! DoT), an idle timeout. A failed accept (out of file descriptors, say) is
+//! retried after a pause that grows while the failures last, and logged at
+//! a limited rate.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::context::ServeContext;
@@ -19,31 +21,95 @@ use tokio::time::Instant;
 use crate::edge::transport::Transport;
 
 /// The connection slots of one listener (TCP, DoT or DoH): a connection
-/// holds one while it is open, so at most `max` are open at once.
+/// holds one while it is open, so at most `max` are open at once, and at
+/// most `max_per_client` from one client address, so one client cannot
+/// take every slot.
 pub(crate) struct ConnectionSlots {
     free: Arc<Semaphore>,
     max: usize,
+    max_per_client: usize,
+    /// Connections open per client address (no entry: none).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// Why a connection gets no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoSlot {
+    /// The listener has `max` connections open.
+    Listener,
+    /// The client address has `max_per_client` open.
+    Client,
+}
+
+/// One connection's slot, given back when dropped.
+struct ConnectionSlot {
+    _listener: OwnedSemaphorePermit,
+    slots: Arc<ConnectionSlots>,
+    client: IpAddr,
+}
+
+/// Unless configured, one client address may hold at most this part of a
+/// listener's connections (a quarter, rounded up).
+const DEFAULT_CLIENT_SHARE: usize = 4;
+
 impl ConnectionSlots {
-    /// Slots for at most `max` connections at once.
-    pub(super) fn new(max: usize) -> Self {
+    /// Slots for at most `max` connections at once, and at most
+    /// `max_per_client` from one address (`None`: a quarter of `max`).
+    pub(super) fn new(max: usize, max_per_client: Option<usize>) -> Self {
         let max = max.min(Semaphore::MAX_PERMITS);
         Self {
             free: Arc::new(Semaphore::new(max)),
             max,
+            max_per_client: max_per_client
+                .unwrap_or_else(|| max.div_ceil(DEFAULT_CLIENT_SHARE))
+                .max(1),
+            per_client: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A slot for one connection, held until the connection ends; `None`
-    /// when every slot is taken.
-    fn take(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.free).try_acquire_owned().ok()
+    /// A slot for one connection from `client`, held until the connection
+    /// ends.
+    fn take(self: &Arc<Self>, client: IpAddr) -> Result<ConnectionSlot, NoSlot> {
+        let permit = Arc::clone(&self.free)
+            .try_acquire_owned()
+            .map_err(|_| NoSlot::Listener)?;
+        let client = client.to_canonical();
+        let mut per_client = self.lock_per_client();
+        let open = per_client.entry(client).or_default();
+        if *open >= self.max_per_client {
+            // `max_per_client` is at least 1, so the entry was there already.
+            return Err(NoSlot::Client);
+        }
+        *open += 1;
+        Ok(ConnectionSlot {
+            _listener: permit,
+            slots: Arc::clone(self),
+            client,
+        })
     }
 
     /// Connections open now.
     fn open(&self) -> usize {
         self.max.saturating_sub(self.free.available_permits())
+    }
+
+    fn lock_per_client(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // The map stays consistent even if a holder panicked: each change is one step.
+        self.per_client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut per_client = self.slots.lock_per_client();
+        if let Some(open) = per_client.get_mut(&self.client) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_client.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -68,6 +134,7 @@ pub(super) async fn serve_tcp(
 
 /// Accepts connections on a TCP listener and runs `serve` for each in its
 /// own task, at most `server.max_tcp_connections` at once on this listener
+/// and `server.max_tcp_connections_per_client` from one client address
 /// (further ones are closed at once and counted as shed). Plain TCP, DoT and
 /// DoH share this loop; `serve` owns what runs on the connection.
 ///
@@ -101,12 +168,22 @@ pub(crate) async fn accept_connections<Serve, Serving>(
         match accepted {
             Ok((stream, client)) => {
                 backoff.succeeded();
-                let Some(slot) = context.connections.take() else {
-                    context.handler.resolver().metrics().shed();
-                    let open = context.connections.open();
-                    tracing::debug!(%client, open, "TCP connection refused: server.max_tcp_connections reached");
-                    drop(stream);
-                    continue;
+                let slot = match context.connections.take(client.ip()) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        context.handler.resolver().metrics().shed();
+                        let open = context.connections.open();
+                        match full {
+                            NoSlot::Listener => {
+                                tracing::debug!(%client, open, "TCP connection refused: the listener's max_connections (server.max_tcp_connections) reached")
+                            }
+                            NoSlot::Client => {
+                                tracing::debug!(%client, open, "TCP connection refused: this client's max_connections_per_client (server.max_tcp_connections_per_client) reached")
+                            }
+                        }
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let serving = serve(stream, client, context.clone());
                 connections.spawn(async move {
@@ -294,6 +371,57 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_slots_limit_the_listener_and_each_client_address() {
+        let slots = Arc::new(ConnectionSlots::new(3, Some(2)));
+        let address = |text: &str| text.parse::<IpAddr>().expect("address");
+        let (first, second) = (address("192.0.2.1"), address("2001:db8::2"));
+        let taken_first = [slots.take(first), slots.take(first)];
+        assert!(taken_first.iter().all(Result::is_ok));
+        assert_eq!(slots.take(first).err(), Some(NoSlot::Client));
+        // The same client through an IPv4-mapped IPv6 address.
+        assert_eq!(
+            slots.take(address("::ffff:192.0.2.1")).err(),
+            Some(NoSlot::Client)
+        );
+        let taken_second = slots.take(second);
+        assert!(taken_second.is_ok());
+        assert_eq!(slots.open(), 3);
+        assert_eq!(
+            slots.take(address("192.0.2.3")).err(),
+            Some(NoSlot::Listener)
+        );
+        drop(taken_first);
+        assert_eq!(slots.open(), 1);
+        assert!(
+            slots.take(first).is_ok(),
+            "a closed connection gives its slots back"
+        );
+        drop(taken_second);
+        assert!(
+            slots.lock_per_client().is_empty(),
+            "no entry for a client without connections"
+        );
+    }
+
+    #[test]
+    fn a_client_may_hold_a_quarter_of_the_connections_unless_configured() {
+        let cases = [
+            ("the default limit", 1024, None, 256),
+            ("rounded up", 10, None, 3),
+            ("at least one", 1, None, 1),
+            ("configured", 1024, Some(32), 32),
+            ("configured above the listener's limit", 2, Some(8), 8),
+        ];
+        for (case, max, configured, per_client) in cases {
+            assert_eq!(
+                ConnectionSlots::new(max, configured).max_per_client,
+                per_client,
+                "{case}"
+            );
+        }
+    }
 
     #[test]
     fn accept_backoff_doubles_to_a_second_and_starts_over_after_a_success() {
