@@ -1,6 +1,7 @@
 //! Plain TCP connections: pipelined queries answered concurrently and out
 //! of order (RFC 7766 §6.2.1.1), the bound on queries in flight per
-//! connection, and queries in flight finished on shutdown.
+//! connection, SERVFAIL over `server.max_inflight_queries`, and queries in
+//! flight finished on shutdown.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -140,4 +141,50 @@ async fn shutdown_answers_the_queries_a_tcp_connection_has_sent_then_closes_it()
         tokio::net::TcpStream::connect(address).await.is_err(),
         "no connection is accepted after the shutdown"
     );
+}
+
+#[tokio::test]
+async fn tcp_queries_beyond_the_inflight_limit_get_servfail_at_once() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(1000)).await;
+    let d = start_patient_dns64d(&upstream, "[server]\nmax_inflight_queries = 2\n").await;
+    let mut connection = TcpConn::connect(d.addr).await;
+    for id in 1..=4 {
+        let mut query = Q::new(format!("slow{id}.example"), RecordType::A)
+            .edns(1232)
+            .to_message();
+        query.metadata.id = id;
+        connection.send_msg(&query).await;
+    }
+    // Two are being resolved (slowly); the two over the limit are answered
+    // SERVFAIL at once, not left waiting on the connection.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let reply = connection.recv_msg().await.expect("an answer");
+        let name = reply.queries[0].name().to_ascii();
+        assert_eq!(
+            name,
+            format!("slow{}.example.", reply.metadata.id),
+            "the question is echoed"
+        );
+        assert!(reply.edns.is_some(), "EDNS is answered with EDNS");
+        answers.push(reply.metadata.response_code);
+    }
+    assert_eq!(
+        answers,
+        [
+            ResponseCode::ServFail,
+            ResponseCode::ServFail,
+            ResponseCode::NoError,
+            ResponseCode::NoError
+        ]
+    );
+    assert_eq!(upstream.total(), 2, "only two were forwarded");
+    let metrics = d.server.handler().resolver().metrics().encode(0);
+    for counted in [
+        "dns64d_shed_total 2",
+        r#"dns64d_queries_total{qtype="A",protocol="tcp",rcode="SERVFAIL"} 2"#,
+        r#"dns64d_queries_total{qtype="A",protocol="tcp",rcode="NOERROR"} 2"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} in\n{metrics}");
+    }
 }

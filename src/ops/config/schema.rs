@@ -425,7 +425,8 @@ pub struct RawServer {
     /// listener; unset: a quarter of the listener's limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tcp_connections_per_client: Option<usize>,
-    /// Most queries being resolved at once (cache misses); more are dropped.
+    /// Most queries being answered at once (UDP cache misses, every TCP, DoT
+    /// and DoH query); more are dropped (UDP) or answered SERVFAIL.
     pub max_inflight_queries: usize,
     /// Answer to CHAOS TXT `id.server` and `hostname.bind`; hidden when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
