@@ -255,6 +255,15 @@ impl TcpConn {
             .map(|b| decode_from(&b, &format!("TCP response from {server}")))
     }
 
+    /// Shuts the client's sending side (a TCP FIN): the server sees the
+    /// end of the queries, answers those it has read, then closes.
+    pub async fn finish(&mut self) {
+        self.stream
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("TCP shutdown toward {}: {e}", self.server));
+    }
+
     /// True if the server closed the connection (EOF/reset) within `TEST_TIMEOUT`;
     /// panics if data arrives instead.
     pub async fn expect_closed(&mut self) {
