@@ -1,6 +1,7 @@
 //! Protection under load and abuse: response rate limiting with slip, the
-//! TCP connection limit, shedding beyond the in-flight limit, and 0x20
-//! case randomization of upstream queries.
+//! TCP connection limits (per listener and per client address), shedding
+//! beyond the in-flight limit, and 0x20 case randomization of upstream
+//! queries.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -98,7 +99,13 @@ async fn loopback_is_exempt_by_default() {
 #[tokio::test]
 async fn tcp_connections_beyond_the_limit_are_closed() {
     let auth = start_auth_upstream(LO).await;
-    let d = start_dns64d(&[auth.addr()], "", "[server]\nmax_tcp_connections = 2\n").await;
+    // Both from 127.0.0.1: the limit per client (a quarter of 2 by default) must not bite first.
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[server]\nmax_tcp_connections = 2\nmax_tcp_connections_per_client = 2\n",
+    )
+    .await;
     let mut first = TcpConn::connect(d.addr).await;
     let second = TcpConn::connect(d.addr).await;
     // Both are served (the first one here); make sure the server has accepted both.
@@ -122,6 +129,106 @@ async fn tcp_connections_beyond_the_limit_are_closed() {
         assert!(std::time::Instant::now() < deadline, "no TCP slot freed");
         tokio::task::yield_now().await;
     }
+}
+
+/// Whether a query on `connection` is answered (false: the server closed it).
+async fn is_served(connection: &mut TcpConn) -> bool {
+    connection
+        .send_msg(&Q::new("v4only.dns64.test", RecordType::A).to_message())
+        .await;
+    connection.recv_msg().await.is_some()
+}
+
+/// A new connection from `source` to `server` that gets its query
+/// answered, retried until `TEST_TIMEOUT` (a slot is given back by the
+/// server's task just after a client closes, so the first try may be early).
+async fn served_connection(source: IpAddr, server: SocketAddr) -> TcpConn {
+    let deadline = std::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let mut connection = TcpConn::connect_from(source, server).await;
+        if is_served(&mut connection).await {
+            return connection;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TCP slot for {source} within {TEST_TIMEOUT:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `dns64d_shed_total` of a running server.
+fn shed_total(d: &Dns64d) -> String {
+    let metrics = d.server.handler().resolver().metrics().encode(0);
+    metrics
+        .lines()
+        .find(|line| line.starts_with("dns64d_shed_total "))
+        .unwrap_or_else(|| panic!("no dns64d_shed_total in\n{metrics}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_per_client_limit_are_closed_while_others_get_in() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(
+        &[auth.addr()],
+        "",
+        "[server]\nmax_tcp_connections = 10\nmax_tcp_connections_per_client = 2\n",
+    )
+    .await;
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut first = TcpConn::connect_from(LO, d.addr).await;
+    let mut second = TcpConn::connect_from(LO, d.addr).await;
+    assert!(is_served(&mut first).await && is_served(&mut second).await);
+    // A third from the same address is over its limit: closed at once, counted.
+    let mut third = TcpConn::connect_from(LO, d.addr).await;
+    third.expect_closed().await;
+    assert_eq!(shed_total(&d), "dns64d_shed_total 1");
+    // Another address still gets a slot while 127.0.0.1 holds its two.
+    let mut elsewhere = TcpConn::connect_from(other, d.addr).await;
+    assert!(is_served(&mut elsewhere).await, "127.0.0.2 is refused");
+    assert!(is_served(&mut first).await, "open connections go on");
+    // Closing one gives 127.0.0.1 its slot back.
+    drop(second);
+    let mut again = served_connection(LO, d.addr).await;
+    assert!(is_served(&mut again).await);
+}
+
+#[tokio::test]
+async fn a_listener_has_its_own_per_client_limit() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d_toml(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\nprotocols = [\"tcp\"]\nmax_connections_per_client = 1\n",
+        auth.addr()
+    ))
+    .await;
+    let (plain, limited) = (d.addr, d.server.local_addrs()[1]);
+    let mut first = TcpConn::connect_from(LO, limited).await;
+    assert!(is_served(&mut first).await);
+    TcpConn::connect_from(LO, limited)
+        .await
+        .expect_closed()
+        .await;
+    // The other listener keeps the default (a quarter of 1024).
+    let mut plain_connections = Vec::new();
+    for _ in 0..3 {
+        let mut connection = TcpConn::connect_from(LO, plain).await;
+        assert!(is_served(&mut connection).await);
+        plain_connections.push(connection);
+    }
+    drop(first);
+    served_connection(LO, limited).await;
+    // A limit of 0 would refuse every connection: the key is named.
+    let error = dns64d::ops::config::from_toml_str(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:5353\"]\n[server]\nmax_tcp_connections_per_client = 0\n",
+    )
+    .expect_err("a limit of 0")
+    .to_string();
+    assert!(
+        error.contains("server.max_tcp_connections_per_client"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod reply_source;
 mod shim;
 mod stale;
 mod synthesis;
+mod tcp;
 mod upstream_faults;
 mod validating;
 mod wire;

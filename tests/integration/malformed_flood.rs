@@ -10,9 +10,10 @@
 //!
 //! Nothing waits on the clock: UDP is sent in windows, and each window waits
 //! for the replies it must get (packets are not lost to full socket
-//! buffers); silence is shown by the reply to a later packet arriving first
-//! (exactly so over TCP, whose messages are answered in order), and by
-//! nothing more having arrived when the test ends. The packets come from a
+//! buffers); silence is shown by the reply to a later packet arriving first,
+//! and by nothing more having arrived when the test ends (exactly so over
+//! TCP: once the client has shut its side, the server answers every message
+//! it has read, in any order (RFC 7766 §6.2.1.1), and then closes). The packets come from a
 //! fixed-seed xorshift generator, so every run sends the same ones.
 
 use std::collections::HashMap;
@@ -521,8 +522,9 @@ async fn tcp_malformed_messages_then_normal_answer() {
     let (_auth, d) = setup().await;
     let (formerr, silent) = exact_cases();
 
-    // Exact: TCP answers in order, so a silent message followed by a FORMERR
-    // case proves the silence.
+    // Exact: each FORMERR case is answered before the next pair is sent, so
+    // a reply to the silent message sent before it would be read here (or
+    // in the next round, or at the end) instead.
     let mut conn = TcpConn::connect(d.addr).await;
     for (index, (what, id, bytes)) in formerr.iter().enumerate() {
         if let Some((_, silent_bytes)) = silent.get(index) {
@@ -535,6 +537,8 @@ async fn tcp_malformed_messages_then_normal_answer() {
             .unwrap_or_else(|| panic!("{what}: connection closed"));
         assert_formerr(&reply, *id, what);
     }
+    conn.finish().await;
+    conn.expect_closed().await;
 
     // The bulk on one connection, then a normal query: every message with a
     // query header is answered once, the others not at all.
@@ -553,16 +557,26 @@ async fn tcp_malformed_messages_then_normal_answer() {
         bulk.send_raw(packet).await;
     }
     bulk.send_msg(&sentinel).await;
+    bulk.finish().await;
     let mut replies: HashMap<u16, usize> = HashMap::new();
-    for _ in 0..owed {
+    let mut sentinel_reply = None;
+    for _ in 0..=owed {
         let reply = bulk
             .recv_raw()
             .await
             .expect("connection closed during the bulk");
-        check_bulk_reply(&reply, &packets, &mut replies);
+        if decode(&reply).metadata.id == sentinel_id {
+            assert!(
+                sentinel_reply.replace(reply).is_none(),
+                "sentinel answered twice"
+            );
+        } else {
+            check_bulk_reply(&reply, &packets, &mut replies);
+        }
     }
-    let last = bulk.recv_msg().await.expect("sentinel reply");
-    assert_eq!(last.metadata.id, sentinel_id, "a reply after all owed ones");
+    // Everything read is answered before the server closes: nothing more.
+    bulk.expect_closed().await;
+    let last = decode(&sentinel_reply.expect("sentinel reply"));
     assert_eq!(
         answer_summary(&last),
         ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]

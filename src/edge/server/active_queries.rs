@@ -20,6 +20,16 @@ impl ActiveQueries {
         ActiveQuery(Arc::clone(self))
     }
 
+    /// Counts one more query, unless `limit` are being answered already.
+    pub(super) fn try_enter(self: &Arc<Self>, limit: usize) -> Option<ActiveQuery> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                (count < limit).then_some(count + 1)
+            })
+            .ok()?;
+        Some(ActiveQuery(Arc::clone(self)))
+    }
+
     /// Queries being answered now.
     pub(crate) fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)

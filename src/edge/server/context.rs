@@ -3,12 +3,17 @@
 //! responses, rate limiting, and handing the rest to the handler.
 
 use super::active_queries::ActiveQueries;
+use super::tcp::ConnectionSlots;
 #[cfg(not(target_os = "linux"))]
 use super::udp::{ListenerSocket, send_reply};
 #[cfg(target_os = "linux")]
 use super::udp_linux::{ListenerSocket, send_reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::edge::cookies::{self, CookieState};
 use crate::edge::fastpath::{self, ReplayCache};
@@ -30,8 +35,20 @@ pub(crate) struct ServeContext {
     pub(super) listener_id: u32,
     pub(super) limiter: Option<Arc<RateLimiter>>,
     pub(super) max_inflight_queries: usize,
-    pub(super) tcp_connections: Arc<std::sync::atomic::AtomicUsize>,
-    pub(super) max_tcp_connections: usize,
+    /// This listener's connection slots (TCP, DoT, DoH).
+    pub(super) connections: Arc<ConnectionSlots>,
+    /// Becomes true when the server shuts down: stream listeners stop
+    /// accepting, their connections stop reading queries.
+    pub(super) stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ServeContext {
+    /// Returns once the server is shutting down (or gone).
+    pub(crate) async fn stopping(&self) {
+        let mut stop = self.stop.clone();
+        // An error means the server is gone, which is a stop as well.
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
 }
 
 impl ServeContext {
@@ -175,18 +192,17 @@ impl ServeContext {
         client: SocketAddr,
         source: Option<ReplySource>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        if self.active_queries.count() >= self.max_inflight_queries {
+        let Some(guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
             // Shed load rather than queue without bound; the client will retry.
             self.handler.resolver().metrics().shed();
             return None;
-        }
+        };
         let request = packet.to_vec();
         // The generation the answer is computed under (configuration and
         // discovered prefixes); a change meanwhile must not be papered over.
         let generation = cache_generation.wrapping_add(policy.generation());
         let socket = Arc::clone(socket);
         let context = self.clone();
-        let guard = context.active_queries.enter();
         Some(async move {
             let _guard = guard;
             let Some(response) = context
@@ -217,9 +233,9 @@ impl ServeContext {
 /// Counts a fast-path answer like the slow path would have.
 pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
     metrics.query(
-        hickory_proto::rr::RecordType::from(hit.qtype),
+        RecordType::from(hit.qtype),
         Transport::Udp,
-        hickory_proto::op::ResponseCode::from_low(hit.rcode),
+        ResponseCode::from_low(hit.rcode),
     );
     metrics.cache_hit();
     if hit.note.synthesized {
@@ -232,14 +248,23 @@ pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
 
 impl ServeContext {
     /// Answers one query that came over a stream transport (TCP, DoT, DoH)
-    /// through the full request path; `None`: send nothing.
+    /// through the full request path; `None`: send nothing. While
+    /// `server.max_inflight_queries` are being answered, it is answered
+    /// SERVFAIL at once instead and counted as shed: a UDP client retries
+    /// after silence, but a stream client would wait on its connection.
     pub(crate) async fn answer_stream(
         &self,
         request: &[u8],
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        let _guard = self.active_queries.enter();
+        let Some(_guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
+            let metrics = self.handler.resolver().metrics();
+            metrics.shed();
+            let (qtype, response) = busy_response(request, self.handler.edns_udp_size())?;
+            metrics.query(qtype, transport, ResponseCode::ServFail);
+            return Some(response);
+        };
         let policy = self.policy();
         self.handler
             .handle(request, client, transport, &policy)
@@ -251,4 +276,33 @@ impl ServeContext {
     pub(super) fn policy(&self) -> Arc<ListenerPolicy> {
         self.snapshot.policy(self.listener_id as usize)
     }
+}
+
+/// SERVFAIL for a query that came while too many were being answered, with
+/// its question type (for the metrics); `None` for a message that is not a
+/// query (never answer responses) or has no header. The question and the
+/// flags are echoed, and an OPT record sent to a client that sent one.
+fn busy_response(request: &[u8], edns_udp_size: u16) -> Option<(RecordType, Vec<u8>)> {
+    let header = Header::read(&mut BinDecoder::new(request)).ok()?;
+    if header.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let mut response = Message::response(header.metadata.id, header.metadata.op_code);
+    response.metadata.recursion_desired = header.metadata.recursion_desired;
+    response.metadata.checking_disabled = header.metadata.checking_disabled;
+    response.metadata.recursion_available = true;
+    response.metadata.response_code = ResponseCode::ServFail;
+    let mut qtype = RecordType::Unknown(0);
+    if let Ok(query) = Message::from_vec(request) {
+        if let Some(question) = query.queries.first() {
+            qtype = question.query_type();
+        }
+        response.queries = query.queries;
+        if query.edns.is_some() {
+            let mut edns = Edns::new();
+            edns.set_max_payload(edns_udp_size);
+            response.set_edns(edns);
+        }
+    }
+    Some((qtype, response.to_vec().ok()?))
 }

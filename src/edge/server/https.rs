@@ -60,9 +60,9 @@ pub(crate) async fn serve(
     .await;
 }
 
-/// Serves HTTP/2 requests on one connection until the client closes it or
-/// it has had no request in progress for `idle_timeout`; then it is closed
-/// gracefully (GOAWAY; requests in progress finish).
+/// Serves HTTP/2 requests on one connection until the client closes it, it
+/// has had no request in progress for `idle_timeout`, or the server stops;
+/// then it is closed gracefully (GOAWAY; requests in progress finish).
 async fn serve_http2<Io>(
     io: Io,
     client: SocketAddr,
@@ -72,6 +72,7 @@ async fn serve_http2<Io>(
 where
     Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let stop = context.clone();
     let activity = Arc::new(Activity::new());
     let service_activity = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -92,6 +93,7 @@ where
     tokio::select! {
         result = connection.as_mut() => return result.map_err(io::Error::other),
         () = activity.idle_for(idle_timeout) => {}
+        () = stop.stopping() => {}
     }
     connection.as_mut().graceful_shutdown();
     match tokio::time::timeout(idle_timeout, connection).await {

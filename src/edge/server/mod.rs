@@ -5,11 +5,16 @@
 //!    policy slot, the response cache, the rate limiter, the limits.
 //! 2. A UDP datagram is read by `udp_linux` (a thread per `SO_REUSEPORT`
 //!    socket, batched `recvmmsg`) or `udp` (elsewhere); a TCP, DoT or DoH
-//!    connection is accepted by `tcp` (with [`tls`] and [`https`] on top).
+//!    connection is accepted by `tcp` (with [`tls`] and [`https`] on top)
+//!    within the listener's and the client address's connection limits,
+//!    and its pipelined queries are answered concurrently.
 //! 3. `context` tries the fast path (a stored response, replayed with the
 //!    ID, letter case and TTLs fixed up) and applies rate limiting; a miss
-//!    goes to the [`QueryHandler`](crate::edge::handler::QueryHandler),
-//!    counted in `active_queries` so a shutdown can wait for it.
+//!    (and every stream query) goes to the
+//!    [`QueryHandler`](crate::edge::handler::QueryHandler), counted in
+//!    `active_queries` so a shutdown can wait for it, unless
+//!    `server.max_inflight_queries` are in flight (then UDP drops it, the
+//!    stream transports answer SERVFAIL).
 //! 4. The reply leaves from the address the query was sent to (pktinfo on
 //!    Linux, one socket per local address elsewhere).
 //!
@@ -38,7 +43,7 @@ use crate::edge::certificate::CertificateError;
 
 pub(crate) use context::ServeContext;
 pub use startup::{RunningServer, start};
-pub(crate) use tcp::accept_connections;
+pub(crate) use tcp::{accept_connections, serve_connection};
 
 /// Largest UDP datagram read (the IPv4/IPv6 UDP maximum).
 pub(super) const MAX_DATAGRAM: usize = 65535;

@@ -13,13 +13,14 @@ use super::active_queries::ActiveQueries;
 use super::bind::bind_each_local_address;
 use super::bind::{bind_listener, bind_tcp};
 use super::context::ServeContext;
-use super::tcp::serve_tcp;
+use super::tcp::{ConnectionSlots, serve_tcp};
 #[cfg(not(target_os = "linux"))]
 use super::udp::serve_udp;
 #[cfg(target_os = "linux")]
 use super::udp_linux::serve_udp;
 use super::{ServerError, tls};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::answering::ddr::Designation;
 use crate::answering::identity::Identity;
@@ -51,6 +52,10 @@ pub struct RunningServer {
     responses: Arc<ReplayCache>,
     metrics_address: Option<SocketAddr>,
     listener_tasks: JoinSet<()>,
+    /// The UDP listeners among `listener_tasks`, aborted first on shutdown.
+    udp_tasks: Vec<AbortHandle>,
+    /// Tells the TCP, DoT and DoH listeners to stop (see `shutdown`).
+    stop: watch::Sender<bool>,
     background: JoinSet<()>,
     active_queries: Arc<ActiveQueries>,
     certificates: Vec<tls::ListenerCertificate>,
@@ -177,13 +182,28 @@ impl RunningServer {
 
     /// Stops accepting queries, lets those being answered finish (at most
     /// `grace`), then stops everything. Returns the queries cut off.
+    ///
+    /// UDP listeners stop at once (their queries in flight go on). TCP, DoT
+    /// and DoH listeners stop accepting; each of their connections stops
+    /// reading queries, answers those it has read and closes (DoH: GOAWAY).
     pub async fn shutdown(mut self, grace: Duration) -> usize {
         self.handler.resolver().metrics().set_ready(false);
+        // An error means no listener is left to tell.
+        let _ = self.stop.send(true);
+        for task in &self.udp_tasks {
+            task.abort();
+        }
+        let finished = async {
+            while self.listener_tasks.join_next().await.is_some() {}
+            self.active_queries.wait_idle().await;
+        };
+        let _ = tokio::time::timeout(grace, finished).await; // timing out is reported below
+        // Counted before the connections still open are aborted with their queries.
+        let cut_off = self.active_queries.count();
         self.listener_tasks.abort_all();
         while self.listener_tasks.join_next().await.is_some() {}
-        let _ = tokio::time::timeout(grace, self.active_queries.wait_idle()).await; // timing out is reported below
         self.background.abort_all();
-        self.active_queries.count()
+        cut_off
     }
 }
 
@@ -353,6 +373,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     );
     let limiter = RateLimiter::new(&config.rate_limit).map(Arc::new);
     let mut listener_tasks = JoinSet::new();
+    let mut udp_tasks = Vec::new();
+    let (stop, stopping) = watch::channel(false);
     let mut background = JoinSet::new();
     let mut addresses = Vec::new();
     let mut listeners = Vec::new();
@@ -421,11 +443,17 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
             limiter: limiter.clone(),
             max_inflight_queries: config.server.max_inflight_queries,
-            tcp_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            max_tcp_connections: listener
-                .connections
-                .max_connections
-                .unwrap_or(config.server.max_tcp_connections),
+            connections: Arc::new(ConnectionSlots::new(
+                listener
+                    .connections
+                    .max_connections
+                    .unwrap_or(config.server.max_tcp_connections),
+                listener
+                    .connections
+                    .max_connections_per_client
+                    .or(config.server.max_tcp_connections_per_client),
+            )),
+            stop: stopping.clone(),
         };
         let idle_timeout = listener
             .connections
@@ -438,7 +466,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     protocol: "UDP",
                     source,
                 })?;
-            listener_tasks.spawn(serving);
+            udp_tasks.push(listener_tasks.spawn(serving));
         }
         match (tcp, &listener.encrypted) {
             (Some(tcp), Some(encrypted)) => {
@@ -501,6 +529,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         responses,
         metrics_address,
         listener_tasks,
+        udp_tasks,
+        stop,
         background,
         active_queries,
         certificates,

@@ -85,7 +85,7 @@ pub(crate) fn start(
 }
 
 /// Serves DoT: each connection is a TLS handshake, then the TCP framing
-/// with pipelined queries answered concurrently.
+/// with pipelined queries answered concurrently ([`server::serve_connection`]).
 async fn serve_tls(
     listener: TcpListener,
     context: ServeContext,
@@ -96,87 +96,10 @@ async fn serve_tls(
         let acceptor = acceptor.clone();
         async move {
             let stream = handshake(&acceptor, stream, idle_timeout).await?;
-            serve_pipelined(stream, client, context, idle_timeout).await
+            server::serve_connection(stream, client, context, Transport::Tls, idle_timeout).await
         }
     })
     .await;
-}
-
-/// Queries of one DoT connection answered at once; the next is read when
-/// one of them is done.
-const MAX_CONCURRENT_PER_CONNECTION: usize = 64;
-
-/// Serves length-prefixed messages on a DoT connection, answering each
-/// query in its own task and each answer as soon as it is ready, in any
-/// order (RFC 7858 §3.3, RFC 7766 §6.2.1.1): a slow miss does not hold up
-/// the cache hits behind it. Answers ready together go out in one flush.
-/// The connection closes when the client does, or after `idle_timeout`
-/// without a query, once the queries in flight are answered.
-async fn serve_pipelined<Stream>(
-    stream: Stream,
-    client: SocketAddr,
-    context: ServeContext,
-    idle_timeout: Duration,
-) -> io::Result<()>
-where
-    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let (answers, mut to_write) =
-        tokio::sync::mpsc::channel::<Vec<u8>>(MAX_CONCURRENT_PER_CONNECTION);
-    let writing = async move {
-        while let Some(framed) = to_write.recv().await {
-            writer.write_all(&framed).await?;
-            while let Ok(more) = to_write.try_recv() {
-                writer.write_all(&more).await?;
-            }
-            writer.flush().await?;
-        }
-        writer.shutdown().await
-    };
-    let reading = async move {
-        let mut queries = tokio::task::JoinSet::new();
-        loop {
-            while queries.len() >= MAX_CONCURRENT_PER_CONNECTION {
-                queries.join_next().await;
-            }
-            let mut length = [0u8; 2];
-            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut length)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => break,
-                Ok(Err(error)) => return Err(error),
-                Err(_) => break, // idle
-            }
-            let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut request)).await {
-                Ok(result) => result?,
-                Err(_) => break,
-            };
-            let (context, answers) = (context.clone(), answers.clone());
-            queries.spawn(async move {
-                let Some(response) = context
-                    .answer_stream(&request, client, Transport::Tls)
-                    .await
-                else {
-                    return;
-                };
-                let Ok(response_length) = u16::try_from(response.len()) else {
-                    tracing::warn!(%client, size = response.len(), "response too large for DoT; dropped");
-                    return;
-                };
-                let mut framed = Vec::with_capacity(response.len() + 2);
-                framed.extend_from_slice(&response_length.to_be_bytes());
-                framed.extend_from_slice(&response);
-                // The writer is gone only when the connection failed.
-                let _ = answers.send(framed).await;
-            });
-            while queries.try_join_next().is_some() {}
-        }
-        while queries.join_next().await.is_some() {}
-        Ok(())
-    };
-    tokio::try_join!(reading, writing).map(|_| ())
 }
 
 /// The server side of a TLS handshake, bounded by `timeout`.

@@ -11,7 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use super::ConfigError;
 use super::dns64::parse_prefix_list;
 use super::schema::{ListenerProtocol, RawConfig, RawDdr, RawListener};
-use super::values::{parse_domains, parse_ip_networks};
+use super::values::{check_range, parse_domains, parse_ip_networks};
 use crate::dns64::SynthesisPrefix;
 
 /// One validated listener.
@@ -37,11 +37,13 @@ pub struct ListenerConfig {
     pub connections: ConnectionLimits,
 }
 
-/// A listener's own connection limit and idle timeout (`None`: `[server]`'s).
+/// A listener's own connection limits and idle timeout (`None`: `[server]`'s).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Most connections open at once.
     pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address.
+    pub max_connections_per_client: Option<usize>,
     /// Idle timeout of a connection.
     pub idle_timeout: Option<Duration>,
 }
@@ -214,6 +216,17 @@ pub(super) fn validate(
             encrypted,
             connections: ConnectionLimits {
                 max_connections: listener.max_connections,
+                max_connections_per_client: listener
+                    .max_connections_per_client
+                    .map(|limit| {
+                        check_range(
+                            &format!("{key}.max_connections_per_client"),
+                            limit,
+                            1,
+                            1_000_000,
+                        )
+                    })
+                    .transpose()?,
                 idle_timeout: listener.idle_timeout_ms.map(Duration::from_millis),
             },
         });

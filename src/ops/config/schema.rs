@@ -244,6 +244,10 @@ pub struct RawListener {
     /// instead of `server.max_tcp_connections`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Most connections one client address may have open at once on this
+    /// listener, instead of `server.max_tcp_connections_per_client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<usize>,
     /// Idle timeout of this listener's connections, in milliseconds, instead
     /// of `server.tcp_idle_timeout_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,7 +429,12 @@ pub struct RawServer {
     pub tcp_idle_timeout_ms: u64,
     /// Most TCP client connections open at once; more are closed at once.
     pub max_tcp_connections: usize,
-    /// Most queries being resolved at once (cache misses); more are dropped.
+    /// Most TCP connections one client address may have open at once on a
+    /// listener; unset: a quarter of the listener's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tcp_connections_per_client: Option<usize>,
+    /// Most queries being answered at once (UDP cache misses, every TCP, DoT
+    /// and DoH query); more are dropped (UDP) or answered SERVFAIL.
     pub max_inflight_queries: usize,
     /// Answer to CHAOS TXT `id.server` and `hostname.bind`; hidden when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -578,6 +587,7 @@ impl Default for RawServer {
             edns_udp_size: 1232,
             tcp_idle_timeout_ms: 10_000,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_client: None,
             max_inflight_queries: 10_000,
             identity: None,
             version: None,

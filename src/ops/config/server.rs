@@ -19,6 +19,9 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Most TCP client connections at once.
     pub max_tcp_connections: usize,
+    /// Most TCP connections at once from one client address on a listener
+    /// (`None`: a quarter of the listener's limit).
+    pub max_tcp_connections_per_client: Option<usize>,
     /// Most queries being resolved at once.
     pub max_inflight_queries: usize,
 }
@@ -178,6 +181,10 @@ pub(super) fn validate(raw: &RawServer) -> Result<ServerConfig, ConfigError> {
             1,
             1_000_000,
         )?,
+        max_tcp_connections_per_client: raw
+            .max_tcp_connections_per_client
+            .map(|limit| check_range("server.max_tcp_connections_per_client", limit, 1, 1_000_000))
+            .transpose()?,
         max_inflight_queries: check_range(
             "server.max_inflight_queries",
             raw.max_inflight_queries,

@@ -194,6 +194,24 @@ impl TcpConn {
         Self { stream, server }
     }
 
+    /// Connects from `source` (another loopback address, say 127.0.0.2, so
+    /// the server sees another client) on a port the system picks.
+    pub async fn connect_from(source: IpAddr, server: SocketAddr) -> Self {
+        let socket = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("TCP socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        let stream = tokio::time::timeout(TEST_TIMEOUT, socket.connect(server))
+            .await
+            .unwrap_or_else(|_| panic!("TCP connect from {source} to {server} timed out"))
+            .unwrap_or_else(|e| panic!("TCP connect from {source} to {server}: {e}"));
+        Self { stream, server }
+    }
+
     /// Write one length-prefixed DNS message payload.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         let mut framed = Vec::with_capacity(bytes.len() + 2);
@@ -235,6 +253,15 @@ impl TcpConn {
         self.recv_raw()
             .await
             .map(|b| decode_from(&b, &format!("TCP response from {server}")))
+    }
+
+    /// Shuts the client's sending side (a TCP FIN): the server sees the
+    /// end of the queries, answers those it has read, then closes.
+    pub async fn finish(&mut self) {
+        self.stream
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("TCP shutdown toward {}: {e}", self.server));
     }
 
     /// True if the server closed the connection (EOF/reset) within `TEST_TIMEOUT`;

@@ -1,0 +1,190 @@
+//! Plain TCP connections: pipelined queries answered concurrently and out
+//! of order (RFC 7766 §6.2.1.1), the bound on queries in flight per
+//! connection, SERVFAIL over `server.max_inflight_queries`, and queries in
+//! flight finished on shutdown.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::common::*;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Queries answered at once on one TCP or DoT connection (README,
+/// "Encrypted DNS": "at most 64 at once per connection").
+const QUERIES_PER_CONNECTION: u16 = 64;
+
+/// An upstream that answers every A question with 93.184.216.34, names
+/// starting with `slow` after `delay`, the others at once.
+async fn slow_and_fast_upstream(delay: Duration) -> FakeUpstream {
+    start_fake_upstream(LO, move |request, _| {
+        let name = request.queries[0].name().to_ascii();
+        let answer = reply_with(
+            request,
+            vec![rr_a(&name, 300, Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        if name.starts_with("slow") {
+            FakeAction::Delayed(delay, answer)
+        } else {
+            FakeAction::Reply(answer)
+        }
+    })
+    .await
+}
+
+/// dns64d forwarding to `upstream`, patient enough for its slow answers.
+async fn start_patient_dns64d(upstream: &FakeUpstream, extra: &str) -> Dns64d {
+    start_dns64d_toml(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = 3000\nattempts = 1\n{extra}",
+        upstream.addr()
+    ))
+    .await
+}
+
+/// Writes one query for `name` with `id` on `connection` (not waiting for
+/// the answer).
+async fn send_query(connection: &mut TcpConn, name: &str, id: u16) {
+    let mut query = Q::new(name, RecordType::A).to_message();
+    query.metadata.id = id;
+    connection.send_msg(&query).await;
+}
+
+#[tokio::test]
+async fn tcp_answers_pipelined_queries_as_they_are_ready() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(1500)).await;
+    let d = start_patient_dns64d(&upstream, "").await;
+    let mut connection = TcpConn::connect(d.addr).await;
+    // All queries are written before any answer is read: the slow one first.
+    send_query(&mut connection, "slow.example", 1).await;
+    for id in 2..=6 {
+        send_query(&mut connection, &format!("fast{id}.example"), id).await;
+    }
+    let mut order = Vec::new();
+    for _ in 1..=6 {
+        let reply = connection.recv_msg().await.expect("an answer");
+        let name = reply.queries[0].name().to_ascii();
+        assert_eq!(
+            answer_summary(&reply),
+            [format!("{name} 300 A 93.184.216.34")],
+            "the answer to ID {}",
+            reply.metadata.id
+        );
+        order.push(reply.metadata.id);
+    }
+    assert_ne!(
+        order[0], 1,
+        "a fast answer comes before the slow one (out of order): {order:?}"
+    );
+    let answered: HashSet<u16> = order.iter().copied().collect();
+    assert_eq!(answered, (1..=6).collect(), "every ID once: {order:?}");
+}
+
+#[tokio::test]
+async fn tcp_connection_answers_at_most_64_queries_at_once() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(500)).await;
+    let d = start_patient_dns64d(&upstream, "").await;
+    let mut connection = TcpConn::connect(d.addr).await;
+    for id in 1..=QUERIES_PER_CONNECTION {
+        send_query(&mut connection, &format!("slow{id}.example"), id).await;
+    }
+    // One query over the bound: it is not read before a slow one is done,
+    // so its answer, though ready at once, comes after a slow answer.
+    let fast = QUERIES_PER_CONNECTION + 1;
+    send_query(&mut connection, "fast.example", fast).await;
+    let mut order = Vec::new();
+    for _ in 1..=fast {
+        let reply = connection.recv_msg().await.expect("an answer");
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        order.push(reply.metadata.id);
+    }
+    assert_ne!(
+        order[0], fast,
+        "the query over the bound was answered before any slow one: {order:?}"
+    );
+    let answered: HashSet<u16> = order.iter().copied().collect();
+    assert_eq!(answered, (1..=fast).collect(), "every ID once");
+    upstream
+        .wait_until("every question forwarded once", |seen| {
+            seen.len() == usize::from(fast)
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn shutdown_answers_the_queries_a_tcp_connection_has_sent_then_closes_it() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(500)).await;
+    let d = start_patient_dns64d(&upstream, "").await;
+    let address = d.addr;
+    let mut connection = TcpConn::connect(address).await;
+    send_query(&mut connection, "slow1.example", 1).await;
+    send_query(&mut connection, "slow2.example", 2).await;
+    upstream
+        .wait_until("both questions forwarded", |seen| seen.len() == 2)
+        .await;
+    let shutdown = tokio::spawn(d.server.shutdown(Duration::from_secs(5)));
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let reply = connection
+            .recv_msg()
+            .await
+            .expect("an answer to a query sent before the shutdown");
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        answered.push(reply.metadata.id);
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, [1, 2]);
+    // Then the server closes the connection, and the shutdown cuts nothing off.
+    connection.expect_closed().await;
+    assert_eq!(shutdown.await.expect("shutdown"), 0, "queries cut off");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no connection is accepted after the shutdown"
+    );
+}
+
+#[tokio::test]
+async fn tcp_queries_beyond_the_inflight_limit_get_servfail_at_once() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(1000)).await;
+    let d = start_patient_dns64d(&upstream, "[server]\nmax_inflight_queries = 2\n").await;
+    let mut connection = TcpConn::connect(d.addr).await;
+    for id in 1..=4 {
+        let mut query = Q::new(format!("slow{id}.example"), RecordType::A)
+            .edns(1232)
+            .to_message();
+        query.metadata.id = id;
+        connection.send_msg(&query).await;
+    }
+    // Two are being resolved (slowly); the two over the limit are answered
+    // SERVFAIL at once, not left waiting on the connection.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let reply = connection.recv_msg().await.expect("an answer");
+        let name = reply.queries[0].name().to_ascii();
+        assert_eq!(
+            name,
+            format!("slow{}.example.", reply.metadata.id),
+            "the question is echoed"
+        );
+        assert!(reply.edns.is_some(), "EDNS is answered with EDNS");
+        answers.push(reply.metadata.response_code);
+    }
+    assert_eq!(
+        answers,
+        [
+            ResponseCode::ServFail,
+            ResponseCode::ServFail,
+            ResponseCode::NoError,
+            ResponseCode::NoError
+        ]
+    );
+    assert_eq!(upstream.total(), 2, "only two were forwarded");
+    let metrics = d.server.handler().resolver().metrics().encode(0);
+    for counted in [
+        "dns64d_shed_total 2",
+        r#"dns64d_queries_total{qtype="A",protocol="tcp",rcode="SERVFAIL"} 2"#,
+        r#"dns64d_queries_total{qtype="A",protocol="tcp",rcode="NOERROR"} 2"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} in\n{metrics}");
+    }
+}
