@@ -175,7 +175,7 @@ impl Metrics {
             refused.clone(),
         );
         let shed = Counter::default();
-        registry.register("shed", "Queries dropped because server.max_inflight_queries were being resolved, or TCP connections closed over server.max_tcp_connections", shed.clone());
+        registry.register("shed", "Queries shed because server.max_inflight_queries were being resolved (UDP: dropped; TCP, DoT, DoH: answered SERVFAIL), or TCP connections closed over server.max_tcp_connections or the per-client limit", shed.clone());
         let ratelimited = Counter::default();
         registry.register(
             "ratelimited",

@@ -15,6 +15,8 @@ pub(crate) struct ActiveQueries {
 pub(super) struct ActiveQuery(Arc<ActiveQueries>);
 
 impl ActiveQueries {
+    /// Counts one more query (a listener thread's own slow queries).
+    #[cfg(target_os = "linux")]
     pub(super) fn enter(self: &Arc<Self>) -> ActiveQuery {
         self.count.fetch_add(1, Ordering::AcqRel);
         ActiveQuery(Arc::clone(self))
