@@ -79,6 +79,8 @@ impl ListenerPolicy {
 pub(crate) struct Snapshot {
     /// The policies, by listener index (configuration order).
     pub listeners: Vec<Arc<ListenerPolicy>>,
+    /// The answering settings every policy above shares.
+    pub answering: Arc<AnswerSettings>,
 }
 
 /// The snapshot in force, replaceable while serving.

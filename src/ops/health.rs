@@ -78,11 +78,7 @@ impl HealthCheck {
 
     /// True if local zones are configured (they answer without upstreams).
     fn has_zones(&self) -> bool {
-        let snapshot = self.snapshot.current();
-        snapshot
-            .listeners
-            .first()
-            .is_some_and(|policy| !policy.answering.zones.is_empty())
+        !self.snapshot.current().answering.zones.is_empty()
     }
 
     /// Asks every server that is down `. NS` every [`PROBE_INTERVAL`], forever.

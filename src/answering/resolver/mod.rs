@@ -293,11 +293,14 @@ impl Resolver {
         if question.record_type == RecordType::ANY {
             return self.resolve_any(question, options).await;
         }
+        // The name is looked up in the exclusions and the zones only when the
+        // decision reads it: for an AAAA question with DNS64 active.
+        let asks_name = dns64_active && question.record_type == RecordType::AAAA;
         let decision = synthesis::decide_on_question(synthesis::QuestionFacts {
             dns64_active,
             record_type: question.record_type,
-            name_excluded: policy.is_excluded_domain(&question.name),
-            zone_forbids_dns64: settings.zones.forbids_dns64(&question.name),
+            name_excluded: asks_name && policy.is_excluded_domain(&question.name),
+            zone_forbids_dns64: asks_name && settings.zones.forbids_dns64(&question.name),
             dnssec_ok: flags.dnssec_ok,
             checking_disabled: flags.checking_disabled,
             break_dnssec: policy.break_dnssec,

@@ -333,7 +333,10 @@ fn snapshot(
             ))
         })
         .collect();
-    Snapshot { listeners }
+    Snapshot {
+        listeners,
+        answering,
+    }
 }
 
 /// The parts of a snapshot every listener's policy shares.
