@@ -11,6 +11,8 @@
 //! `cache.prefetch_threshold_percent` of its TTL says, once per entry, that
 //! the resolver should refresh it in the background (prefetch).
 
+use std::hash::{BuildHasher, Hasher};
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::{Duration, Instant};
@@ -20,19 +22,29 @@ use crate::ops::config::CacheConfig;
 use crate::sharded::ShardedLru;
 
 /// What identifies a cached answer: the question and the DNSSEC bits that change it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// The key carries its own hash, computed once when it is made: hashing a
+/// `Name` lower-cases it label by label, and one cache miss hashes its keys
+/// a dozen times (shard choice, LRU lookups and inserts, the in-flight map).
+#[derive(Debug, Clone)]
 pub(crate) struct CacheKey {
     /// Lower-cased query name.
-    pub name: Name,
+    name: Name,
     /// Query type.
-    pub record_type: RecordType,
+    record_type: RecordType,
     /// Query class.
-    pub class: DNSClass,
+    class: DNSClass,
     /// The DO bit asked upstream (RRSIGs included or not).
-    pub dnssec_ok: bool,
+    dnssec_ok: bool,
     /// The CD bit asked upstream (validation off or on).
-    pub checking_disabled: bool,
+    checking_disabled: bool,
+    /// The hash of all the fields above (the name's lower-cased labels).
+    hash: u64,
 }
+
+/// The hasher of cache keys: foldhash, seeded at random once per process.
+static KEY_HASHER: std::sync::LazyLock<lru::DefaultHasher> =
+    std::sync::LazyLock::new(Default::default);
 
 impl CacheKey {
     /// A key for a question; the name is lower-cased.
@@ -43,13 +55,53 @@ impl CacheKey {
         dnssec_ok: bool,
         checking_disabled: bool,
     ) -> Self {
+        let name = name.to_lowercase();
+        let mut hasher = KEY_HASHER.build_hasher();
+        hasher.write_u8(u8::from(name.is_fqdn()));
+        for label in name.iter() {
+            hasher.write_u8(label.len() as u8); // a label is at most 63 octets
+            hasher.write(label);
+        }
+        hasher.write_u16(u16::from(record_type));
+        hasher.write_u16(u16::from(class));
+        hasher.write_u8(u8::from(dnssec_ok) | u8::from(checking_disabled) << 1);
         Self {
-            name: name.to_lowercase(),
+            name,
             record_type,
             class,
             dnssec_ok,
             checking_disabled,
+            hash: hasher.finish(),
         }
+    }
+
+    /// The (lower-cased) query name.
+    pub(crate) fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The query type.
+    pub(crate) fn record_type(&self) -> RecordType {
+        self.record_type
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.record_type == other.record_type
+            && self.class == other.class
+            && self.dnssec_ok == other.dnssec_ok
+            && self.checking_disabled == other.checking_disabled
+            && self.name == other.name
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -84,6 +136,17 @@ pub(crate) struct StaleHit {
     pub recently_served: bool,
 }
 
+/// What the cache holds for a question.
+#[derive(Debug)]
+pub(crate) enum Cached {
+    /// A fresh answer.
+    Fresh(Hit),
+    /// An expired answer within the serve-stale window.
+    Stale(StaleHit),
+    /// Nothing usable.
+    Missing,
+}
+
 /// The answer cache.
 pub(crate) struct AnswerCache {
     entries: ShardedLru<CacheKey, Entry>,
@@ -101,28 +164,38 @@ impl AnswerCache {
 
     /// The cached answer with TTLs lowered by its age, if present and fresh.
     pub(crate) fn get(&self, key: &CacheKey) -> Option<Answer> {
-        self.lookup(key, false).map(|hit| hit.answer)
+        match self.lookup(key, false, false) {
+            Cached::Fresh(hit) => Some(hit.answer),
+            Cached::Stale(_) | Cached::Missing => None,
+        }
     }
 
-    /// The cached answer if present and fresh, and whether the caller should
-    /// prefetch it (`cache.prefetch`: in the last part of its TTL, and not
-    /// asked before for this entry).
-    pub(crate) fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
-        self.lookup(key, self.config.prefetch)
+    /// What the cache holds for a client's question, in one look: a fresh
+    /// answer (and whether the caller should prefetch it: `cache.prefetch`,
+    /// in the last part of its TTL, and not asked before for this entry), an
+    /// expired one that may still be served (RFC 8767), or nothing.
+    pub(crate) fn lookup_for_client(&self, key: &CacheKey) -> Cached {
+        self.lookup(key, self.config.prefetch, true)
     }
 
-    fn lookup(&self, key: &CacheKey, prefetch: bool) -> Option<Hit> {
+    fn lookup(&self, key: &CacheKey, prefetch: bool, stale: bool) -> Cached {
         if self.config.max_entries == 0 {
-            return None;
+            return Cached::Missing;
         }
         let now = Instant::now();
         let mut shard = self.entries.shard(key);
-        let entry = shard.get_mut(key)?;
+        let Some(entry) = shard.get_mut(key) else {
+            return Cached::Missing;
+        };
         if entry.expires <= now {
             if self.is_past_stale(entry, now) {
                 shard.pop(key);
+                return Cached::Missing;
             }
-            return None;
+            return match stale {
+                true => Cached::Stale(self.stale_hit(entry, now)),
+                false => Cached::Missing,
+            };
         }
         let elapsed = now.duration_since(entry.stored);
         let needs_prefetch = prefetch && !entry.prefetch_started && {
@@ -134,30 +207,22 @@ impl AnswerCache {
         entry.prefetch_started |= needs_prefetch;
         let mut answer = entry.answer.clone();
         answer.age_by(u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX));
-        Some(Hit {
+        Cached::Fresh(Hit {
             answer,
             needs_prefetch,
         })
     }
 
-    /// True if an expired entry is beyond the serve-stale window.
+    /// True if an expired entry is beyond the serve-stale window (always,
+    /// when serve-stale is off: `cache.stale_max_ttl = 0`).
     fn is_past_stale(&self, entry: &Entry, now: Instant) -> bool {
         now.duration_since(entry.expires)
             >= Duration::from_secs(u64::from(self.config.stale_max_ttl))
     }
 
-    /// An expired answer that may still be served (RFC 8767): expired less
-    /// than `cache.stale_max_ttl` ago. `None` when serve-stale is off.
-    pub(crate) fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
-        if self.config.max_entries == 0 || self.config.stale_max_ttl == 0 {
-            return None;
-        }
-        let now = Instant::now();
-        let mut shard = self.entries.shard(key);
-        let entry = shard.get_mut(key)?;
-        if entry.expires > now || self.is_past_stale(entry, now) {
-            return None;
-        }
+    /// An expired entry within the serve-stale window, as served: every TTL
+    /// set to `cache.stale_answer_ttl`, marked stale.
+    fn stale_hit(&self, entry: &Entry, now: Instant) -> StaleHit {
         let stale_ttl = self.config.stale_answer_ttl;
         let recently_served = entry.served_stale.is_some_and(|served| {
             now.duration_since(served) < Duration::from_secs(u64::from(stale_ttl))
@@ -172,10 +237,29 @@ impl AnswerCache {
             record.ttl = stale_ttl;
         }
         answer.stale = true;
-        Some(StaleHit {
+        StaleHit {
             answer,
             recently_served,
-        })
+        }
+    }
+
+    /// The fresh hit of [`Self::lookup_for_client`], if any.
+    #[cfg(test)]
+    fn get_for_prefetch(&self, key: &CacheKey) -> Option<Hit> {
+        match self.lookup_for_client(key) {
+            Cached::Fresh(hit) => Some(hit),
+            Cached::Stale(_) | Cached::Missing => None,
+        }
+    }
+
+    /// An expired answer that may still be served (RFC 8767): expired less
+    /// than `cache.stale_max_ttl` ago. `None` when serve-stale is off.
+    #[cfg(test)]
+    fn get_stale(&self, key: &CacheKey) -> Option<StaleHit> {
+        match self.lookup(key, false, true) {
+            Cached::Stale(stale) => Some(stale),
+            Cached::Fresh(_) | Cached::Missing => None,
+        }
     }
 
     /// Notes that an expired entry was just served stale.
@@ -503,6 +587,77 @@ mod tests {
                 .unwrap()
                 .needs_prefetch
         );
+    }
+
+    #[test]
+    fn keys_match_whatever_the_case_and_differ_by_type_class_and_bits() {
+        use std::hash::BuildHasher;
+        let hasher = lru::DefaultHasher::default();
+        let name = |text: &str| Name::from_str(text).unwrap();
+        let upper = CacheKey::new(
+            &name("WwW.Example.TEST."),
+            RecordType::A,
+            DNSClass::IN,
+            false,
+            false,
+        );
+        let lower = CacheKey::new(
+            &name("www.example.test."),
+            RecordType::A,
+            DNSClass::IN,
+            false,
+            false,
+        );
+        assert_eq!(upper, lower);
+        assert_eq!(hasher.hash_one(&upper), hasher.hash_one(&lower));
+        assert_eq!(upper.name(), &name("www.example.test."));
+        for other in [
+            CacheKey::new(
+                &name("www.example.test."),
+                RecordType::AAAA,
+                DNSClass::IN,
+                false,
+                false,
+            ),
+            CacheKey::new(
+                &name("www.example.test."),
+                RecordType::A,
+                DNSClass::CH,
+                false,
+                false,
+            ),
+            CacheKey::new(
+                &name("www.example.test."),
+                RecordType::A,
+                DNSClass::IN,
+                true,
+                false,
+            ),
+            CacheKey::new(
+                &name("www.example.test."),
+                RecordType::A,
+                DNSClass::IN,
+                false,
+                true,
+            ),
+            CacheKey::new(
+                &name("www.example.test"),
+                RecordType::A,
+                DNSClass::IN,
+                false,
+                false,
+            ),
+            CacheKey::new(
+                &name("wwwexample.test."),
+                RecordType::A,
+                DNSClass::IN,
+                false,
+                false,
+            ),
+        ] {
+            assert_ne!(lower, other);
+            assert_ne!(lower.hash, other.hash, "{other:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,6 +49,16 @@ struct ServerErrorLabels {
     kind: &'static str,
 }
 
+/// One upstream server's query counter and latency histogram (handles
+/// into `dns64d_upstream_queries_total` and
+/// `dns64d_upstream_latency_seconds`), from [`Metrics::upstream_series`].
+#[derive(Clone, Debug)]
+pub(crate) struct UpstreamSeries {
+    server: SocketAddr,
+    queries: Counter,
+    latency: Histogram,
+}
+
 /// How an AAAA question was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AaaaKind {
@@ -280,23 +290,29 @@ impl Metrics {
         self.cache_evictions.inc();
     }
 
+    /// The series of one upstream server, looked up once when the server is
+    /// set up: formatting the label and finding it in the family are not
+    /// per-query work.
+    pub(crate) fn upstream_series(&self, server: SocketAddr) -> UpstreamSeries {
+        let labels = ServerLabels {
+            server: server.to_string(),
+        };
+        UpstreamSeries {
+            server,
+            queries: self.upstream_queries.get_or_create(&labels).clone(),
+            latency: self.upstream_latency.get_or_create(&labels).clone(),
+        }
+    }
+
     /// A query sent upstream.
-    pub(crate) fn upstream_query(&self, server: SocketAddr) {
-        self.upstream_queries
-            .get_or_create(&ServerLabels {
-                server: server.to_string(),
-            })
-            .inc();
+    pub(crate) fn upstream_query(&self, series: &UpstreamSeries) {
+        series.queries.inc();
     }
 
     /// An upstream answer and how long it took.
-    pub(crate) fn upstream_latency(&self, server: SocketAddr, latency: Duration) {
-        self.upstream_health.answered(server);
-        self.upstream_latency
-            .get_or_create(&ServerLabels {
-                server: server.to_string(),
-            })
-            .observe(latency.as_secs_f64());
+    pub(crate) fn upstream_latency(&self, series: &UpstreamSeries, latency: Duration) {
+        self.upstream_health.answered(series.server);
+        series.latency.observe(latency.as_secs_f64());
     }
 
     /// A failed upstream query.

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Timeouts or network errors in a row after which a server is down.
@@ -39,6 +40,10 @@ pub(crate) struct ServerHealth {
 #[derive(Debug, Default)]
 pub struct UpstreamHealth {
     servers: Mutex<HashMap<SocketAddr, ServerState>>,
+    /// How many servers have failures in a row (kept under the lock). While
+    /// none has, a reply changes nothing, and [`Self::answered`] does not
+    /// take the lock: that is every upstream reply of a healthy setup.
+    failing: AtomicUsize,
 }
 
 impl UpstreamHealth {
@@ -47,11 +52,22 @@ impl UpstreamHealth {
             .servers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        change(servers.entry(server).or_default())
+        let state = servers.entry(server).or_default();
+        let was_failing = state.failures_in_a_row > 0;
+        let result = change(state);
+        match (was_failing, state.failures_in_a_row > 0) {
+            (false, true) => self.failing.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.failing.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        result
     }
 
     /// The server replied (any RCODE: it is alive).
     pub(crate) fn answered(&self, server: SocketAddr) {
+        if self.failing.load(Ordering::Relaxed) == 0 {
+            return; // nothing to reset (a server that is down has failures in a row)
+        }
         let was_down = self.with_state(server, |state| {
             state.failures_in_a_row = 0;
             state.down_since.take()

@@ -17,7 +17,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::sync::OnceCell;
 
-use crate::answering::cache::{AnswerCache, CacheKey};
+use crate::answering::cache::{AnswerCache, CacheKey, Cached};
 use crate::answering::ddr::Designation;
 use crate::answering::ede::{ExtendedError, InfoCode};
 use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
@@ -599,20 +599,21 @@ impl Resolver {
             flags.dnssec_ok,
             flags.checking_disabled,
         );
-        if let Some(hit) = self.cache.get_for_prefetch(&key) {
-            self.metrics.cache_hit();
-            if hit.needs_prefetch && !options.cache_only {
-                self.prefetch(key, name, record_type, class, flags);
+        match self.cache.lookup_for_client(&key) {
+            Cached::Fresh(hit) => {
+                self.metrics.cache_hit();
+                if hit.needs_prefetch && !options.cache_only {
+                    self.prefetch(key, name, record_type, class, flags);
+                }
+                return Ok(hit.answer);
             }
-            return Ok(hit.answer);
-        }
-        if options.cache_only {
-            return Err(LookupError::NotCached);
-        }
-        if let Some(stale) = self.cache.get_stale(&key) {
-            return self
-                .lookup_or_stale(key, name, record_type, class, flags, stale)
-                .await;
+            _ if options.cache_only => return Err(LookupError::NotCached),
+            Cached::Stale(stale) => {
+                return self
+                    .lookup_or_stale(key, name, record_type, class, flags, stale)
+                    .await;
+            }
+            Cached::Missing => {}
         }
         let (shared, leader) = self.join_pending_lookup(&key);
         let _cleanup = leader.then(|| PendingLookupCleanup {

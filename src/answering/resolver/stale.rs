@@ -78,7 +78,12 @@ impl Resolver {
             if self.cache.insert(key.clone(), answer.clone()) {
                 self.metrics.cache_eviction();
             }
-            if !is_upstream_failure(answer) && self.serving_stale.swap(false, Ordering::AcqRel) {
+            // Read before writing: the flag is shared by every worker, and a
+            // write on every fetch would bounce its cache line between cores.
+            if !is_upstream_failure(answer)
+                && self.serving_stale.load(Ordering::Relaxed)
+                && self.serving_stale.swap(false, Ordering::AcqRel)
+            {
                 tracing::info!("the upstreams answer again: no longer serving stale answers");
             }
         }
@@ -167,8 +172,8 @@ impl Resolver {
         self.metrics.stale_answer();
         if !self.serving_stale.swap(true, Ordering::AcqRel) {
             tracing::warn!(
-                name = %key.name,
-                record_type = %key.record_type,
+                name = %key.name(),
+                record_type = %key.record_type(),
                 "the upstreams fail: serving stale answers from the cache (RFC 8767) until they answer again"
             );
         }

@@ -35,7 +35,7 @@ use crate::edge::certificate;
 use crate::edge::cookies::{COOKIE_OPTION_CODE, UpstreamCookie};
 use crate::ops::config::upstream_url::EncryptedUpstream;
 use crate::ops::config::{UpstreamConfig, UpstreamSelection};
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, UpstreamSeries};
 
 /// Why no answer came back from any upstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,11 +96,18 @@ struct Server {
     encrypted: Option<Arc<EncryptedConnection>>,
     /// Our DNS Cookies with it (RFC 7873 §5.1).
     cookie: UpstreamCookie,
+    /// Its query counter and latency histogram.
+    series: UpstreamSeries,
 }
 
 impl Server {
     /// A server at `address`, encrypted when `encrypted` lists it.
-    fn new(address: SocketAddr, encrypted: &Encrypted, runtime: &TokioRuntimeProvider) -> Self {
+    fn new(
+        address: SocketAddr,
+        encrypted: &Encrypted,
+        runtime: &TokioRuntimeProvider,
+        metrics: &Metrics,
+    ) -> Self {
         let encrypted = encrypted
             .servers
             .iter()
@@ -116,6 +123,7 @@ impl Server {
             address,
             encrypted,
             cookie: UpstreamCookie::default(),
+            series: metrics.upstream_series(address),
         }
     }
 }
@@ -179,7 +187,7 @@ impl Upstream {
         let servers = config
             .servers
             .iter()
-            .map(|&address| Arc::new(Server::new(address, &encrypted, &runtime)))
+            .map(|&address| Arc::new(Server::new(address, &encrypted, &runtime, &metrics)))
             .collect();
         Self {
             servers: RwLock::new(servers),
@@ -281,7 +289,12 @@ impl Upstream {
                             .read()
                             .unwrap_or_else(|poisoned| poisoned.into_inner())
                             .clone();
-                        Arc::new(Server::new(address, &encrypted, &self.runtime))
+                        Arc::new(Server::new(
+                            address,
+                            &encrypted,
+                            &self.runtime,
+                            &self.metrics,
+                        ))
                     })
             })
             .collect();
@@ -321,7 +334,7 @@ impl Upstream {
             set_cookie(&mut message, server);
             let sent = Instant::now();
             let deadline = sent + timeout;
-            self.metrics.upstream_query(server.address);
+            self.metrics.upstream_query(&server.series);
             match tokio::time::timeout_at(deadline, self.exchange(server, message, deadline)).await
             {
                 Ok(Err(hickory_net::NetError::Timeout)) | Err(_) => {
@@ -330,7 +343,7 @@ impl Upstream {
                 }
                 Ok(Ok(response)) => {
                     self.metrics
-                        .upstream_latency(server.address, sent.elapsed());
+                        .upstream_latency(&server.series, sent.elapsed());
                     let message = response.into_message();
                     if let Some((code, text)) = validation_failure(&message) {
                         // RFC 6147 §5.5: the upstream validated and found the
