@@ -21,7 +21,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, Message, MessageType, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -341,10 +341,9 @@ impl Upstream {
                     self.metrics.upstream_error(server.address, "timeout");
                     tracing::debug!(server = %server.address, %name, "upstream timeout");
                 }
-                Ok(Ok(response)) => {
+                Ok(Ok(message)) => {
                     self.metrics
                         .upstream_latency(&server.series, sent.elapsed());
-                    let message = response.into_message();
                     if let Some((code, text)) = validation_failure(&message) {
                         // RFC 6147 §5.5: the upstream validated and found the
                         // data bogus; no other server's answer, and no
@@ -423,20 +422,21 @@ impl Upstream {
         server: &Server,
         request: DnsRequest,
         deadline: Instant,
-    ) -> Result<DnsResponse, hickory_net::NetError> {
+    ) -> Result<Message, hickory_net::NetError> {
         if let Some(connection) = &server.encrypted {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            return connection.exchange(request, remaining).await;
+            let response = connection.exchange(request, remaining).await?;
+            return Ok(response.into_message());
         }
         let mut response = self.exchange_udp(server, &request).await?;
         let mut request = request;
-        if response.response_code == ResponseCode::BADCOOKIE {
+        if response.metadata.response_code == ResponseCode::BADCOOKIE {
             // RFC 7873 §5.3: the server sent a fresh cookie; resend once with it.
             tracing::debug!(server = %server.address, "BADCOOKIE; retrying with the new server cookie");
             set_cookie(&mut request, server);
             response = self.exchange_udp(server, &request).await?;
         }
-        if !response.truncation {
+        if !response.metadata.truncation {
             return Ok(response);
         }
         tracing::debug!(server = %server.address, "truncated reply; retrying over TCP");
@@ -444,7 +444,7 @@ impl Upstream {
         let tcp =
             TcpClientStream::exchange(server.address, None, remaining, None, self.runtime.clone())
                 .await?;
-        tcp.send(request).first_answer().await
+        Ok(tcp.send(request).first_answer().await?.into_message())
     }
 }
 
@@ -460,7 +460,7 @@ impl Upstream {
         &self,
         upstream: &Server,
         request: &DnsRequest,
-    ) -> Result<DnsResponse, hickory_net::NetError> {
+    ) -> Result<Message, hickory_net::NetError> {
         let server = upstream.address;
         let unspecified: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -508,7 +508,7 @@ impl Upstream {
             if let Some(original) = request.original_query() {
                 restore_case(&mut response, original);
             }
-            return DnsResponse::from_message(response).map_err(Into::into);
+            return Ok(response); // decoded once; a DnsResponse would encode it again
         }
     }
 }
