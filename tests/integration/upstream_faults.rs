@@ -4,10 +4,10 @@
 //! answers, TCP retry after TC=1, RFC 6147 §5.1.2 synthesis after a failed
 //! AAAA lookup, coalescing of identical misses, cached answers while a miss
 //! is pending, no query left in flight, and
-//! what dns64d sends upstream (random IDs and ports, DO and CD only as the
+//! what dns64d sends upstream (random IDs, random ports on pooled sockets, DO and CD only as the
 //! client asked).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -604,13 +604,92 @@ async fn refused_fails_over_and_alone_becomes_servfail_with_ede() {
     assert_eq!(codes, [23]);
 }
 
+/// RFC 5452 with pooled upstream sockets: every query has a random ID; a
+/// socket carries at most 64 exchanges before a new random port is taken;
+/// queries in flight at the same time never share a port; a socket whose
+/// query went unanswered is never used again.
 #[tokio::test]
 async fn upstream_queries_come_from_random_ports() {
-    let fake = start_a_fake().await;
+    const MAX_USES: usize = 64; // udp_pool::MAX_USES
+    let fake = start_fake_upstream(LO, |req, _| {
+        let q = &req.queries[0];
+        let owner = q.name().to_string();
+        let reply = reply_with(
+            req,
+            vec![rr_a(&owner, 300, Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        match owner.split('.').next().unwrap_or("") {
+            name if name.starts_with("lost") => FakeAction::Drop,
+            name if name.starts_with("slow") => {
+                FakeAction::Delayed(Duration::from_millis(300), reply)
+            }
+            _ => FakeAction::Reply(reply),
+        }
+    })
+    .await;
     let d = start_dns64d(&[fake.addr()], "", "").await;
+
+    let sequential = 3 * MAX_USES + 10;
+    for index in 0..sequential {
+        let m = query_udp(d.addr, &Q::new(format!("p{index}.example"), RecordType::A)).await;
+        assert_eq!(m.answers.len(), 1);
+    }
+    let seen = fake.seen();
+    assert_eq!(seen.len(), sequential);
+    let ids: HashSet<u16> = seen.iter().map(|q| q.id).collect();
+    assert!(
+        ids.len() >= sequential - 3,
+        "IDs repeat: {} distinct of {sequential}",
+        ids.len()
+    );
+    let mut per_port: HashMap<u16, usize> = HashMap::new();
+    for q in &seen {
+        *per_port.entry(q.src.port()).or_default() += 1;
+    }
+    assert!(
+        per_port.values().all(|&uses| uses <= MAX_USES),
+        "a port carried more than {MAX_USES} queries: {per_port:?}"
+    );
+    assert!(
+        per_port.len() >= sequential.div_ceil(MAX_USES),
+        "{per_port:?}"
+    );
+
+    // Twenty queries in flight at once: twenty sockets.
+    fake.clear_seen();
+    let mut slow = tokio::task::JoinSet::new();
     for index in 0..20 {
-        query_udp(d.addr, &Q::new(format!("p{index}.example"), RecordType::A)).await;
+        let addr = d.addr;
+        slow.spawn(async move {
+            query_udp(addr, &Q::new(format!("slow{index}.example"), RecordType::A)).await
+        });
+    }
+    while let Some(answer) = slow.join_next().await {
+        assert_eq!(answer.unwrap().answers.len(), 1);
     }
     let ports: HashSet<u16> = fake.seen().iter().map(|q| q.src.port()).collect();
-    assert!(ports.len() >= 18, "source ports repeat: {ports:?}");
+    assert_eq!(
+        ports.len(),
+        20,
+        "queries in flight shared a socket: {ports:?}"
+    );
+
+    // A socket whose query got no answer is closed: its port never asks again.
+    fake.clear_seen();
+    let lost = query_udp(d.addr, &Q::new("lost.example", RecordType::A)).await;
+    assert_eq!(lost.metadata.response_code, ResponseCode::ServFail);
+    let lost_ports: HashSet<u16> = fake.seen().iter().map(|q| q.src.port()).collect();
+    fake.clear_seen();
+    for index in 0..20 {
+        query_udp(
+            d.addr,
+            &Q::new(format!("after{index}.example"), RecordType::A),
+        )
+        .await;
+    }
+    let later: HashSet<u16> = fake.seen().iter().map(|q| q.src.port()).collect();
+    assert!(
+        lost_ports.is_disjoint(&later),
+        "{lost_ports:?} reused in {later:?}"
+    );
 }

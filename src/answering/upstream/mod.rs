@@ -11,6 +11,7 @@
 //! The result is an [`Answer`], or [`UpstreamError`] when no server replied.
 
 pub mod tls;
+mod udp_pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -449,8 +450,9 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// One UDP exchange: a fresh socket on a port the kernel picks at random
-    /// (RFC 5452 §4), connected to the server so only its datagrams arrive;
+    /// One UDP exchange: a socket on a port the kernel picked at random
+    /// (RFC 5452 §4), taken from this thread's [`udp_pool`] or made now,
+    /// connected to the server so only its datagrams arrive;
     /// replies with another ID or question are ignored as spoofed (RFC 5452
     /// §9.1), and with 0x20 the question must echo the letter case. The caller
     /// bounds the wait. (hickory-net's UDP client does the same checks, but
@@ -462,13 +464,8 @@ impl Upstream {
         request: &DnsRequest,
     ) -> Result<Message, hickory_net::NetError> {
         let server = upstream.address;
-        let unspecified: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = tokio::net::UdpSocket::bind(unspecified).await?;
-        socket.connect(server).await?;
+        let pooled = udp_pool::take(server).await?;
+        let socket = pooled.socket();
         let bytes = request.to_vec()?;
         socket.send(&bytes).await?;
         let mut buffer = vec![0u8; usize::from(self.edns_udp_size.max(512))];
@@ -508,6 +505,7 @@ impl Upstream {
             if let Some(original) = request.original_query() {
                 restore_case(&mut response, original);
             }
+            udp_pool::give_back(server, pooled);
             return Ok(response); // decoded once; a DnsResponse would encode it again
         }
     }
