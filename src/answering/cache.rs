@@ -14,12 +14,12 @@
 use std::hash::{BuildHasher, Hasher};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::time::{Duration, Instant};
 
 use crate::dns64::answer::Answer;
 use crate::ops::config::CacheConfig;
-use crate::sharded::ShardedLru;
+use crate::sharded::{LRU_NODE_OVERHEAD, ShardedLru, Weigh};
 
 /// What identifies a cached answer: the question and the DNSSEC bits that change it.
 ///
@@ -115,6 +115,57 @@ struct Entry {
     /// When this entry was last served stale (RFC 8767 §5: later clients
     /// get it at once while the upstream is retried in the background).
     served_stale: Option<Instant>,
+    /// What the entry weighs with its key, worked out once when stored.
+    bytes: usize,
+}
+
+impl Weigh<CacheKey> for Entry {
+    fn weigh(&self, _key: &CacheKey) -> usize {
+        self.bytes
+    }
+}
+
+/// The bytes an entry for `answer` under `key` takes: the map's node, the
+/// key and entry inline, and what their names and records hold on the heap.
+fn entry_bytes(key: &CacheKey, answer: &Answer) -> usize {
+    let records = [&answer.answers, &answer.authorities, &answer.additionals];
+    std::mem::size_of::<(CacheKey, Entry)>()
+        + LRU_NODE_OVERHEAD
+        + name_heap_bytes(&key.name)
+        + records
+            .iter()
+            .map(|section| {
+                section.capacity() * std::mem::size_of::<Record>()
+                    + section.iter().map(record_heap_bytes).sum::<usize>()
+            })
+            .sum::<usize>()
+}
+
+/// What a name holds on the heap: nothing up to 32 octets of labels (hickory
+/// keeps them inline), else about its length and its label ends.
+fn name_heap_bytes(name: &Name) -> usize {
+    let length = name.len();
+    if length <= 32 {
+        0
+    } else {
+        length + name.num_labels() as usize
+    }
+}
+
+/// What a record holds on the heap beside its inline size: the names in it
+/// and the data of the record types that keep it in vectors.
+fn record_heap_bytes(record: &Record) -> usize {
+    let data = match &record.data {
+        RData::CNAME(name) => name_heap_bytes(&name.0),
+        RData::NS(name) => name_heap_bytes(&name.0),
+        RData::PTR(name) => name_heap_bytes(&name.0),
+        RData::SOA(soa) => name_heap_bytes(&soa.mname) + name_heap_bytes(&soa.rname),
+        RData::A(_) | RData::AAAA(_) => 0,
+        // Rarer types (MX, TXT, HTTPS, RRSIG…): about their wire length.
+        other => hickory_proto::serialize::binary::BinEncodable::to_bytes(other)
+            .map_or(0, |bytes| bytes.len()),
+    };
+    name_heap_bytes(&record.name) + data
 }
 
 /// A fresh cache hit.
@@ -157,7 +208,10 @@ impl AnswerCache {
     /// A cache bounded by `config.max_entries` (0 disables caching).
     pub(crate) fn new(config: CacheConfig) -> Self {
         Self {
-            entries: ShardedLru::new(config.max_entries),
+            entries: ShardedLru::with_byte_budget(
+                config.max_entries,
+                config.max_memory.map(|bytes| bytes / 2),
+            ),
             config,
         }
     }
@@ -276,30 +330,29 @@ impl AnswerCache {
     }
 
     /// Stores an upstream answer if it is cacheable (RFC 2308: negative
-    /// answers only with an SOA; failures never). Returns true if another
-    /// entry was evicted to make room.
-    pub(crate) fn insert(&self, key: CacheKey, mut answer: Answer) -> bool {
+    /// answers only with an SOA; failures never). Returns how many other
+    /// entries were evicted to make room.
+    pub(crate) fn insert(&self, key: CacheKey, mut answer: Answer) -> usize {
         if self.config.max_entries == 0 {
-            return false;
+            return 0;
         }
         let Some(ttl) = self.cache_ttl(&answer) else {
-            return false;
+            return 0;
         };
         if ttl == 0 {
-            return false;
+            return 0;
         }
         self.clamp_ttls(&mut answer);
         let now = Instant::now();
         let entry = Entry {
+            bytes: entry_bytes(&key, &answer),
             answer,
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
             prefetch_started: false,
             served_stale: None,
         };
-        let mut shard = self.entries.shard(&key);
-        let replaced = shard.push(key.clone(), entry);
-        replaced.is_some_and(|(old_key, _)| old_key != key)
+        self.entries.shard(&key).put(key, entry)
     }
 
     /// Brings an upstream answer's TTLs within the configured bounds, so the
@@ -342,6 +395,11 @@ impl AnswerCache {
     /// Number of entries held now (expired ones included until touched).
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The bytes the entries held now take (an estimate, see [`Weigh`]).
+    pub(crate) fn bytes(&self) -> usize {
+        self.entries.bytes()
     }
 
     /// True if nothing is cached.
@@ -424,6 +482,7 @@ mod tests {
     fn config(max_entries: usize) -> CacheConfig {
         CacheConfig {
             max_entries,
+            max_memory: None,
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::ops::metrics::AaaaKind;
-use crate::sharded::ShardedLru;
+use crate::sharded::{LRU_NODE_OVERHEAD, ShardedLru, Weigh};
 
 /// Longest key: a name (255) plus type, class, flags, listener, generation.
 const MAX_KEY: usize = 255 + 2 + 2 + 1 + 4 + 8;
@@ -300,6 +300,17 @@ struct Stored {
     pub(crate) note: StoredNote,
 }
 
+impl Weigh<Box<[u8]>> for Stored {
+    fn weigh(&self, key: &Box<[u8]>) -> usize {
+        std::mem::size_of::<(Box<[u8]>, Stored)>()
+            + LRU_NODE_OVERHEAD
+            + key.len()
+            + self.bytes.len()
+            + std::mem::size_of_val(&*self.ttl_offsets)
+            + std::mem::size_of_val(&*self.original_ttls)
+    }
+}
+
 /// What the slow path knew about a response, kept for metrics on hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoredNote {
@@ -353,8 +364,13 @@ pub struct ReplayCache {
 impl ReplayCache {
     /// A cache holding at most about `max_entries` responses (0 disables it).
     pub fn new(max_entries: usize) -> Self {
+        Self::with_byte_budget(max_entries, None)
+    }
+
+    /// A cache bounded by `max_entries` responses and, if given, `max_bytes`.
+    pub fn with_byte_budget(max_entries: usize, max_bytes: Option<usize>) -> Self {
         Self {
-            stored: ShardedLru::new(max_entries),
+            stored: ShardedLru::with_byte_budget(max_entries, max_bytes),
             generation: AtomicU64::new(0),
             enabled: max_entries > 0,
             prefetch_margin_percent: 0,

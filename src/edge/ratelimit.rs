@@ -11,7 +11,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 
 use crate::ops::config::RateLimitConfig;
-use crate::sharded::ShardedLru;
+use crate::sharded::{LRU_NODE_OVERHEAD, ShardedLru, Weigh};
 
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,12 @@ struct Bucket {
     tokens: f64,
     updated: Instant,
     limited: u32,
+}
+
+impl Weigh<(IpAddr, u8)> for Bucket {
+    fn weigh(&self, _key: &(IpAddr, u8)) -> usize {
+        std::mem::size_of::<((IpAddr, u8), Bucket)>() + LRU_NODE_OVERHEAD
+    }
 }
 
 /// The per-prefix limiter; `None` from [`RateLimiter::new`] when limiting is off.

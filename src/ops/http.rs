@@ -23,7 +23,7 @@ pub(crate) async fn serve_http(listener: tokio::net::TcpListener, health: Arc<He
                             header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )],
-                        resolver.metrics().encode(resolver.cache().len()),
+                        resolver.metrics_text(),
                     )
                 }
             }),

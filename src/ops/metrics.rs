@@ -99,6 +99,7 @@ pub struct Metrics {
     cache_misses: Counter,
     cache_evictions: Counter,
     cache_entries: Gauge,
+    cache_bytes: Gauge,
     upstream_queries: Family<ServerLabels, Counter>,
     upstream_errors: Family<ServerErrorLabels, Counter>,
     upstream_latency: Family<ServerLabels, Histogram>,
@@ -151,7 +152,7 @@ impl Metrics {
         let cache_evictions = Counter::default();
         registry.register(
             "cache_evictions",
-            "Entries evicted to keep the cache within cache.max_entries",
+            "Entries evicted to keep the cache within cache.max_entries and cache.max_memory",
             cache_evictions.clone(),
         );
         let cache_entries = Gauge::default();
@@ -159,6 +160,12 @@ impl Metrics {
             "cache_entries",
             "Entries in the cache",
             cache_entries.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes the answer cache's entries take, as the cache estimates them (cache.max_memory bounds them to half its value)",
+            cache_bytes.clone(),
         );
         let upstream_queries = Family::<ServerLabels, Counter>::default();
         registry.register(
@@ -223,6 +230,7 @@ impl Metrics {
             cache_misses,
             cache_evictions,
             cache_entries,
+            cache_bytes,
             upstream_queries,
             upstream_errors,
             upstream_latency,
@@ -285,9 +293,11 @@ impl Metrics {
         self.cache_misses.inc();
     }
 
-    /// An entry evicted from the cache.
-    pub(crate) fn cache_eviction(&self) {
-        self.cache_evictions.inc();
+    /// Entries evicted from the cache to make room.
+    pub(crate) fn cache_evictions(&self, evicted: usize) {
+        if evicted > 0 {
+            self.cache_evictions.inc_by(evicted as u64);
+        }
     }
 
     /// The series of one upstream server, looked up once when the server is
@@ -402,6 +412,12 @@ impl Metrics {
     /// Queries refused by the access list since start.
     pub fn refused_total(&self) -> u64 {
         self.refused.get()
+    }
+
+    /// Sets `dns64d_cache_bytes`: the answer cache's bytes, as it estimates them.
+    pub fn set_cache_bytes(&self, cache_bytes: usize) {
+        self.cache_bytes
+            .set(i64::try_from(cache_bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition, with the cache size read now.

@@ -231,3 +231,61 @@ async fn idle_memory_does_not_depend_on_the_cache_capacity() {
         small / 1024
     );
 }
+
+/// `cache.max_memory` bounds the bytes the caches hold whatever
+/// `cache.max_entries` allows: 3000 names (6000 answer-cache entries and as
+/// many stored responses) into a 2 MiB budget, half of it for the answer
+/// cache; the evictions are counted, and the newest answers stay.
+#[tokio::test]
+async fn cache_max_memory_bounds_the_cache_in_bytes() {
+    let upstream = fill_upstream().await;
+    let d = start_dns64d(
+        &[upstream.addr()],
+        "",
+        "[cache]\nmax_entries = 1000000\nmax_memory = \"2m\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    let names = 3000;
+    for index in 1..=names {
+        let name = format!("{index}.fill.test");
+        let m = query_udp(d.addr, &Q::new(name.as_str(), RecordType::AAAA)).await;
+        assert_eq!(m.answers.len(), 1, "{index}: a synthesized AAAA");
+        let m = query_udp(d.addr, &Q::new(name, RecordType::A)).await;
+        assert_eq!(m.answers.len(), 1, "{index}: the A record");
+    }
+    let endpoint = d.server.metrics_addr().expect("metrics endpoint bound");
+    let (status, body) = http_get(endpoint, "/metrics").await;
+    assert_eq!(status, 200);
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{body}"))
+    };
+    let bytes = value("dns64d_cache_bytes");
+    let entries = value("dns64d_cache_entries");
+    let evictions = value("dns64d_cache_evictions_total");
+    assert!(
+        bytes <= 1024.0 * 1024.0,
+        "{bytes} bytes over the answer cache's 1 MiB"
+    );
+    assert!(
+        bytes >= 0.75 * 1024.0 * 1024.0,
+        "{bytes} bytes: the budget is used, not just bounded"
+    );
+    assert!(
+        entries < (2 * names) as f64,
+        "{entries} entries: nothing was evicted"
+    );
+    assert_eq!(
+        entries + evictions,
+        (2 * names) as f64,
+        "every entry stored is held or counted as evicted"
+    );
+    // The newest answer is still cached: asking again reaches no upstream.
+    let before = upstream.total();
+    let m = query_udp(d.addr, &Q::new(format!("{names}.fill.test"), RecordType::A)).await;
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(upstream.total(), before);
+}

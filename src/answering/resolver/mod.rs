@@ -243,6 +243,12 @@ impl Resolver {
         &self.metrics
     }
 
+    /// The Prometheus text exposition, with the cache's size read now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.set_cache_bytes(self.cache.bytes());
+        self.metrics.encode(self.cache.len())
+    }
+
     /// Answers one question. `prefixes` are the prefixes that apply to this
     /// client on this listener; empty means plain forwarding (no synthesis,
     /// and `ipv4only.arpa` is forwarded too, RFC 8880 §7).

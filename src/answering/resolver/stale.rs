@@ -75,9 +75,8 @@ impl Resolver {
         if let Ok(answer) = &mut result {
             answer.normalize_negative_soa();
             self.cache.clamp_ttls(answer);
-            if self.cache.insert(key.clone(), answer.clone()) {
-                self.metrics.cache_eviction();
-            }
+            let evicted = self.cache.insert(key.clone(), answer.clone());
+            self.metrics.cache_evictions(evicted);
             // Read before writing: the flag is shared by every worker, and a
             // write on every fetch would bounce its cache line between cores.
             if !is_upstream_failure(answer)

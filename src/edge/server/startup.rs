@@ -368,7 +368,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let handler = Arc::new(QueryHandler::new(resolver, config.server.edns_udp_size));
     let active_queries = Arc::new(ActiveQueries::default());
     let responses = Arc::new(
-        ReplayCache::new(config.cache.max_entries).with_prefetch_margin(if config.cache.prefetch {
+        ReplayCache::with_byte_budget(
+            config.cache.max_entries,
+            config.cache.max_memory.map(|bytes| bytes / 2),
+        )
+        .with_prefetch_margin(if config.cache.prefetch {
             config.cache.prefetch_threshold_percent
         } else {
             0

@@ -5,11 +5,18 @@ use std::time::Duration;
 use super::ConfigError;
 use super::schema::RawCache;
 
+/// The smallest `cache.max_memory`: 1 MiB (64 KiB per shard of each cache).
+const MIN_MEMORY: usize = 1 << 20;
+
 /// Validated `[cache]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Most entries held.
     pub max_entries: usize,
+    /// Most bytes the two caches take together: half for the answer cache,
+    /// half for the fast path's response cache (`None`: bounded by
+    /// `max_entries` only).
+    pub max_memory: Option<usize>,
     /// Lower bound on cached TTLs, seconds.
     pub min_ttl: u32,
     /// Upper bound on cached TTLs, seconds.
@@ -59,6 +66,9 @@ pub(super) fn check_stale_and_prefetch(cache: &CacheConfig) -> Result<(), Config
 pub(super) fn validate(raw: &RawCache) -> Result<CacheConfig, ConfigError> {
     let cache = CacheConfig {
         max_entries: raw.max_entries,
+        max_memory: raw
+            .max_memory
+            .map(|size| usize::try_from(size.0).unwrap_or(usize::MAX)),
         min_ttl: raw.min_ttl,
         max_ttl: raw.max_ttl,
         negative_max_ttl: raw.negative_max_ttl,
@@ -69,6 +79,17 @@ pub(super) fn validate(raw: &RawCache) -> Result<CacheConfig, ConfigError> {
         prefetch_threshold_percent: raw.prefetch_threshold_percent,
     };
     check_stale_and_prefetch(&cache)?;
+    if let Some(bytes) = cache.max_memory
+        && bytes < MIN_MEMORY
+    {
+        return Err(ConfigError::invalid(
+            "cache.max_memory",
+            bytes,
+            format!(
+                "must be at least {MIN_MEMORY} bytes (\"1m\"); leave it out to bound the cache by cache.max_entries alone"
+            ),
+        ));
+    }
     if cache.min_ttl > cache.max_ttl {
         return Err(ConfigError::invalid(
             "cache.min_ttl",

@@ -582,6 +582,16 @@ mod tests {
                 "dns64d.toml:2:15: cache.max_entries = -5: expected a whole number, 0 or more",
             ),
             (
+                "a size with an unknown unit",
+                "[cache]\nmax_memory = \"64x\"\n",
+                "dns64d.toml:2:14: cache.max_memory = \"64x\": expected a size in bytes: a whole number like 67108864, or a string with k, m or g like \"64m\"",
+            ),
+            (
+                "a size below the minimum",
+                "[cache]\nmax_memory = \"512k\"\n",
+                "dns64d.toml:2:14: cache.max_memory = 524288: must be at least 1048576 bytes (\"1m\"); leave it out to bound the cache by cache.max_entries alone",
+            ),
+            (
                 "a number too large for its type",
                 "[rate_limit]\nipv4_prefix_length = 300\n",
                 "dns64d.toml:2:22: rate_limit.ipv4_prefix_length = 300: expected a whole number from 0 to 255",
@@ -594,7 +604,7 @@ mod tests {
             (
                 "an unknown key",
                 "[cache]\nmax_entrys = 5\n",
-                "dns64d.toml:2:1: unknown key `cache.max_entrys`; allowed here: max_entries, min_ttl, max_ttl, negative_max_ttl, stale_max_ttl, stale_answer_ttl, stale_client_timeout_ms, prefetch, prefetch_threshold_percent",
+                "dns64d.toml:2:1: unknown key `cache.max_entrys`; allowed here: max_entries, max_memory, min_ttl, max_ttl, negative_max_ttl, stale_max_ttl, stale_answer_ttl, stale_client_timeout_ms, prefetch, prefetch_threshold_percent",
             ),
             (
                 "an unknown mode",

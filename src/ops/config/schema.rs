@@ -401,6 +401,9 @@ pub struct RawAccess {
 pub struct RawCache {
     /// Most entries held.
     pub max_entries: usize,
+    /// Most bytes the cached entries may take (`"64m"`); unset: only `max_entries` bounds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<super::values::ByteSize>,
     /// Lower bound on cached TTLs, seconds.
     pub min_ttl: u32,
     /// Upper bound on cached TTLs, seconds.
@@ -569,6 +572,7 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             max_entries: 100_000,
+            max_memory: None,
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,

@@ -239,7 +239,7 @@ pub fn execute(command: &Command, server: &RunningServer, info: &StatusInfo) -> 
         }
         Command::Stats => {
             let resolver = server.handler().resolver();
-            Reply::Ok(resolver.metrics().encode(resolver.cache().len()))
+            Reply::Ok(resolver.metrics_text())
         }
         Command::Reload | Command::LogLevel(_) => {
             Reply::Error(format!("{} is handled by the main loop", command.to_line()))
