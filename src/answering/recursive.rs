@@ -14,6 +14,16 @@
 //! settings ([`AnswerSource::flush`]); `flush NAME` cannot reach into it, and
 //! the recursor keeps its copy of NAME until that copy's TTL ends.
 //!
+//! Limits per question: the time bound (`upstream.timeout_ms` ×
+//! `upstream.attempts`, here and, from the query's arrival, at the edge),
+//! the referral and CNAME depth (`upstream.recursion_limit`), and hickory's
+//! own caps on CNAME lookups (64) and upstream queries (200) per question.
+//! A question given up is counted by reason in
+//! `dns64d_recursion_failures_total` and logged in a summary line at most
+//! once a minute, never a line per query: NXDOMAIN and NODATA are answers,
+//! not failures, and hickory's warnings about them are filtered out of the
+//! default log (`ops::logging`).
+//!
 //! With `upstream.dnssec_validation`, the recursor validates from the trust
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
 //! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
@@ -39,6 +49,8 @@ use crate::dns64::answer::Answer;
 use crate::ops::config::recursion::{
     RecursionFileError, RecursiveSettings, read_root_hints, read_trust_anchor,
 };
+use crate::ops::logging::{SUMMARY_INTERVAL_SECONDS, Summary};
+use crate::ops::metrics::{Metrics, RecursionFailure};
 
 /// Why recursive mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +72,7 @@ pub(crate) struct RecursiveResolver {
     build: RecursorBuild,
     timeout: Duration,
     validating: bool,
+    metrics: Arc<Metrics>,
 }
 
 /// The arguments of [`Recursor::new`], kept to build an empty recursor on
@@ -84,7 +97,10 @@ impl RecursorBuild {
 
 impl RecursiveResolver {
     /// Reads the root hints and builds the recursor.
-    pub(crate) fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
+    pub(crate) fn new(
+        settings: &RecursiveSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RecursiveError> {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {
@@ -121,6 +137,7 @@ impl RecursiveResolver {
             build,
             timeout: settings.timeout,
             validating: settings.dnssec_validation,
+            metrics,
         })
     }
 
@@ -163,13 +180,22 @@ impl AnswerSource for RecursiveResolver {
             .resolve(name, record_type, class, flags, deadline)
             .await
         {
-            Err(_) => Err(UpstreamError::Timeout {
-                attempts: 1,
-                timeout: self.timeout,
-            }),
+            Err(_) => {
+                self.failed(
+                    RecursionFailure::Timeout,
+                    name,
+                    record_type,
+                    &"no answer in time",
+                );
+                Err(UpstreamError::Timeout {
+                    attempts: 1,
+                    timeout: self.timeout,
+                })
+            }
             Ok(Ok(message)) => {
                 let (answer, summary) = self.positive_answer(name, record_type, message, flags);
                 if summary == DnssecSummary::Bogus && !flags.checking_disabled {
+                    self.failed(RecursionFailure::Bogus, name, record_type, &"bogus answer");
                     return Err(UpstreamError::Bogus(format!(
                         "{name} {record_type}: the answer's signatures do not validate"
                     )));
@@ -186,9 +212,72 @@ impl AnswerSource for RecursiveResolver {
                         return Ok(answer);
                     }
                 }
-                self.negative_answer(name, record_type, error, flags)
+                let result = self.negative_answer(name, record_type, error, flags);
+                if let Err((reason, error)) = &result {
+                    self.failed(*reason, name, record_type, error);
+                }
+                result.map_err(|(_, error)| error)
             }
         }
+    }
+}
+
+/// Recursion failures since the last summary line, by [`RecursionFailure`].
+static FAILURES: Summary<6> = Summary::new(SUMMARY_INTERVAL_SECONDS);
+
+impl RecursiveResolver {
+    /// Counts a question given up, and logs the summary line when one is due
+    /// (naming this question as an example).
+    fn failed(
+        &self,
+        reason: RecursionFailure,
+        name: &Name,
+        record_type: RecordType,
+        detail: &dyn std::fmt::Display,
+    ) {
+        self.metrics.recursion_failure(reason);
+        if let Some(counts) = FAILURES.record(reason as usize) {
+            let by_reason: Vec<String> = RecursionFailure::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, count)| *count > 0)
+                .map(|(reason, count)| format!("{} {count}", reason.label()))
+                .collect();
+            tracing::warn!(
+                failures = %by_reason.join(", "),
+                example = %format_args!("{name} {record_type}: {detail}"),
+                "recursion gave questions up, answered SERVFAIL (counts since the last such line; dns64d_recursion_failures_total)"
+            );
+        }
+    }
+}
+
+/// What kind of failure a recursor error is. hickory wraps some errors of
+/// the delegation walk into text ("no nameserver found for …: <error>"), so
+/// the text is read when the variant says nothing.
+fn failure_reason(error: &RecursorError) -> RecursionFailure {
+    match error {
+        RecursorError::RecursionLimitExceeded { .. } => return RecursionFailure::ReferralDepth,
+        RecursorError::QueryBudgetExceeded => return RecursionFailure::QueryBudget,
+        RecursorError::MaxRecordLimitExceeded {
+            record_type: RecordType::CNAME,
+            ..
+        } => return RecursionFailure::CnameChain,
+        RecursorError::Timeout => return RecursionFailure::Timeout,
+        _ if error.is_timeout() => return RecursionFailure::Timeout,
+        _ => {}
+    }
+    let text = error.to_string();
+    if text.contains("maximum recursion limit exceeded") {
+        RecursionFailure::ReferralDepth
+    } else if text.contains("per-request query budget exceeded") {
+        RecursionFailure::QueryBudget
+    } else if text.contains("maximum record limit for CNAME") {
+        RecursionFailure::CnameChain
+    } else if text.contains("timed out") {
+        RecursionFailure::Timeout
+    } else {
+        RecursionFailure::Unreachable
     }
 }
 
@@ -290,13 +379,16 @@ impl RecursiveResolver {
         record_type: RecordType,
         error: RecursorError,
         flags: UpstreamFlags,
-    ) -> Result<Answer, UpstreamError> {
+    ) -> Result<Answer, (RecursionFailure, UpstreamError)> {
         if let RecursorError::Net(NetError::Dns(DnsError::Nsec { response, .. })) = &error {
             // The denial's proof did not validate as secure.
             if is_bogus_denial(&error) && !flags.checking_disabled {
-                return Err(UpstreamError::Bogus(format!(
-                    "{name} {record_type}: the denial of existence does not validate"
-                )));
+                return Err((
+                    RecursionFailure::Bogus,
+                    UpstreamError::Bogus(format!(
+                        "{name} {record_type}: the denial of existence does not validate"
+                    )),
+                ));
             }
             let mut answer = Answer::empty(response.response_code);
             answer.authorities = response
@@ -308,7 +400,10 @@ impl RecursiveResolver {
             return Ok(answer);
         }
         if !error.is_nx_domain() && !error.is_no_records_found() {
-            return Err(UpstreamError::Network(format!("recursion failed: {error}")));
+            return Err((
+                failure_reason(&error),
+                UpstreamError::Network(format!("recursion failed: {error}")),
+            ));
         }
         let code = if error.is_nx_domain() {
             ResponseCode::NXDomain
