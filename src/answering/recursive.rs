@@ -24,6 +24,12 @@
 //! not failures, and hickory's warnings about them are filtered out of the
 //! default log (`ops::logging`).
 //!
+//! With `upstream.nat64_prefix` (an IPv6-only host), the recursor's
+//! connections to IPv4 addresses go to those addresses embedded in the
+//! prefix instead ([`NameServerConnections`]), through the network's NAT64,
+//! as Unbound's `do-nat64` and BIND's `resolver-use-dns64` do; IPv6
+//! addresses are used as they are.
+//!
 //! With `upstream.dnssec_validation`, the recursor validates from the trust
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
 //! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
@@ -38,13 +44,16 @@ use std::time::Duration;
 use hickory_proto::dnssec::{DnssecSummary, Proof};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_resolver::config::ConnectionConfig;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::recursor::{
     DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
 };
+use hickory_resolver::{ConnectionProvider, PoolContext};
 
 use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
+use crate::dns64::Nat64Prefix;
 use crate::dns64::answer::Answer;
 use crate::ops::config::recursion::{
     RecursionFileError, RecursiveSettings, read_root_hints, read_trust_anchor,
@@ -67,7 +76,7 @@ pub enum RecursiveError {
 pub(crate) struct RecursiveResolver {
     /// The recursor in use; a flush swaps in a new, empty one (queries
     /// already running finish with the old one).
-    recursor: RwLock<Arc<Recursor<TokioRuntimeProvider>>>,
+    recursor: RwLock<Arc<Recursor<NameServerConnections>>>,
     /// What a new recursor is built from.
     build: RecursorBuild,
     timeout: Duration,
@@ -81,17 +90,56 @@ struct RecursorBuild {
     roots: Vec<IpAddr>,
     policy: DnssecPolicy,
     options: RecursorOptions,
+    connections: NameServerConnections,
 }
 
 impl RecursorBuild {
-    fn recursor(&self) -> Result<Recursor<TokioRuntimeProvider>, RecursorError> {
+    fn recursor(&self) -> Result<Recursor<NameServerConnections>, RecursorError> {
         Recursor::new(
             &self.roots,
             self.policy.clone(),
             None,
             self.options.clone(),
-            TokioRuntimeProvider::default(),
+            self.connections.clone(),
         )
+    }
+}
+
+/// How the recursor opens its connections to name servers: tokio's, with
+/// IPv4 addresses rewritten into `upstream.nat64_prefix` when it is set.
+#[derive(Clone, Default)]
+pub(crate) struct NameServerConnections {
+    runtime: TokioRuntimeProvider,
+    nat64_prefix: Option<Nat64Prefix>,
+}
+
+impl NameServerConnections {
+    /// The address a name server at `address` is reached at.
+    fn reach(&self, address: IpAddr) -> IpAddr {
+        match (address, &self.nat64_prefix) {
+            (IpAddr::V4(ipv4), Some(prefix)) => IpAddr::V6(prefix.embed(ipv4)),
+            _ => address,
+        }
+    }
+}
+
+impl ConnectionProvider for NameServerConnections {
+    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
+    type FutureConn = <TokioRuntimeProvider as ConnectionProvider>::FutureConn;
+    type RuntimeProvider = TokioRuntimeProvider;
+
+    fn new_connection(
+        &self,
+        address: IpAddr,
+        config: &ConnectionConfig,
+        context: &PoolContext,
+    ) -> Result<Self::FutureConn, NetError> {
+        self.runtime
+            .new_connection(self.reach(address), config, context)
+    }
+
+    fn runtime_provider(&self) -> &Self::RuntimeProvider {
+        &self.runtime
     }
 }
 
@@ -128,6 +176,10 @@ impl RecursiveResolver {
             roots,
             policy,
             options,
+            connections: NameServerConnections {
+                runtime: TokioRuntimeProvider::default(),
+                nat64_prefix: settings.nat64_prefix,
+            },
         };
         let recursor = build
             .recursor()
@@ -142,7 +194,7 @@ impl RecursiveResolver {
     }
 
     /// The recursor in use now.
-    fn recursor(&self) -> Arc<Recursor<TokioRuntimeProvider>> {
+    fn recursor(&self) -> Arc<Recursor<NameServerConnections>> {
         Arc::clone(&self.recursor.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -437,5 +489,54 @@ impl RecursiveResolver {
             }
         }
         Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_name_servers_are_reached_through_the_nat64_prefix() {
+        let prefix = |text: &str| Some(text.parse::<Nat64Prefix>().unwrap());
+        let cases = [
+            ("no prefix: as listed", None, "192.0.2.53", "192.0.2.53"),
+            (
+                "/96",
+                prefix("64:ff9b::/96"),
+                "192.0.2.53",
+                "64:ff9b::c000:235",
+            ),
+            (
+                "/64",
+                prefix("2001:db8:64::/64"),
+                "192.0.2.53",
+                "2001:db8:64:0:c0:2:3500:0",
+            ),
+            (
+                "/32",
+                prefix("2001:db8::/32"),
+                "192.0.2.53",
+                "2001:db8:c000:235::",
+            ),
+            (
+                "IPv6 as listed",
+                prefix("64:ff9b::/96"),
+                "2001:db8::53",
+                "2001:db8::53",
+            ),
+        ];
+        for (name, nat64_prefix, listed, reached) in cases {
+            let connections = NameServerConnections {
+                runtime: TokioRuntimeProvider::default(),
+                nat64_prefix,
+            };
+            let listed: IpAddr = listed.parse().unwrap();
+            assert_eq!(
+                connections.reach(listed),
+                reached.parse::<IpAddr>().unwrap(),
+                "{name}"
+            );
+        }
     }
 }
