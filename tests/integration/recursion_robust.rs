@@ -181,13 +181,17 @@ fn receive_buffer_drops() -> u64 {
         .unwrap()
 }
 
-/// Sends every query of `queries` to `server` at once from one socket (a
-/// second thread sends while this one receives) and returns, per query in
-/// order, its response and the time from its sending to its response;
-/// `None` for a query not answered within `wait` after the last was sent.
+/// Sends the queries of `queries` to `server` from one socket, keeping
+/// `outstanding` of them unanswered at a time (a new one goes out as each
+/// answer comes in), and returns, per query in order, its response and the
+/// time from its sending to its response; `None` for a query not answered
+/// within `wait` of its sending. The window keeps the kernel from dropping
+/// a burst before dns64d could see it (loopback's backlog holds 1000
+/// packets), so a missing answer is dns64d's.
 fn flood(
     server: SocketAddr,
     queries: &[Message],
+    outstanding: usize,
     wait: Duration,
 ) -> Vec<Option<(Message, Duration)>> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
@@ -197,59 +201,47 @@ fn flood(
     socket.bind(&local.into()).unwrap();
     let socket: std::net::UdpSocket = socket.into();
     socket.connect(server).unwrap();
-    let sender = socket.try_clone().unwrap();
-    let wires: Vec<Vec<u8>> = queries.iter().map(|m| m.to_vec().unwrap()).collect();
-    let sending = std::thread::spawn(move || {
-        wires
-            .iter()
-            .map(|wire| {
-                let sent = Instant::now();
-                sender.send(wire).expect("send a query");
-                sent
-            })
-            .collect::<Vec<Instant>>()
-    });
-    let mut received: Vec<Option<(Message, Instant)>> = vec![None; queries.len()];
-    let mut answered = 0;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut sent: Vec<Option<Instant>> = vec![None; queries.len()];
+    let mut received: Vec<Option<(Message, Duration)>> = vec![None; queries.len()];
+    let (mut next, mut answered) = (0, 0);
     let mut buffer = vec![0u8; 4096];
-    let mut last_sent: Option<Instant> = None;
-    let mut sending = Some(sending);
-    let mut sent_at = Vec::new();
-    while answered < queries.len() {
-        if sending.as_ref().is_some_and(|thread| thread.is_finished()) {
-            sent_at = sending.take().unwrap().join().unwrap();
-            last_sent = sent_at.iter().max().copied();
+    loop {
+        while next < queries.len() && next - answered < outstanding {
+            socket
+                .send(&queries[next].to_vec().unwrap())
+                .expect("send a query");
+            sent[next] = Some(Instant::now());
+            next += 1;
         }
-        if let Some(last) = last_sent {
-            if last.elapsed() > wait {
-                break;
-            }
+        if answered == queries.len() {
+            break;
         }
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        let oldest_waiting = sent
+            .iter()
+            .zip(&received)
+            .filter_map(|(sent, answer)| sent.filter(|_| answer.is_none()))
+            .min();
+        if oldest_waiting.is_some_and(|at| at.elapsed() > wait) {
+            break; // a query is overdue: give up on the rest
+        }
         let Ok(length) = socket.recv(&mut buffer) else {
             continue;
         };
-        let at = Instant::now();
         let message = Message::from_vec(&buffer[..length]).expect("a DNS response");
         let index = usize::from(message.metadata.id);
-        assert!(
-            index < queries.len(),
-            "an answer to a query never sent: {message:?}"
-        );
+        let sent_at = sent
+            .get(index)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| panic!("an answer to a query never sent: {message:?}"));
         assert!(received[index].is_none(), "two answers to query {index}");
-        received[index] = Some((message, at));
+        received[index] = Some((message, sent_at.elapsed()));
         answered += 1;
     }
-    if let Some(thread) = sending {
-        sent_at = thread.join().unwrap();
-    }
     received
-        .into_iter()
-        .zip(sent_at)
-        .map(|(answer, sent)| answer.map(|(message, at)| (message, at - sent)))
-        .collect()
 }
 
 #[test]
@@ -263,7 +255,7 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
         // lame.test.'s name server (127.0.0.9) takes every query and never answers.
         let silent = std::net::UdpSocket::bind("127.0.0.9:53").unwrap();
         let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[server]\nmax_inflight_queries = 200\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 400\nattempts = 2\n",
+            "listen = [\"127.0.0.1:5353\"]\n[server]\nmax_inflight_queries = 100\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 400\nattempts = 2\n",
             hints.display().to_string()
         );
         let bound = Duration::from_millis(800);
@@ -277,8 +269,8 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
         let before = metrics();
         let drops_before = receive_buffer_drops();
 
-        // 2000 questions at once, half of them for the silent zone.
-        const QUERIES: usize = 2000;
+        // 1000 questions, 250 outstanding at a time, half of them for the silent zone.
+        const QUERIES: usize = 1000;
         let queries: Vec<Message> = (0..QUERIES)
             .map(|index| {
                 let zone = if index % 2 == 0 { "lame.test" } else { "many.rec.test" };
@@ -287,9 +279,12 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
                 m
             })
             .collect();
-        let slack = Duration::from_millis(1500);
+        // For CPU contention (a debug build beside the rest of the suite on two cores).
+        let slack = Duration::from_millis(2500);
         let d_addr = d.addr;
-        let results = tokio::task::spawn_blocking(move || flood(d_addr, &queries, bound + slack))
+        // Answers are waited for longer than the bound allows, so a late one
+        // fails the bound below rather than passing for lost.
+        let results = tokio::task::spawn_blocking(move || flood(d_addr, &queries, 250, bound + slack * 4))
             .await
             .unwrap();
         let after = metrics();
@@ -319,14 +314,21 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
             *codes.entry(code.to_string()).or_default() += 1;
             slowest = slowest.max(*took);
         }
-        assert!(slowest <= bound + slack, "slowest answer {slowest:?}, bound {bound:?}");
+        let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, took)| *took).collect();
+        latencies.sort();
+        let late = latencies.iter().filter(|took| **took > bound + slack).count();
+        assert!(
+            late == 0,
+            "{late} answers later than the bound {bound:?} + {slack:?}; median {:?}, slowest {slowest:?}",
+            latencies[latencies.len() / 2]
+        );
         let delta = |name: &str, labels: &[&str]| metric(&after, name, labels) - metric(&before, name, labels);
         let shed = delta("dns64d_shed_total", &[]);
         let expired = delta("dns64d_deadline_expired_total", &[]);
         let answered = delta("dns64d_queries_total", &["protocol=\"udp\""]);
         let servfail = delta("dns64d_queries_total", &["protocol=\"udp\"", "rcode=\"SERVFAIL\""]);
         eprintln!("answers {codes:?}, slowest {slowest:?}; shed {shed}, expired {expired}");
-        assert!(shed > 0, "200 queries in flight at most: some of 2000 are shed");
+        assert!(shed > 0, "100 queries in flight at most: some of 250 outstanding are shed");
         assert_eq!(answered, QUERIES as u64, "every query counted once");
         assert_eq!(servfail, codes.get("Server Failure").copied().unwrap_or(0) as u64, "{codes:?}");
         assert!(shed + expired <= servfail);
