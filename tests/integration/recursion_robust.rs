@@ -279,12 +279,14 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
                 m
             })
             .collect();
-        // For CPU contention (a debug build beside the rest of the suite on two cores).
-        let slack = Duration::from_millis(2500);
+        // For CPU contention (a debug build beside the rest of the suite on two
+        // cores, where a starved listener answers late however it is written);
+        // the median below is held to the bound itself.
+        let slack = Duration::from_secs(5);
         let d_addr = d.addr;
         // Answers are waited for longer than the bound allows, so a late one
         // fails the bound below rather than passing for lost.
-        let results = tokio::task::spawn_blocking(move || flood(d_addr, &queries, 250, bound + slack * 4))
+        let results = tokio::task::spawn_blocking(move || flood(d_addr, &queries, 250, bound + slack * 2))
             .await
             .unwrap();
         let after = metrics();
@@ -317,10 +319,10 @@ fn a_flood_against_a_slow_hierarchy_is_answered_within_the_bound() {
         let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, took)| *took).collect();
         latencies.sort();
         let late = latencies.iter().filter(|took| **took > bound + slack).count();
+        let median = latencies[latencies.len() / 2];
         assert!(
-            late == 0,
-            "{late} answers later than the bound {bound:?} + {slack:?}; median {:?}, slowest {slowest:?}",
-            latencies[latencies.len() / 2]
+            late == 0 && median <= bound,
+            "{late} answers later than the bound {bound:?} + {slack:?}; median {median:?}, slowest {slowest:?}"
         );
         let delta = |name: &str, labels: &[&str]| metric(&after, name, labels) - metric(&before, name, labels);
         let shed = delta("dns64d_shed_total", &[]);
