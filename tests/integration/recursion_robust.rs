@@ -79,8 +79,16 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
 
 /// The lines dns64d (the binary, in recursive mode on the hierarchy, at
 /// `level`) logs while answering `names` AAAA questions for A-only names,
-/// each checked to be synthesized. Runs in the current namespace.
-async fn log_of_a_run(dir: &Path, hints: &Path, level: &str, names: usize) -> Vec<String> {
+/// each checked to be synthesized, then `faults` questions (at once) into
+/// `lame.test.`, whose name server does not answer, each checked to be
+/// SERVFAIL. Runs in the current namespace.
+async fn log_of_a_run(
+    dir: &Path,
+    hints: &Path,
+    level: &str,
+    names: usize,
+    faults: usize,
+) -> Vec<String> {
     let port = free_port();
     let config = dir.join(format!("dns64d-{}.toml", level.replace([',', '='], "_")));
     std::fs::write(
@@ -119,6 +127,22 @@ async fn log_of_a_run(dir: &Path, hints: &Path, level: &str, names: usize) -> Ve
             "{name}"
         );
     }
+    let mut lame = tokio::task::JoinSet::new();
+    for index in 0..faults {
+        lame.spawn(async move {
+            query_udp(
+                server,
+                &Q::new(format!("host{index}.lame.test"), RecordType::AAAA),
+            )
+            .await
+        });
+    }
+    while let Some(answer) = lame.join_next().await {
+        assert_eq!(
+            answer.unwrap().metadata.response_code,
+            ResponseCode::ServFail
+        );
+    }
     signal(&process.0, libc::SIGTERM);
     let status = process.0.wait().unwrap();
     assert!(status.success(), "dns64d exited with {status}");
@@ -141,7 +165,7 @@ fn no_log_line_per_query_at_the_default_level() {
 
         // The same run with hickory's warnings let through logs lines per query:
         // the run does provoke them, so the default's silence below means something.
-        let noisy = log_of_a_run(dir.path(), &hints, "info,hickory_resolver=warn", NAMES).await;
+        let noisy = log_of_a_run(dir.path(), &hints, "info,hickory_resolver=warn", NAMES, 0).await;
         let per_query = noisy.iter().filter(|line| line.contains("hickory")).count();
         assert!(
             per_query >= NAMES,
@@ -149,12 +173,28 @@ fn no_log_line_per_query_at_the_default_level() {
             noisy.join("\n")
         );
 
-        // The default level: the start and stop lines, whatever the number of queries.
-        let quiet = log_of_a_run(dir.path(), &hints, "info", NAMES).await;
+        // The default level: the start and stop lines, whatever the number of queries,
+        // and the failures (a silent name server) in one summary line.
+        const FAULTS: usize = 40;
+        let quiet = log_of_a_run(dir.path(), &hints, "info", NAMES, FAULTS).await;
         assert!(
             quiet.len() <= 12,
             "{} lines at the default level:\n{}",
             quiet.len(),
+            quiet.join("\n")
+        );
+        eprintln!(
+            "the default log of {NAMES} names and {FAULTS} failures:\n{}",
+            quiet.join("\n")
+        );
+        let summaries = quiet
+            .iter()
+            .filter(|line| line.contains("recursion gave questions up"))
+            .count();
+        assert_eq!(
+            summaries,
+            1,
+            "{FAULTS} failures, one summary line:\n{}",
             quiet.join("\n")
         );
         assert!(

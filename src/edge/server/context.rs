@@ -367,7 +367,7 @@ fn log_overload(what: Overload) {
         tracing::warn!(
             shed,
             expired,
-            "overload: queries answered SERVFAIL, shed over server.max_inflight_queries or past their time bound (counts since the last such line; dns64d_shed_total, dns64d_deadline_expired_total)"
+            "queries answered SERVFAIL unresolved: shed over server.max_inflight_queries, or their time bound passed, waiting included (counts since the last such line; dns64d_shed_total, dns64d_deadline_expired_total)"
         );
     }
 }
