@@ -309,7 +309,7 @@ impl RecursiveResolver {
 /// the text is read when the variant says nothing.
 fn failure_reason(error: &RecursorError) -> RecursionFailure {
     match error {
-        RecursorError::RecursionLimitExceeded { .. } => return RecursionFailure::ReferralDepth,
+        RecursorError::RecursionLimitExceeded { .. } => return RecursionFailure::RecursionLimit,
         RecursorError::QueryBudgetExceeded => return RecursionFailure::QueryBudget,
         RecursorError::MaxRecordLimitExceeded {
             record_type: RecordType::CNAME,
@@ -321,7 +321,7 @@ fn failure_reason(error: &RecursorError) -> RecursionFailure {
     }
     let text = error.to_string();
     if text.contains("maximum recursion limit exceeded") {
-        RecursionFailure::ReferralDepth
+        RecursionFailure::RecursionLimit
     } else if text.contains("per-request query budget exceeded") {
         RecursionFailure::QueryBudget
     } else if text.contains("maximum record limit for CNAME") {

@@ -72,7 +72,7 @@ pub(crate) enum RecursionFailure {
     /// The question's time bound ran out.
     Timeout,
     /// More referrals (or CNAME links) than `upstream.recursion_limit`.
-    ReferralDepth,
+    RecursionLimit,
     /// More CNAME lookups than the recursor follows for one question.
     CnameChain,
     /// More upstream queries than the recursor sends for one question.
@@ -87,7 +87,7 @@ impl RecursionFailure {
     /// Every reason, in the order of the metric's series.
     pub(crate) const ALL: [Self; 6] = [
         Self::Timeout,
-        Self::ReferralDepth,
+        Self::RecursionLimit,
         Self::CnameChain,
         Self::QueryBudget,
         Self::Bogus,
@@ -98,7 +98,7 @@ impl RecursionFailure {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
-            Self::ReferralDepth => "referral_depth",
+            Self::RecursionLimit => "recursion_limit",
             Self::CnameChain => "cname_chain",
             Self::QueryBudget => "query_budget",
             Self::Bogus => "bogus",
@@ -241,7 +241,7 @@ impl Metrics {
         let deadline_expired = Counter::default();
         registry.register("deadline_expired", "Queries answered SERVFAIL because their time bound ran out before an answer (recursive mode: upstream.timeout_ms x upstream.attempts from arrival, time spent waiting to run included)", deadline_expired.clone());
         let failures = Family::<ReasonLabels, Counter>::default();
-        registry.register("recursion_failures", "Recursive mode: questions the recursor gave up, by reason: timeout (the time bound), referral_depth (upstream.recursion_limit), cname_chain (too many CNAME lookups), query_budget (too many upstream queries for one question), bogus (DNSSEC), unreachable (no name server answered usefully)", failures.clone());
+        registry.register("recursion_failures", "Recursive mode: questions the recursor gave up, by reason: timeout (the time bound), recursion_limit (more referrals and CNAME links than upstream.recursion_limit), cname_chain (too many CNAME lookups), query_budget (too many upstream queries for one question), bogus (DNSSEC), unreachable (no name server answered usefully)", failures.clone());
         let recursion_failures = RecursionFailure::ALL.map(|reason| {
             failures
                 .get_or_create(&ReasonLabels {

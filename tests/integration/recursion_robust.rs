@@ -398,7 +398,7 @@ fn limits_per_question_are_counted_by_reason() {
         let d = start_dns64d_toml(&toml).await;
         let metrics = || d.server.handler().resolver().metrics().encode(0);
         let text = metrics();
-        for reason in ["timeout", "referral_depth", "cname_chain", "query_budget", "bogus", "unreachable"] {
+        for reason in ["timeout", "recursion_limit", "cname_chain", "query_budget", "bogus", "unreachable"] {
             let series = format!("dns64d_recursion_failures_total{{reason=\"{reason}\"}} 0");
             assert!(text.contains(&series), "{series} missing from /metrics");
         }
@@ -408,7 +408,7 @@ fn limits_per_question_are_counted_by_reason() {
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         let text = metrics();
         assert!(
-            metric(&text, "dns64d_recursion_failures_total", &["reason=\"referral_depth\""]) >= 1,
+            metric(&text, "dns64d_recursion_failures_total", &["reason=\"recursion_limit\""]) >= 1,
             "{text}"
         );
         // A name within the limit is still answered.
