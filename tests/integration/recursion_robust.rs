@@ -208,7 +208,8 @@ fn no_log_line_per_query_at_the_default_level() {
     });
 }
 
-/// This namespace's count of UDP datagrams dropped for a full receive buffer.
+/// This namespace's count of UDP datagrams dropped for a full receive buffer
+/// (the silent name server's, which never reads, included).
 fn receive_buffer_drops() -> u64 {
     let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
     let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
