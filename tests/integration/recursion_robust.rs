@@ -184,7 +184,8 @@ fn no_log_line_per_query_at_the_default_level() {
             quiet.join("\n")
         );
         eprintln!(
-            "the default log of {NAMES} names and {FAULTS} failures:\n{}",
+            "with hickory_resolver=warn: {} lines, {per_query} of them hickory's; the default log of {NAMES} names and {FAULTS} failures:\n{}",
+            noisy.len(),
             quiet.join("\n")
         );
         let summaries = quiet
