@@ -14,6 +14,22 @@
 //! settings ([`AnswerSource::flush`]); `flush NAME` cannot reach into it, and
 //! the recursor keeps its copy of NAME until that copy's TTL ends.
 //!
+//! Limits per question: the time bound (`upstream.timeout_ms` ×
+//! `upstream.attempts`, here and, from the query's arrival, at the edge),
+//! the referral and CNAME depth (`upstream.recursion_limit`), and hickory's
+//! own caps on CNAME lookups (64) and upstream queries (200) per question.
+//! A question given up is counted by reason in
+//! `dns64d_recursion_failures_total` and logged in a summary line at most
+//! once a minute, never a line per query: NXDOMAIN and NODATA are answers,
+//! not failures, and hickory's warnings about them are filtered out of the
+//! default log (`ops::logging`).
+//!
+//! With `upstream.nat64_prefix` (an IPv6-only host), the recursor's
+//! connections to IPv4 addresses go to those addresses embedded in the
+//! prefix instead ([`NameServerConnections`]), through the network's NAT64,
+//! as Unbound's `do-nat64` and BIND's `resolver-use-dns64` do; IPv6
+//! addresses are used as they are.
+//!
 //! With `upstream.dnssec_validation`, the recursor validates from the trust
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become
 //! the answer's AD bit here; a bogus answer becomes [`UpstreamError::Bogus`]
@@ -28,17 +44,22 @@ use std::time::Duration;
 use hickory_proto::dnssec::{DnssecSummary, Proof};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_resolver::config::ConnectionConfig;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::recursor::{
     DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
 };
+use hickory_resolver::{ConnectionProvider, PoolContext};
 
 use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
+use crate::dns64::Nat64Prefix;
 use crate::dns64::answer::Answer;
 use crate::ops::config::recursion::{
     RecursionFileError, RecursiveSettings, read_root_hints, read_trust_anchor,
 };
+use crate::ops::logging::{SUMMARY_INTERVAL_SECONDS, Summary};
+use crate::ops::metrics::{Metrics, RecursionFailure};
 
 /// Why recursive mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +76,12 @@ pub enum RecursiveError {
 pub(crate) struct RecursiveResolver {
     /// The recursor in use; a flush swaps in a new, empty one (queries
     /// already running finish with the old one).
-    recursor: RwLock<Arc<Recursor<TokioRuntimeProvider>>>,
+    recursor: RwLock<Arc<Recursor<NameServerConnections>>>,
     /// What a new recursor is built from.
     build: RecursorBuild,
     timeout: Duration,
     validating: bool,
+    metrics: Arc<Metrics>,
 }
 
 /// The arguments of [`Recursor::new`], kept to build an empty recursor on
@@ -68,23 +90,65 @@ struct RecursorBuild {
     roots: Vec<IpAddr>,
     policy: DnssecPolicy,
     options: RecursorOptions,
+    connections: NameServerConnections,
 }
 
 impl RecursorBuild {
-    fn recursor(&self) -> Result<Recursor<TokioRuntimeProvider>, RecursorError> {
+    fn recursor(&self) -> Result<Recursor<NameServerConnections>, RecursorError> {
         Recursor::new(
             &self.roots,
             self.policy.clone(),
             None,
             self.options.clone(),
-            TokioRuntimeProvider::default(),
+            self.connections.clone(),
         )
+    }
+}
+
+/// How the recursor opens its connections to name servers: tokio's, with
+/// IPv4 addresses rewritten into `upstream.nat64_prefix` when it is set.
+#[derive(Clone, Default)]
+pub(crate) struct NameServerConnections {
+    runtime: TokioRuntimeProvider,
+    nat64_prefix: Option<Nat64Prefix>,
+}
+
+impl NameServerConnections {
+    /// The address a name server at `address` is reached at.
+    fn reach(&self, address: IpAddr) -> IpAddr {
+        match (address, &self.nat64_prefix) {
+            (IpAddr::V4(ipv4), Some(prefix)) => IpAddr::V6(prefix.embed(ipv4)),
+            _ => address,
+        }
+    }
+}
+
+impl ConnectionProvider for NameServerConnections {
+    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
+    type FutureConn = <TokioRuntimeProvider as ConnectionProvider>::FutureConn;
+    type RuntimeProvider = TokioRuntimeProvider;
+
+    fn new_connection(
+        &self,
+        address: IpAddr,
+        config: &ConnectionConfig,
+        context: &PoolContext,
+    ) -> Result<Self::FutureConn, NetError> {
+        self.runtime
+            .new_connection(self.reach(address), config, context)
+    }
+
+    fn runtime_provider(&self) -> &Self::RuntimeProvider {
+        &self.runtime
     }
 }
 
 impl RecursiveResolver {
     /// Reads the root hints and builds the recursor.
-    pub(crate) fn new(settings: &RecursiveSettings) -> Result<Self, RecursiveError> {
+    pub(crate) fn new(
+        settings: &RecursiveSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RecursiveError> {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {
@@ -112,6 +176,10 @@ impl RecursiveResolver {
             roots,
             policy,
             options,
+            connections: NameServerConnections {
+                runtime: TokioRuntimeProvider::default(),
+                nat64_prefix: settings.nat64_prefix,
+            },
         };
         let recursor = build
             .recursor()
@@ -121,11 +189,12 @@ impl RecursiveResolver {
             build,
             timeout: settings.timeout,
             validating: settings.dnssec_validation,
+            metrics,
         })
     }
 
     /// The recursor in use now.
-    fn recursor(&self) -> Arc<Recursor<TokioRuntimeProvider>> {
+    fn recursor(&self) -> Arc<Recursor<NameServerConnections>> {
         Arc::clone(&self.recursor.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -163,13 +232,22 @@ impl AnswerSource for RecursiveResolver {
             .resolve(name, record_type, class, flags, deadline)
             .await
         {
-            Err(_) => Err(UpstreamError::Timeout {
-                attempts: 1,
-                timeout: self.timeout,
-            }),
+            Err(_) => {
+                self.failed(
+                    RecursionFailure::Timeout,
+                    name,
+                    record_type,
+                    &"no answer in time",
+                );
+                Err(UpstreamError::Timeout {
+                    attempts: 1,
+                    timeout: self.timeout,
+                })
+            }
             Ok(Ok(message)) => {
                 let (answer, summary) = self.positive_answer(name, record_type, message, flags);
                 if summary == DnssecSummary::Bogus && !flags.checking_disabled {
+                    self.failed(RecursionFailure::Bogus, name, record_type, &"bogus answer");
                     return Err(UpstreamError::Bogus(format!(
                         "{name} {record_type}: the answer's signatures do not validate"
                     )));
@@ -186,9 +264,72 @@ impl AnswerSource for RecursiveResolver {
                         return Ok(answer);
                     }
                 }
-                self.negative_answer(name, record_type, error, flags)
+                let result = self.negative_answer(name, record_type, error, flags);
+                if let Err((reason, error)) = &result {
+                    self.failed(*reason, name, record_type, error);
+                }
+                result.map_err(|(_, error)| error)
             }
         }
+    }
+}
+
+/// Recursion failures since the last summary line, by [`RecursionFailure`].
+static FAILURES: Summary<6> = Summary::new(SUMMARY_INTERVAL_SECONDS);
+
+impl RecursiveResolver {
+    /// Counts a question given up, and logs the summary line when one is due
+    /// (naming this question as an example).
+    fn failed(
+        &self,
+        reason: RecursionFailure,
+        name: &Name,
+        record_type: RecordType,
+        detail: &dyn std::fmt::Display,
+    ) {
+        self.metrics.recursion_failure(reason);
+        if let Some(counts) = FAILURES.record(reason as usize) {
+            let by_reason: Vec<String> = RecursionFailure::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, count)| *count > 0)
+                .map(|(reason, count)| format!("{} {count}", reason.label()))
+                .collect();
+            tracing::warn!(
+                failures = %by_reason.join(", "),
+                example = %format_args!("{name} {record_type}: {detail}"),
+                "recursion gave questions up, answered SERVFAIL (counts since the last such line; dns64d_recursion_failures_total)"
+            );
+        }
+    }
+}
+
+/// What kind of failure a recursor error is. hickory wraps some errors of
+/// the delegation walk into text ("no nameserver found for …: <error>"), so
+/// the text is read when the variant says nothing.
+fn failure_reason(error: &RecursorError) -> RecursionFailure {
+    match error {
+        RecursorError::RecursionLimitExceeded { .. } => return RecursionFailure::RecursionLimit,
+        RecursorError::QueryBudgetExceeded => return RecursionFailure::QueryBudget,
+        RecursorError::MaxRecordLimitExceeded {
+            record_type: RecordType::CNAME,
+            ..
+        } => return RecursionFailure::CnameChain,
+        RecursorError::Timeout => return RecursionFailure::Timeout,
+        _ if error.is_timeout() => return RecursionFailure::Timeout,
+        _ => {}
+    }
+    let text = error.to_string();
+    if text.contains("maximum recursion limit exceeded") {
+        RecursionFailure::RecursionLimit
+    } else if text.contains("per-request query budget exceeded") {
+        RecursionFailure::QueryBudget
+    } else if text.contains("maximum record limit for CNAME") {
+        RecursionFailure::CnameChain
+    } else if text.contains("timed out") {
+        RecursionFailure::Timeout
+    } else {
+        RecursionFailure::Unreachable
     }
 }
 
@@ -290,13 +431,16 @@ impl RecursiveResolver {
         record_type: RecordType,
         error: RecursorError,
         flags: UpstreamFlags,
-    ) -> Result<Answer, UpstreamError> {
+    ) -> Result<Answer, (RecursionFailure, UpstreamError)> {
         if let RecursorError::Net(NetError::Dns(DnsError::Nsec { response, .. })) = &error {
             // The denial's proof did not validate as secure.
             if is_bogus_denial(&error) && !flags.checking_disabled {
-                return Err(UpstreamError::Bogus(format!(
-                    "{name} {record_type}: the denial of existence does not validate"
-                )));
+                return Err((
+                    RecursionFailure::Bogus,
+                    UpstreamError::Bogus(format!(
+                        "{name} {record_type}: the denial of existence does not validate"
+                    )),
+                ));
             }
             let mut answer = Answer::empty(response.response_code);
             answer.authorities = response
@@ -308,7 +452,10 @@ impl RecursiveResolver {
             return Ok(answer);
         }
         if !error.is_nx_domain() && !error.is_no_records_found() {
-            return Err(UpstreamError::Network(format!("recursion failed: {error}")));
+            return Err((
+                failure_reason(&error),
+                UpstreamError::Network(format!("recursion failed: {error}")),
+            ));
         }
         let code = if error.is_nx_domain() {
             ResponseCode::NXDomain
@@ -342,5 +489,54 @@ impl RecursiveResolver {
             }
         }
         Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_name_servers_are_reached_through_the_nat64_prefix() {
+        let prefix = |text: &str| Some(text.parse::<Nat64Prefix>().unwrap());
+        let cases = [
+            ("no prefix: as listed", None, "192.0.2.53", "192.0.2.53"),
+            (
+                "/96",
+                prefix("64:ff9b::/96"),
+                "192.0.2.53",
+                "64:ff9b::c000:235",
+            ),
+            (
+                "/64",
+                prefix("2001:db8:64::/64"),
+                "192.0.2.53",
+                "2001:db8:64:0:c0:2:3500:0",
+            ),
+            (
+                "/32",
+                prefix("2001:db8::/32"),
+                "192.0.2.53",
+                "2001:db8:c000:235::",
+            ),
+            (
+                "IPv6 as listed",
+                prefix("64:ff9b::/96"),
+                "2001:db8::53",
+                "2001:db8::53",
+            ),
+        ];
+        for (name, nat64_prefix, listed, reached) in cases {
+            let connections = NameServerConnections {
+                runtime: TokioRuntimeProvider::default(),
+                nat64_prefix,
+            };
+            let listed: IpAddr = listed.parse().unwrap();
+            assert_eq!(
+                connections.reach(listed),
+                reached.parse::<IpAddr>().unwrap(),
+                "{name}"
+            );
+        }
     }
 }

@@ -3,8 +3,17 @@
 //! the level can be changed while serving (`dns64d ctl log-level`).
 //! Colour only when stderr is a terminal and `NO_COLOR` is not set, so
 //! files and journald get plain text.
+//!
+//! hickory's resolver logs a WARN for events of single queries, most of them
+//! expected (the recursor's "lookup error … no records found" for every
+//! NODATA, which every synthesized AAAA starts with). At `info` and `warn`
+//! those crates log errors only ([`filter_directives`]); dns64d counts the
+//! faults itself and logs them in rate-limited summaries (for example
+//! `answering::recursive`'s). `debug`, or a directive that names a hickory
+//! crate, shows them again.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -65,12 +74,92 @@ fn format_layer(format: LogFormat) -> FormatLayer {
     }
 }
 
+/// Counts events of `N` kinds and says when to log them as one summary
+/// line: the first event at once, then at most one line per interval, each
+/// with the counts since the line before. For faults that can come with
+/// every query (a dead name server, overload), so the log names them
+/// without a line per query.
+pub(crate) struct Summary<const N: usize> {
+    counts: [AtomicU64; N],
+    /// When the last line was logged, in seconds since the Unix epoch.
+    last_line: AtomicU64,
+    interval_seconds: u64,
+}
+
+impl<const N: usize> Summary<N> {
+    /// A summary logged at most once per `interval_seconds`.
+    pub(crate) const fn new(interval_seconds: u64) -> Self {
+        Self {
+            counts: [const { AtomicU64::new(0) }; N],
+            last_line: AtomicU64::new(0),
+            interval_seconds,
+        }
+    }
+
+    /// Counts one event of kind `kind`; returns the counts since the last
+    /// line when a line is due now (the caller logs them), and starts
+    /// counting anew.
+    pub(crate) fn record(&self, kind: usize) -> Option<[u64; N]> {
+        if let Some(count) = self.counts.get(kind) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let last = self.last_line.load(Ordering::Relaxed);
+        if now < last.saturating_add(self.interval_seconds)
+            || self
+                .last_line
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(std::array::from_fn(|index| {
+            self.counts
+                .get(index)
+                .map_or(0, |count| count.swap(0, Ordering::Relaxed))
+        }))
+    }
+}
+
+/// Least seconds between two summary lines of one kind of fault.
+pub(crate) const SUMMARY_INTERVAL_SECONDS: u64 = 60;
+
+/// The crates whose warnings are about single queries.
+const QUERY_LEVEL_CRATES: [&str; 3] = ["hickory_resolver", "hickory_net", "hickory_proto"];
+
+/// The tracing filter for a `log.level`: as given, plus `CRATE=error` for
+/// hickory's crates when the default level (the directive without a target)
+/// is `info` or `warn` and no directive names a hickory crate. So the
+/// default log has no line per query, and `debug` (or `hickory_resolver=warn`)
+/// brings them back.
+pub(crate) fn filter_directives(level: &str) -> String {
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    let quiet_default = directives.iter().any(|directive| {
+        !directive.contains('=')
+            && (directive.eq_ignore_ascii_case("info") || directive.eq_ignore_ascii_case("warn"))
+    });
+    let names_hickory = directives
+        .iter()
+        .any(|directive| directive.contains("hickory"));
+    if !quiet_default || names_hickory {
+        return level.to_string();
+    }
+    let mut filter = level.to_string();
+    for target in QUERY_LEVEL_CRATES {
+        filter.push_str(&format!(",{target}=error"));
+    }
+    filter
+}
+
 impl Logging {
     /// Starts logging to stderr as text at `info` (or `RUST_LOG`), before
     /// the configuration is read. Call once.
     pub fn init() -> Self {
         let from_environment = std::env::var_os("RUST_LOG").is_some();
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(filter_directives("info")));
         let (filter, filter_handle) = reload::Layer::new(filter);
         let (format, format_handle) = reload::Layer::new(format_layer(LogFormat::Text));
         let subscriber = tracing_subscriber::registry().with(filter).with(format);
@@ -103,9 +192,11 @@ impl Logging {
             level: level.to_string(),
             reason,
         })?;
-        let filter = EnvFilter::try_new(level).map_err(|error| LoggingError::BadLevel {
-            level: level.to_string(),
-            reason: error.to_string(),
+        let filter = EnvFilter::try_new(filter_directives(level)).map_err(|error| {
+            LoggingError::BadLevel {
+                level: level.to_string(),
+                reason: error.to_string(),
+            }
         })?;
         self.filter.reload(filter)?;
         Ok(())
@@ -115,6 +206,55 @@ impl Logging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hickory_warnings_are_quiet_at_info_and_warn_only() {
+        let quiet = ",hickory_resolver=error,hickory_net=error,hickory_proto=error";
+        let cases = [
+            ("default", "info", format!("info{quiet}")),
+            ("warn", "warn", format!("warn{quiet}")),
+            (
+                "directives with a default",
+                "dns64d=debug,warn",
+                format!("dns64d=debug,warn{quiet}"),
+            ),
+            ("debug shows them", "debug", "debug".to_string()),
+            ("error is quiet already", "error", "error".to_string()),
+            ("only a target", "dns64d=info", "dns64d=info".to_string()),
+            (
+                "a hickory directive wins",
+                "info,hickory_resolver=warn",
+                "info,hickory_resolver=warn".to_string(),
+            ),
+        ];
+        for (name, level, expected) in cases {
+            assert_eq!(filter_directives(level), expected, "{name}");
+            assert!(
+                EnvFilter::try_new(filter_directives(level)).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_summary_is_due_at_the_first_event_then_once_per_interval() {
+        let summary = Summary::<2>::new(3600);
+        assert_eq!(
+            summary.record(1),
+            Some([0, 1]),
+            "the first event is logged at once"
+        );
+        for _ in 0..100 {
+            assert_eq!(summary.record(0), None, "then nothing within the interval");
+        }
+        summary.last_line.store(0, Ordering::Relaxed); // as if the interval had passed
+        assert_eq!(
+            summary.record(1),
+            Some([100, 1]),
+            "the counts since the last line"
+        );
+        assert_eq!(summary.record(5), None, "an unknown kind is not counted");
+    }
 
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {

@@ -59,6 +59,54 @@ pub(crate) struct UpstreamSeries {
     latency: Histogram,
 }
 
+/// Labels of `dns64d_recursion_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why the recursor gave a question up (`dns64d_recursion_failures_total`):
+/// a limit per question, or a fault of the name servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecursionFailure {
+    /// The question's time bound ran out.
+    Timeout,
+    /// More referrals (or CNAME links) than `upstream.recursion_limit`.
+    RecursionLimit,
+    /// More CNAME lookups than the recursor follows for one question.
+    CnameChain,
+    /// More upstream queries than the recursor sends for one question.
+    QueryBudget,
+    /// DNSSEC validation failed.
+    Bogus,
+    /// No name server gave a usable answer (lame, refused, network errors).
+    Unreachable,
+}
+
+impl RecursionFailure {
+    /// Every reason, in the order of the metric's series.
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Timeout,
+        Self::RecursionLimit,
+        Self::CnameChain,
+        Self::QueryBudget,
+        Self::Bogus,
+        Self::Unreachable,
+    ];
+
+    /// The metric's label (also used in log summaries).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::RecursionLimit => "recursion_limit",
+            Self::CnameChain => "cname_chain",
+            Self::QueryBudget => "query_budget",
+            Self::Bogus => "bogus",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
 /// How an AAAA question was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AaaaKind {
@@ -106,6 +154,10 @@ pub struct Metrics {
     refused: Counter,
     ratelimited: Counter,
     shed: Counter,
+    /// SERVFAIL answers given when a query's time bound ran out.
+    deadline_expired: Counter,
+    /// One series per [`RecursionFailure`], in the order of [`RecursionFailure::ALL`].
+    recursion_failures: [Counter; 6],
     /// Serve-stale, prefetch and cookie counters (see `register_resilience`).
     resilience: Resilience,
     dnssec_bogus: Counter,
@@ -192,7 +244,18 @@ impl Metrics {
             refused.clone(),
         );
         let shed = Counter::default();
-        registry.register("shed", "Queries shed because server.max_inflight_queries were being resolved (UDP: dropped; TCP, DoT, DoH: answered SERVFAIL), or TCP connections closed over server.max_tcp_connections or the per-client limit", shed.clone());
+        registry.register("shed", "Queries shed because server.max_inflight_queries were being resolved (answered SERVFAIL at once), or TCP connections closed over server.max_tcp_connections or the per-client limit", shed.clone());
+        let deadline_expired = Counter::default();
+        registry.register("deadline_expired", "Queries answered SERVFAIL because their time bound ran out before an answer (recursive mode: upstream.timeout_ms x upstream.attempts from arrival, time spent waiting to run included)", deadline_expired.clone());
+        let failures = Family::<ReasonLabels, Counter>::default();
+        registry.register("recursion_failures", "Recursive mode: questions the recursor gave up, by reason: timeout (the time bound), recursion_limit (more referrals and CNAME links than upstream.recursion_limit), cname_chain (too many CNAME lookups), query_budget (too many upstream queries for one question), bogus (DNSSEC), unreachable (no name server answered usefully)", failures.clone());
+        let recursion_failures = RecursionFailure::ALL.map(|reason| {
+            failures
+                .get_or_create(&ReasonLabels {
+                    reason: reason.label(),
+                })
+                .clone()
+        });
         let ratelimited = Counter::default();
         registry.register(
             "ratelimited",
@@ -237,6 +300,8 @@ impl Metrics {
             refused,
             ratelimited,
             shed,
+            deadline_expired,
+            recursion_failures,
             resilience,
             dnssec_bogus,
             ready: AtomicBool::new(false),
@@ -370,6 +435,18 @@ impl Metrics {
     /// A query or connection shed under load.
     pub(crate) fn shed(&self) {
         self.shed.inc();
+    }
+
+    /// A query answered SERVFAIL because its time bound ran out.
+    pub(crate) fn deadline_expired(&self) {
+        self.deadline_expired.inc();
+    }
+
+    /// A question the recursor gave up.
+    pub(crate) fn recursion_failure(&self, reason: RecursionFailure) {
+        if let Some(counter) = self.recursion_failures.get(reason as usize) {
+            counter.inc();
+        }
     }
 
     /// An upstream answer that failed DNSSEC validation.

@@ -17,6 +17,8 @@ mod memory;
 mod operations;
 mod policy;
 mod recursion;
+mod recursion_nat64;
+mod recursion_robust;
 mod reply_source;
 mod shim;
 mod stale;

@@ -1,6 +1,13 @@
 //! What every listener task shares ([`ServeContext`]), and the steps of one
 //! query that do not depend on the transport: the fast path over stored
 //! responses, rate limiting, and handing the rest to the handler.
+//!
+//! Overload never makes a query vanish: over `server.max_inflight_queries`
+//! a query is answered SERVFAIL at once (`dns64d_shed_total`), and with a
+//! time bound (recursive mode) a query still unanswered when the bound has
+//! passed since its arrival, however long it waited to run, is answered
+//! SERVFAIL then (`dns64d_deadline_expired_total`). Both are logged in a
+//! summary line at most once a minute.
 
 use super::active_queries::ActiveQueries;
 use super::tcp::ConnectionSlots;
@@ -21,6 +28,7 @@ use crate::edge::handler::{ListenerPolicy, QueryHandler, SnapshotSlot};
 use crate::edge::pktinfo::ReplySource;
 use crate::edge::ratelimit::{RateLimiter, Verdict};
 use crate::edge::transport::Transport;
+use crate::ops::logging::{SUMMARY_INTERVAL_SECONDS, Summary};
 use crate::ops::metrics::Metrics;
 
 /// What a listener task needs to answer a query.
@@ -35,6 +43,10 @@ pub(crate) struct ServeContext {
     pub(super) listener_id: u32,
     pub(super) limiter: Option<Arc<RateLimiter>>,
     pub(super) max_inflight_queries: usize,
+    /// The longest a query may take from its arrival to its answer, waiting
+    /// to run included (recursive mode: the recursion's time bound);
+    /// `None`: bounded by the upstream timeouts alone.
+    pub(super) query_bound: Option<std::time::Duration>,
     /// This listener's connection slots (TCP, DoT, DoH).
     pub(super) connections: Arc<ConnectionSlots>,
     /// Becomes true when the server shuts down: stream listeners stop
@@ -172,17 +184,25 @@ impl ServeContext {
     ) {
         // Each socket is bound to one address here (`bind_each_local_address`).
         let source = None;
-        if let Some(task) = self.slow_task(socket, policy, cache_generation, packet, client, source)
-        {
-            tokio::spawn(task);
+        match self.slow_task(socket, policy, cache_generation, packet, client, source) {
+            Ok(task) => {
+                tokio::spawn(task);
+            }
+            Err(Some(busy)) => {
+                let socket = Arc::clone(socket);
+                tokio::spawn(async move { send_reply(&socket, &busy, client, source).await });
+            }
+            Err(None) => {}
         }
     }
 
     /// The task that answers `packet` under `policy` through the full
-    /// request path, then stores the response for the fast path when that is
-    /// safe; `None` when too many queries are being answered already.
+    /// request path (SERVFAIL if the query's time bound runs out first),
+    /// then stores the response for the fast path when that is safe.
     /// `cache_generation` is the response cache's generation taken before
-    /// `policy` was read.
+    /// `policy` was read. When too many queries are being answered already,
+    /// the query is shed instead: `Err` with the SERVFAIL to send at once
+    /// (`None`: not a query, send nothing).
     pub(super) fn slow_task(
         &self,
         socket: &ListenerSocket,
@@ -191,11 +211,17 @@ impl ServeContext {
         packet: &[u8],
         client: SocketAddr,
         source: Option<ReplySource>,
-    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, Option<Vec<u8>>> {
+        let arrived = tokio::time::Instant::now();
         let Some(guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
-            // Shed load rather than queue without bound; the client will retry.
-            self.handler.resolver().metrics().shed();
-            return None;
+            // Shed load rather than queue without bound, and say so.
+            let mut busy = self.shed(packet, Transport::Udp);
+            if let Some(bytes) = &mut busy {
+                if !self.rate_limit(client, false, bytes) {
+                    return Err(None);
+                }
+            }
+            return Err(busy);
         };
         let request = packet.to_vec();
         // The generation the answer is computed under (configuration and
@@ -203,13 +229,22 @@ impl ServeContext {
         let generation = cache_generation.wrapping_add(policy.generation());
         let socket = Arc::clone(socket);
         let context = self.clone();
-        Some(async move {
+        Ok(async move {
             let _guard = guard;
-            let Some(response) = context
+            let answering = context
                 .handler
-                .handle_reply(&request, client, Transport::Udp, &policy)
-                .await
-            else {
+                .handle_reply(&request, client, Transport::Udp, &policy);
+            let Some(response) = (match context.within_bound(arrived, answering).await {
+                Ok(response) => response,
+                Err(()) => {
+                    if let Some(mut late) = context.expired(&request, Transport::Udp) {
+                        if context.rate_limit(client, false, &mut late) {
+                            send_reply(&socket, &late, client, source).await;
+                        }
+                    }
+                    return;
+                }
+            }) else {
                 return;
             };
             // The stored response has no cookie; the one sent has this client's.
@@ -258,23 +293,82 @@ impl ServeContext {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        let arrived = tokio::time::Instant::now();
         let Some(_guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
-            let metrics = self.handler.resolver().metrics();
-            metrics.shed();
-            let (qtype, response) = busy_response(request, self.handler.edns_udp_size())?;
-            metrics.query(qtype, transport, ResponseCode::ServFail);
-            return Some(response);
+            return self.shed(request, transport);
         };
         let policy = self.policy();
-        self.handler
-            .handle(request, client, transport, &policy)
-            .await
+        let answering = self.handler.handle(request, client, transport, &policy);
+        match self.within_bound(arrived, answering).await {
+            Ok(response) => response,
+            Err(()) => self.expired(request, transport),
+        }
+    }
+
+    /// Runs `answering` until the query's time bound, counted from
+    /// `arrived`, runs out (`Err`).
+    async fn within_bound<T>(
+        &self,
+        arrived: tokio::time::Instant,
+        answering: impl std::future::Future<Output = T>,
+    ) -> Result<T, ()> {
+        match self.query_bound {
+            Some(bound) => tokio::time::timeout_at(arrived + bound, answering)
+                .await
+                .map_err(|_| ()),
+            None => Ok(answering.await),
+        }
+    }
+
+    /// The SERVFAIL for a query shed over `server.max_inflight_queries`,
+    /// counted and summarized in the log.
+    fn shed(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let metrics = self.handler.resolver().metrics();
+        metrics.shed();
+        log_overload(Overload::Shed);
+        let (qtype, response) = busy_response(request, self.handler.edns_udp_size())?;
+        metrics.query(qtype, transport, ResponseCode::ServFail);
+        Some(response)
+    }
+
+    /// The SERVFAIL for a query whose time bound ran out, counted and
+    /// summarized in the log.
+    fn expired(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let metrics = self.handler.resolver().metrics();
+        metrics.deadline_expired();
+        log_overload(Overload::Expired);
+        let (qtype, response) = busy_response(request, self.handler.edns_udp_size())?;
+        metrics.query(qtype, transport, ResponseCode::ServFail);
+        Some(response)
     }
 
     /// This listener's policy in the snapshot in force now: taken once per
     /// query, at its start.
     pub(super) fn policy(&self) -> Arc<ListenerPolicy> {
         self.snapshot.policy(self.listener_id as usize)
+    }
+}
+
+/// What overload did to a query.
+#[derive(Debug, Clone, Copy)]
+enum Overload {
+    /// Shed over `server.max_inflight_queries`.
+    Shed = 0,
+    /// Answered SERVFAIL when its time bound ran out.
+    Expired = 1,
+}
+
+/// Queries shed or expired since the last summary line, by [`Overload`].
+static OVERLOAD: Summary<2> = Summary::new(SUMMARY_INTERVAL_SECONDS);
+
+/// Counts a query lost to overload; logs the summary line when one is due.
+fn log_overload(what: Overload) {
+    if let Some([shed, expired]) = OVERLOAD.record(what as usize) {
+        tracing::warn!(
+            shed,
+            expired,
+            "queries answered SERVFAIL unresolved: shed over server.max_inflight_queries, or their time bound passed, waiting included (counts since the last such line; dns64d_shed_total, dns64d_deadline_expired_total)"
+        );
     }
 }
 

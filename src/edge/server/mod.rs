@@ -13,8 +13,10 @@
 //!    (and every stream query) goes to the
 //!    [`QueryHandler`](crate::edge::handler::QueryHandler), counted in
 //!    `active_queries` so a shutdown can wait for it, unless
-//!    `server.max_inflight_queries` are in flight (then UDP drops it, the
-//!    stream transports answer SERVFAIL).
+//!    `server.max_inflight_queries` are in flight (then it is answered
+//!    SERVFAIL at once, over every transport); with a time bound (recursive
+//!    mode) a query still unanswered when the bound has passed since its
+//!    arrival is answered SERVFAIL then.
 //! 4. The reply leaves from the address the query was sent to (pktinfo on
 //!    Linux, one socket per local address elsewhere).
 //!

@@ -360,7 +360,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 root_hints = %settings.root_hints.as_ref().map_or("built in".into(), |path| path.display().to_string()),
                 "recursive mode: resolving from the root servers"
             );
-            Arc::new(RecursiveResolver::new(settings)?)
+            Arc::new(RecursiveResolver::new(settings, Arc::clone(&metrics))?)
         }
         None => Arc::clone(&upstream) as Arc<dyn AnswerSource>,
     };
@@ -450,6 +450,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             listener_id: u32::try_from(listeners.len()).unwrap_or(u32::MAX),
             limiter: limiter.clone(),
             max_inflight_queries: config.server.max_inflight_queries,
+            query_bound: config
+                .upstream
+                .recursive
+                .as_ref()
+                .map(|settings| settings.timeout),
             connections: Arc::new(ConnectionSlots::new(
                 listener
                     .connections

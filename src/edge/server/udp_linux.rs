@@ -152,12 +152,17 @@ pub(super) fn serve_udp_thread(
                     let policy = Arc::clone(&policy);
                     let task =
                         context.slow_task(socket, policy, cache_generation, packet, client, source);
-                    if let Some(task) = task {
-                        let running = slow_queries.enter();
-                        runtime.spawn(async move {
-                            task.await;
-                            drop(running);
-                        });
+                    match task {
+                        Ok(task) => {
+                            let running = slow_queries.enter();
+                            runtime.spawn(async move {
+                                task.await;
+                                drop(running);
+                            });
+                        }
+                        // Shed: its SERVFAIL goes out with this batch's answers.
+                        Err(Some(busy)) => answers.push(&busy, client, source),
+                        Err(None) => {}
                     }
                 }
             }

@@ -13,6 +13,7 @@ use hickory_proto::serialize::txt::Parser;
 
 use super::ConfigError;
 use super::schema::{RawConfig, UpstreamMode};
+use crate::dns64::Nat64Prefix;
 
 /// The IANA root hints (named.root), built in; `upstream.root_hints` overrides them.
 pub(crate) const BUILT_IN_ROOT_HINTS: &str = "\
@@ -164,6 +165,9 @@ pub struct RecursiveSettings {
     pub dnssec_validation: bool,
     /// Trust anchor file (`None`: the built-in IANA root keys).
     pub trust_anchor: Option<std::path::PathBuf>,
+    /// Name servers' IPv4 addresses are reached embedded in this prefix
+    /// (an IPv6-only host behind NAT64); `None`: as they are.
+    pub nat64_prefix: Option<Nat64Prefix>,
 }
 
 /// Checks the recursion keys of `[upstream]`; `None` in forward mode.
@@ -180,6 +184,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Option<RecursiveSettings>, Con
         edns_udp_size: raw.server.edns_udp_size,
         dnssec_validation: upstream.dnssec_validation,
         trust_anchor: upstream.trust_anchor.clone(),
+        nat64_prefix: None,
     });
     if recursive.is_none() && upstream.dnssec_validation {
         return Err(ConfigError::invalid(
@@ -204,6 +209,31 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Option<RecursiveSettings>, Con
                 error,
             ));
         }
+    }
+    let nat64_prefix = upstream
+        .nat64_prefix
+        .as_deref()
+        .map(|text| {
+            let key = "upstream.nat64_prefix";
+            if recursive.is_none() {
+                return Err(ConfigError::invalid(
+                    key,
+                    text,
+                    "is used only with upstream.mode = \"recursive\" (a forwarder reaches its servers as they are listed)",
+                ));
+            }
+            text.trim().parse::<Nat64Prefix>().map_err(|error| {
+                ConfigError::invalid(
+                    key,
+                    text,
+                    format!("{error}; expected the NAT64 prefix of this network's translator, such as \"64:ff9b::/96\""),
+                )
+            })
+        })
+        .transpose()?;
+    let mut recursive = recursive;
+    if let Some(settings) = &mut recursive {
+        settings.nat64_prefix = nat64_prefix;
     }
     if let Some(settings) = &recursive {
         if let Err(error) = read_root_hints(settings.root_hints.as_deref()) {

@@ -342,6 +342,11 @@ pub struct RawUpstream {
     /// to, instead of the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Recursive mode on an IPv6-only host: reach name servers' IPv4
+    /// addresses embedded in this NAT64 prefix (RFC 6052), through the
+    /// network's translator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat64_prefix: Option<String>,
 }
 
 /// How cache misses are resolved.
@@ -523,6 +528,7 @@ impl Default for RawUpstream {
             dnssec_validation: false,
             trust_anchor: None,
             ca_file: None,
+            nat64_prefix: None,
         }
     }
 }
