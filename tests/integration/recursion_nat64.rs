@@ -1,4 +1,4 @@
-//! Recursion from an IPv6-only host (issue 19, `upstream.nat64_prefix`): dns64d
+//! Recursion from an IPv6-only host (issue 19, `recursion.nat64_prefix`): dns64d
 //! in an IPv6-only namespace resolves from IPv4-only name servers through
 //! Tayga. Three namespaces of the test's own, linked by veth pairs, with
 //! documentation addresses only:
@@ -161,7 +161,7 @@ fn recursion_through_tayga_from_an_ipv6_only_namespace() {
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
         drop(plain);
 
-        let d = start_dns64d_toml(&config("[::1]:5353", "nat64_prefix = \"2001:db8:64::/96\"\n")).await;
+        let d = start_dns64d_toml(&config("[::1]:5353", "[recursion]\nnat64_prefix = \"2001:db8:64::/96\"\n")).await;
         // Tayga comes up on its own time: ask until the answer comes.
         let m = wait_until_answer(d.addr, &Q::new("v4only.rec.test", RecordType::A), |m| {
             m.metadata.response_code == ResponseCode::NoError
@@ -208,9 +208,11 @@ fn nat64_prefix_is_checked() {
             .to_string()
     };
 
-    let forward = error("[upstream]\nservers = [\"192.0.2.1\"]\nnat64_prefix = \"64:ff9b::/96\"\n");
+    let forward = error(
+        "[upstream]\nservers = [\"192.0.2.1\"]\n[recursion]\nnat64_prefix = \"64:ff9b::/96\"\n",
+    );
     assert!(
-        forward.contains("upstream.nat64_prefix")
+        forward.contains("recursion.nat64_prefix")
             && forward.contains("64:ff9b::/96")
             && forward.contains("recursive"),
         "{forward}"
@@ -220,9 +222,9 @@ fn nat64_prefix_is_checked() {
         ("192.0.2.0/24", "IPv6 prefix"),
         ("fe80::/96", "link-local"),
     ] {
-        let message = error(&format!("{recursive}nat64_prefix = {bad:?}\n"));
+        let message = error(&format!("{recursive}[recursion]\nnat64_prefix = {bad:?}\n"));
         assert!(
-            message.contains("upstream.nat64_prefix")
+            message.contains("recursion.nat64_prefix")
                 && message.contains(bad)
                 && message.contains(says),
             "{bad}: {message}"
@@ -233,9 +235,10 @@ fn nat64_prefix_is_checked() {
         ("64:ff9b::/96", "64:ff9b::/96"),
         (" 2001:db8:64::/64 ", "2001:db8:64::/64"),
     ] {
-        let config =
-            dns64d::ops::config::from_toml_str(&format!("{recursive}nat64_prefix = {good:?}\n"))
-                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        let config = dns64d::ops::config::from_toml_str(&format!(
+            "{recursive}[recursion]\nnat64_prefix = {good:?}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{good}: {e}"));
         let settings = config.upstream.recursive.expect("recursive mode");
         assert_eq!(
             settings.nat64_prefix.map(|p| p.to_string()).as_deref(),

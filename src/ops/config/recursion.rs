@@ -210,11 +210,12 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Option<RecursiveSettings>, Con
             ));
         }
     }
-    let nat64_prefix = upstream
+    let nat64_prefix = raw
+        .recursion
         .nat64_prefix
         .as_deref()
         .map(|text| {
-            let key = "upstream.nat64_prefix";
+            let key = "recursion.nat64_prefix";
             if recursive.is_none() {
                 return Err(ConfigError::invalid(
                     key,

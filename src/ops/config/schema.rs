@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub cookies: RawCookies,
     /// `[ddr]`: Discovery of Designated Resolvers (RFC 9462).
     pub ddr: RawDdr,
+    /// `[recursion]`: recursive mode on an IPv6-only host.
+    pub recursion: RawRecursion,
 }
 
 /// The default `control.socket`.
@@ -342,6 +344,12 @@ pub struct RawUpstream {
     /// to, instead of the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[recursion]` as written: recursive mode's settings for the network it runs in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecursion {
     /// Recursive mode on an IPv6-only host: reach name servers' IPv4
     /// addresses embedded in this NAT64 prefix (RFC 6052), through the
     /// network's translator.
@@ -507,6 +515,7 @@ impl Default for RawConfig {
             control: RawControl::default(),
             cookies: RawCookies::default(),
             ddr: RawDdr::default(),
+            recursion: RawRecursion::default(),
         }
     }
 }
@@ -528,7 +537,6 @@ impl Default for RawUpstream {
             dnssec_validation: false,
             trust_anchor: None,
             ca_file: None,
-            nat64_prefix: None,
         }
     }
 }
