@@ -26,6 +26,7 @@ mod active_queries;
 mod bind;
 mod context;
 pub mod https;
+mod response_records;
 mod startup;
 mod tcp;
 pub mod tls;

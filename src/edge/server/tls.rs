@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -95,6 +96,7 @@ async fn serve_tls(
     server::accept_connections(listener, context, move |stream, client, context| {
         let acceptor = acceptor.clone();
         async move {
+            stream.set_nodelay(true)?;
             let stream = handshake(&acceptor, stream, idle_timeout).await?;
             server::serve_connection(stream, client, context, Transport::Tls, idle_timeout).await
         }
@@ -102,14 +104,17 @@ async fn serve_tls(
     .await;
 }
 
-/// The server side of a TLS handshake, bounded by `timeout`.
-pub(crate) async fn handshake(
+/// The server side of a TLS handshake, bounded by `timeout`. The caller
+/// has turned Nagle off on the TCP socket: answers are written whole, and
+/// Nagle would only delay them.
+pub(crate) async fn handshake<Io>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: Io,
     timeout: Duration,
-) -> io::Result<TlsStream<TcpStream>> {
-    // Answers are written whole; Nagle would only delay them.
-    stream.set_nodelay(true)?;
+) -> io::Result<TlsStream<Io>>
+where
+    Io: AsyncRead + AsyncWrite + Unpin,
+{
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
