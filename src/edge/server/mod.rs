@@ -26,6 +26,7 @@ mod active_queries;
 mod bind;
 mod context;
 pub mod https;
+mod quic;
 mod response_records;
 mod startup;
 mod tcp;
@@ -58,7 +59,7 @@ pub enum ServerError {
     /// Recursive mode could not start.
     #[error(transparent)]
     Recursive(#[from] RecursiveError),
-    /// A DoT or DoH listener's certificate or TLS setup failed.
+    /// A DoT, DoH or DoQ listener's certificate or TLS setup failed.
     #[error("TLS listener {address}: {source}")]
     Tls {
         /// The listener's address.
