@@ -141,9 +141,14 @@ async fn exchange_raw(connection: &quinn::Connection, stream: &[u8]) -> Result<V
         .expect("the exchange ends in time")
 }
 
-/// A query as DoQ frames it: message ID `id`, a length field that says `length`.
+/// An AAAA query as DoQ frames it: message ID `id`, a length field that says `length`.
 fn framed_query(qname: &str, id: u16, length: Option<u16>) -> Vec<u8> {
-    let mut message = Q::new(qname, RecordType::AAAA).to_message();
+    framed(qname, RecordType::AAAA, id, length)
+}
+
+/// A query as DoQ frames it: message ID `id`, a length field that says `length`.
+fn framed(qname: &str, qtype: RecordType, id: u16, length: Option<u16>) -> Vec<u8> {
+    let mut message = Q::new(qname, qtype).to_message();
     message.metadata.id = id;
     let message = message.to_vec().expect("encode");
     let length = length.unwrap_or(message.len() as u16);
@@ -536,4 +541,56 @@ async fn ddr_designates_the_doq_listener_and_a_client_can_follow_it() {
             .any(|query| query.name.contains("resolver.arpa")),
         "resolver.arpa is never forwarded"
     );
+}
+
+#[tokio::test]
+async fn shutdown_answers_the_queries_a_doq_connection_has_sent_then_closes_it() {
+    let upstream = start_fake_upstream(LO, |request, _| {
+        let name = request.queries[0].name().to_ascii();
+        let answer = reply_with(
+            request,
+            vec![rr_a(&name, 300, Ipv4Addr::new(93, 184, 216, 34))],
+        );
+        FakeAction::Delayed(std::time::Duration::from_millis(500), answer)
+    })
+    .await;
+    let ca = TestCa::new("shutdown");
+    let cert = ca.issue("server", &[TLS_NAME]);
+    let dns64d = start_dns64d_toml(&format!(
+        "listen = []\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = 3000\nattempts = 1\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\nprotocols = [\"quic\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        upstream.addr(),
+        cert.cert.display(),
+        cert.key.display(),
+    ))
+    .await;
+    let doq = dns64d.server.local_addrs()[0];
+    let connection = quinn_connect(doq, &ca.ca_pem, b"doq").await.expect("DoQ");
+    let asking = connection.clone();
+    let exchange = tokio::spawn(async move {
+        exchange_raw(&asking, &framed("slow.example", RecordType::A, 0, None)).await
+    });
+    upstream
+        .wait_until("the question forwarded", |seen| !seen.is_empty())
+        .await;
+    let shutdown = tokio::spawn(dns64d.server.shutdown(std::time::Duration::from_secs(5)));
+    let answer = exchange
+        .await
+        .expect("the exchange task")
+        .expect("an answer to the query sent before the shutdown");
+    assert_eq!(
+        answer_summary(&unframe(&answer)),
+        ["slow.example. 300 A 93.184.216.34"]
+    );
+    // Then the server closes the connection with DOQ_NO_ERROR, cutting nothing off.
+    let closed = tokio::time::timeout(TEST_TIMEOUT, connection.closed())
+        .await
+        .expect("closed in time");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0), "DOQ_NO_ERROR")
+        }
+        other => panic!("closed with DOQ_NO_ERROR expected, got {other}"),
+    }
+    assert_eq!(shutdown.await.expect("shutdown"), 0, "queries cut off");
 }
