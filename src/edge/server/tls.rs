@@ -164,11 +164,11 @@ pub(crate) fn reload_certificates(
         match certificate::load(&encrypted.cert, &encrypted.key) {
             Ok(certified) => {
                 slot.certificate.replace(certified);
-                tracing::info!(address = %slot.address, cert = %encrypted.cert.display(), "certificate reloaded");
+                tracing::info!(address = %slot.address, protocol = ?slot.protocol, cert = %encrypted.cert.display(), "certificate reloaded");
             }
             Err(error) => notes.push(format!(
-                "listener {}: {error}; the old certificate stays in use",
-                slot.address
+                "listener {} ({:?}): {error}; the old certificate stays in use",
+                slot.address, slot.protocol
             )),
         }
     }
