@@ -295,10 +295,27 @@ async fn doq_protocol_errors_close_the_connection_and_the_server_keeps_serving()
     assert_eq!(dual.queries[0].name().to_string(), "dual.dns64.test.");
     assert_eq!(dual.metadata.response_code, ResponseCode::NoError);
 
-    // RFC 9250 §4.2.1 and §4.3.3: an ID other than 0, a length field that
-    // does not match the message, two messages on one stream.
+    // RFC 9250 §4.2.1 and §4.3.3: an ID other than 0, the TCP keepalive
+    // option, a length field that does not match the message, two messages
+    // on one stream.
+    let keepalive = {
+        let mut message = Q::new("v4only.dns64.test", RecordType::AAAA)
+            .edns(1232)
+            .to_message();
+        message.metadata.id = 0;
+        if let Some(edns) = message.edns.as_mut() {
+            edns.options_mut()
+                .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                    11,
+                    Vec::new(),
+                ));
+        }
+        let message = message.to_vec().expect("encode");
+        [(message.len() as u16).to_be_bytes().to_vec(), message].concat()
+    };
     let cases = [
         ("message ID 7", framed_query("v4only.dns64.test", 7, None)),
+        ("the edns-tcp-keepalive option (RFC 9250 §5.5.2)", keepalive),
         (
             "length 60 for a shorter message",
             framed_query("v4only.dns64.test", 0, Some(60)),

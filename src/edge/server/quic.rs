@@ -14,8 +14,9 @@
 //!
 //! Errors (RFC 9250 §4.3): a query whose message ID is not 0 (§4.2.1), a
 //! length that does not match what came before the FIN, more than one
-//! message on a stream, a message that gets no answer (a response, a
-//! runt), or no FIN within the idle timeout close the connection with
+//! message on a stream, the edns-tcp-keepalive option (§5.5.2), a message
+//! that gets no answer (a response, a runt), or no FIN within the idle
+//! timeout close the connection with
 //! `DOQ_PROTOCOL_ERROR` (§4.3.3); an answer that cannot be sent resets its
 //! stream with `DOQ_INTERNAL_ERROR` (§4.3.2); a stream the client resets is
 //! dropped. DNS failures are answers (SERVFAIL and the like), as elsewhere.
@@ -25,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_net::quic::DoqErrorCode;
-use hickory_proto::op::Header;
+use hickory_proto::op::{Header, Message};
+use hickory_proto::rr::rdata::opt::EdnsCode;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{ConnectionError, Endpoint, Incoming, RecvStream, SendStream, VarInt};
@@ -309,12 +311,52 @@ fn unframe(stream: &[u8]) -> Result<&[u8], QuicError> {
             "a query with a message ID other than 0",
         ));
     }
+    // The TCP keepalive option means nothing on QUIC (RFC 9250 §5.5.2); an
+    // OPT record can only be in the additional section. A message that does
+    // not parse is the handler's to answer (FORMERR).
+    if header.counts.additionals > 0 {
+        if let Ok(query) = Message::from_vec(message) {
+            if query
+                .edns
+                .is_some_and(|edns| edns.options().get(EdnsCode::Keepalive).is_some())
+            {
+                return Err(QuicError::Protocol("the edns-tcp-keepalive option"));
+            }
+        }
+    }
     Ok(message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unframe_refuses_the_tcp_keepalive_option() {
+        use hickory_proto::op::Edns;
+        use hickory_proto::rr::rdata::opt::EdnsOption;
+        let query = |option: Option<EdnsOption>| {
+            let mut message = Message::query();
+            message.metadata.id = 0;
+            let mut edns = Edns::new();
+            if let Some(option) = option {
+                edns.options_mut().insert(option);
+            }
+            message.set_edns(edns);
+            let message = message.to_vec().expect("encode");
+            let mut stream = u16::try_from(message.len())
+                .expect("small")
+                .to_be_bytes()
+                .to_vec();
+            stream.extend_from_slice(&message);
+            stream
+        };
+        assert!(unframe(&query(None)).is_ok(), "EDNS without options");
+        assert!(
+            unframe(&query(Some(EdnsOption::Unknown(11, Vec::new())))).is_err(),
+            "edns-tcp-keepalive (option 11)"
+        );
+    }
 
     #[test]
     fn unframe_checks_length_and_message_id() {
