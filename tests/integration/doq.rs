@@ -419,10 +419,14 @@ async fn doq_listener_has_its_own_connection_limit_and_idle_timeout() {
             Err(error) => panic!("no DoQ connection after the idle one closed: {error}"),
         }
     };
-    let answer = exchange_raw(&third, &framed_query("v4only.dns64.test", 0, None))
+    // A name not asked before: its TTL is not aged by the cache.
+    let answer = exchange_raw(&third, &framed_query("dual.dns64.test", 0, None))
         .await
         .expect("answer");
-    assert_eq!(answer_summary(&unframe(&answer)), [V4ONLY]);
+    assert_eq!(
+        answer_summary(&unframe(&answer)),
+        ["dual.dns64.test. 300 AAAA 2001:db8::40"]
+    );
     assert_still_answers(setup.plain).await;
 }
 
@@ -610,4 +614,71 @@ async fn shutdown_answers_the_queries_a_doq_connection_has_sent_then_closes_it()
         other => panic!("closed with DOQ_NO_ERROR expected, got {other}"),
     }
     assert_eq!(shutdown.await.expect("shutdown"), 0, "queries cut off");
+}
+
+/// Forwards what `client`-side sockets send to it on to `server`, and drops
+/// whatever comes back: a client that never receives (as one using a forged
+/// address would). The first forwarded datagram is reported on `forwarded`.
+async fn black_hole_relay(
+    server: SocketAddr,
+    forwarded: tokio::sync::oneshot::Sender<()>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let relay = tokio::net::UdpSocket::bind(SocketAddr::new(LO, 0))
+        .await
+        .expect("bind relay");
+    let address = relay.local_addr().expect("relay address");
+    let task = tokio::spawn(async move {
+        let mut forwarded = Some(forwarded);
+        let mut buffer = vec![0u8; 65535];
+        while let Ok((length, from)) = relay.recv_from(&mut buffer).await {
+            if from != server {
+                let _ = relay.send_to(&buffer[..length], server).await; // loopback; a loss only weakens the test
+                if let Some(forwarded) = forwarded.take() {
+                    let _ = forwarded.send(()); // the test may have stopped waiting
+                }
+            }
+        }
+    });
+    (address, task)
+}
+
+#[tokio::test]
+async fn forged_handshakes_cannot_hold_the_slots_once_half_are_taken() {
+    // Two slots, one client address: the per-client limit is raised so only
+    // the listener's counts here.
+    let setup = setup_with(
+        "retry",
+        "max_connections = 2\nmax_connections_per_client = 2",
+        "",
+    )
+    .await;
+    let ca = &setup.ca.ca_pem;
+    let first = quinn_connect(setup.doq, ca, b"doq").await.expect("DoQ");
+    // A handshake that never completes: its client sees nothing the server
+    // sends. Without the Retry it would hold the second slot until the
+    // handshake timeout (the listener's idle timeout, 10 s).
+    let (sent, forwarded) = tokio::sync::oneshot::channel();
+    let (relay, relay_task) = black_hole_relay(setup.doq, sent).await;
+    let crypto = QuicClientConfig::try_from(Arc::new(client_tls(ca, &[b"doq"]))).expect("QUIC TLS");
+    let endpoint = quinn::Endpoint::client(SocketAddr::new(LO, 0)).expect("client endpoint");
+    let forged = endpoint
+        .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), relay, TLS_NAME)
+        .expect("connect");
+    let forged = tokio::spawn(forged);
+    tokio::time::timeout(TEST_TIMEOUT, forwarded)
+        .await
+        .expect("the forged Initial reached the server in time")
+        .expect("relay running");
+    // A real client gets the second slot (after a Retry its client follows).
+    let second = quinn_connect(setup.doq, ca, b"doq")
+        .await
+        .expect("the second slot is free for a client that answers the Retry");
+    for connection in [&first, &second] {
+        let answer = exchange_raw(connection, &framed_query("v4only.dns64.test", 0, None))
+            .await
+            .expect("answer");
+        assert_eq!(answer_summary(&unframe(&answer)), [V4ONLY]);
+    }
+    forged.abort();
+    relay_task.abort();
 }

@@ -7,7 +7,8 @@
 //!
 //! Limits as on the TCP transports: the listener's connection slots (per
 //! listener and per client address; a connection over them is refused
-//! before its handshake), its idle timeout (QUIC's own: a connection that
+//! before its handshake, and once half are taken a client must answer a
+//! Retry first, so forged addresses cannot hold them), its idle timeout (QUIC's own: a connection that
 //! sends nothing for that long is closed; also the bound on the handshake
 //! and on a query's FIN), and at most [`MAX_STREAMS_PER_CONNECTION`]
 //! queries open at once on one connection.
@@ -149,6 +150,20 @@ async fn serve(endpoint: Endpoint, context: ServeContext, idle_timeout: Duration
             },
         };
         let client = incoming.remote_address();
+        // Initial packets from forged addresses would each hold a slot until
+        // their handshake times out. Once half the slots are taken, a client
+        // must first show it receives at its address: it gets a Retry
+        // (RFC 9000 §8.1.2), which a forger never sees, and comes back
+        // validated. Quinn checks the token; this costs one round trip.
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && context.connections.is_half_taken()
+        {
+            if let Err(error) = incoming.retry() {
+                error.into_incoming().refuse(); // may_retry said it could; refuse if not
+            }
+            continue;
+        }
         let slot = match context.connections.take(client.ip()) {
             Ok(slot) => slot,
             Err(full) => {

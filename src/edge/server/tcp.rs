@@ -93,6 +93,11 @@ impl ConnectionSlots {
         self.max.saturating_sub(self.free.available_permits())
     }
 
+    /// Whether at least half of the slots are taken.
+    pub(super) fn is_half_taken(&self) -> bool {
+        self.open().saturating_mul(2) >= self.max
+    }
+
     fn lock_per_client(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
         // The map stays consistent even if a holder panicked: each change is one step.
         self.per_client
