@@ -181,6 +181,9 @@ async fn serve(endpoint: Endpoint, context: ServeContext, idle_timeout: Duration
             drop(slot);
         });
     }
+    // Stopping: new connections are refused (as a TCP listener stops
+    // listening) while the open ones answer what they have read.
+    endpoint.set_server_config(None);
     while connections.join_next().await.is_some() {}
     // Connections are closed by now; let their last packets go out.
     let _ = tokio::time::timeout(idle_timeout, endpoint.wait_idle()).await; // bounded wait; nothing to report
