@@ -6,7 +6,7 @@
 #   each server pinned to CPU $SERVER_CPU, dnsperf and NSD to CPU $CLIENT_CPU;
 #   per mode, connection policy and repeat: Unbound then dns64d, $DURATION s each;
 #   figures: qps, server CPU-seconds (utime+stime from /proc), q/CPU-s, average latency;
-#   DoH with h2load (dnsperf's DoH mode loses answers, bench/README.md).
+#   DoH with dnsperf -m doh and with h2load (bench/README.md).
 #
 # As root with dnsperf (2.10+), nsd, unbound (1.17, built with nghttp2 as Debian's is),
 # openssl, python3, kdig and dig installed (bench/run.sh's install step and .ci/run bring
@@ -18,13 +18,12 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 REPEATS="${REPEATS:-3}"
 PER_CONN="${PER_CONN:-0 100}"
-DNSPERF_MODES="${DNSPERF_MODES:-dot doh}"   # dnsperf -m modes (its DoH loses answers; see below)
+DNSPERF_MODES="${DNSPERF_MODES:-dot doh}"   # dnsperf -m modes
 CLIENTS="${CLIENTS:-4}"
 OUTSTANDING="${OUTSTANDING:-256}"
-# DoH: one query in flight per connection. dnsperf 2.10 loses answers when the HTTP/2
-# frames of concurrent streams on one connection interleave (HEADERS 5, HEADERS 3,
-# DATA 5, DATA 3), which hyper does and Unbound does not; with one stream at a time
-# both servers are measured alike.
+# DoH: about one query in flight per connection. dnsperf 2.10 hands nghttp2 one TLS
+# record at a time and loses a second response in the same record; dns64d ends a
+# record with each response (src/edge/server/response_records.rs), as Unbound does.
 DOH_CLIENTS="${DOH_CLIENTS:-64}"
 DOH_OUTSTANDING="${DOH_OUTSTANDING:-64}"
 SERVER_CPU="${SERVER_CPU:-1}"
@@ -174,8 +173,7 @@ print(f"{mode} per_conn={per} {server}: completed {completed} qps {float(qps or 
 PY
 }
 # DoH with h2load (nghttp2-client): POST of one warm query, -c H2_CLIENTS connections
-# with -m H2_STREAMS streams each, persistent; dnsperf's DoH mode loses answers whose
-# HTTP/2 frames interleave (see bench/README.md), h2load does not.
+# with -m H2_STREAMS streams each, persistent: HTTP/2 with many streams per connection.
 H2_CLIENTS="${H2_CLIENTS:-4}"
 H2_STREAMS="${H2_STREAMS:-16}"
 python3 - "$name" "$WORK/query.bin" <<'PY'

@@ -1,8 +1,8 @@
 //! Discovery of Designated Resolvers (DDR, RFC 9462): the answer to
 //! `_dns.resolver.arpa` SVCB, one record per encrypted listener (RFC 9461:
 //! `alpn`, `port`, for DoH `dohpath`, and address hints for listeners on a
-//! specific address), so a client that found dns64d as its plain resolver
-//! upgrades to DoT or DoH by itself. Other names under `resolver.arpa` are
+//! specific address; RFC 9250 §7 for DoQ's `doq`), so a client that found
+//! dns64d as its plain resolver upgrades to DoT, DoH or DoQ by itself. Other names under `resolver.arpa` are
 //! answered locally too (NODATA or NXDOMAIN): they are never forwarded
 //! (RFC 9462 §6.2 reserves the domain for this use).
 //!
@@ -109,6 +109,7 @@ fn service(priority: u16, name: &Name, protocol: EncryptedProtocol, address: Soc
     let alpn = match protocol {
         EncryptedProtocol::Tls => "dot",
         EncryptedProtocol::Https => "h2",
+        EncryptedProtocol::Quic => "doq",
     };
     let mut parameters = vec![
         (

@@ -1,4 +1,4 @@
-//! TLS certificates for the encrypted listeners (DoT, DoH): loading a PEM
+//! TLS certificates for the encrypted listeners (DoT, DoH, DoQ): loading a PEM
 //! certificate chain and private key, a certificate that can be replaced
 //! while serving (SIGHUP reload), and the rustls server configuration
 //! (TLS 1.2 and 1.3 only, ring as the crypto provider, one ALPN protocol).
@@ -46,6 +46,9 @@ pub enum CertificateError {
     /// rustls refused the server configuration.
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// The TLS configuration has no cipher suite QUIC can start with.
+    #[error("cannot set up TLS for QUIC: {0}")]
+    Quic(quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
 /// The crypto provider of every TLS connection dns64d makes or accepts:
@@ -139,6 +142,20 @@ pub(crate) fn server_config(
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The rustls server configuration of a DoQ listener: as
+/// [`server_config`], but TLS 1.3 only, as QUIC requires (RFC 9001 §4.2).
+pub(crate) fn quic_server_config(
+    certificate: Arc<ReloadableCertificate>,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_cert_resolver(certificate);
     config.alpn_protocols = vec![alpn.to_vec()];

@@ -12,4 +12,6 @@ pub enum Transport {
     Tls,
     /// DNS over HTTPS (RFC 8484): one message per HTTP exchange, up to 65535 octets.
     Https,
+    /// DNS over QUIC (RFC 9250): one message per stream, up to 65535 octets.
+    Quic,
 }

@@ -317,6 +317,7 @@ impl Metrics {
             Transport::Tcp => 1,
             Transport::Tls => 2,
             Transport::Https => 3,
+            Transport::Quic => 4,
         };
         let series = &self.query_series
             [(qtype * PROTOCOL_LABELS.len() + transport) * RCODE_LABELS.len() + rcode];
@@ -538,7 +539,7 @@ fn qtype_index(qtype: RecordType) -> usize {
 
 /// Response codes with their own label value; the last one, "other", counts the rest.
 /// The `protocol` label of `dns64d_queries_total`, indexed as in [`Metrics::query`].
-const PROTOCOL_LABELS: [&str; 4] = ["udp", "tcp", "tls", "https"];
+const PROTOCOL_LABELS: [&str; 5] = ["udp", "tcp", "tls", "https", "quic"];
 
 const RCODE_LABELS: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",

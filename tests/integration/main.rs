@@ -7,6 +7,7 @@ mod cookies;
 mod day2;
 mod discovery;
 mod dnssec;
+mod doq;
 mod encrypted;
 mod encrypted_upstream;
 mod harness_selftest;

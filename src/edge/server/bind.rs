@@ -188,6 +188,18 @@ pub(super) fn bind_udp(address: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// A bound UDP socket for a DoQ listener: one socket, no `SO_REUSEPORT`
+/// (a QUIC connection's packets must all reach the one endpoint), no
+/// pktinfo of ours (quinn sets up its own).
+pub(super) fn bind_quic(address: SocketAddr) -> io::Result<Socket> {
+    let socket = new_socket(address, Type::DGRAM, Protocol::UDP)?;
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::debug!(%error, "cannot enlarge the UDP receive buffer");
+    }
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
 pub(super) fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(address, Type::STREAM, Protocol::TCP)?;
     socket.set_reuse_address(true)?;

@@ -2,7 +2,9 @@
 //! handshake of [`tls_listener`](crate::edge::server::tls). One path,
 //! `/dns-query`: GET with the query in `?dns=` (base64url, RFC 8484 §4.1)
 //! and POST with an `application/dns-message` body. Each query goes through
-//! the same request path as TCP ([`ServeContext::answer_stream`]).
+//! the same request path as TCP ([`ServeContext::answer_stream`]). Each
+//! response ends its TLS record (`response_records`), for clients that
+//! read one answer per record.
 //!
 //! HTTP errors as RFC 8484 §4.2.1 expects: 404 for another path, 405 for
 //! another method, 415 for another content type, 413 for a body over 65535
@@ -22,10 +24,12 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::BufWriter;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::response_records::ResponseRecords;
 use super::tls;
 use crate::edge::server::{self, ServeContext};
 use crate::edge::transport::Transport;
@@ -53,8 +57,13 @@ pub(crate) async fn serve(
     server::accept_connections(listener, context, move |stream, client, context| {
         let acceptor = acceptor.clone();
         async move {
-            let stream = tls::handshake(&acceptor, stream, idle_timeout).await?;
-            serve_http2(TokioIo::new(stream), client, context, idle_timeout).await
+            stream.set_nodelay(true)?;
+            // TLS writes are gathered below the TLS layer and sent at each
+            // flush of hyper's: the records `ResponseRecords` asks for cost
+            // no extra socket writes.
+            let stream = tls::handshake(&acceptor, BufWriter::new(stream), idle_timeout).await?;
+            let io = ResponseRecords::new(TokioIo::new(stream));
+            serve_http2(io, client, context, idle_timeout).await
         }
     })
     .await;

@@ -28,6 +28,8 @@ mod active_queries;
 mod bind;
 mod context;
 pub mod https;
+mod quic;
+mod response_records;
 mod startup;
 mod tcp;
 pub mod tls;
@@ -59,7 +61,7 @@ pub enum ServerError {
     /// Recursive mode could not start.
     #[error(transparent)]
     Recursive(#[from] RecursiveError),
-    /// A DoT or DoH listener's certificate or TLS setup failed.
+    /// A DoT, DoH or DoQ listener's certificate or TLS setup failed.
     #[error("TLS listener {address}: {source}")]
     Tls {
         /// The listener's address.

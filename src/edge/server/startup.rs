@@ -11,14 +11,14 @@ use std::time::Duration;
 use super::active_queries::ActiveQueries;
 #[cfg(not(target_os = "linux"))]
 use super::bind::bind_each_local_address;
-use super::bind::{bind_listener, bind_tcp};
+use super::bind::{bind_listener, bind_quic, bind_tcp};
 use super::context::ServeContext;
 use super::tcp::{ConnectionSlots, serve_tcp};
 #[cfg(not(target_os = "linux"))]
 use super::udp::serve_udp;
 #[cfg(target_os = "linux")]
 use super::udp_linux::serve_udp;
-use super::{ServerError, tls};
+use super::{ServerError, quic, tls};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -34,7 +34,7 @@ use crate::edge::fastpath::ReplayCache;
 use crate::edge::handler::{ListenerPolicy, QueryHandler, Snapshot, SnapshotSlot};
 use crate::edge::ratelimit::RateLimiter;
 use crate::ops::config::Config;
-use crate::ops::config::ListenerConfig;
+use crate::ops::config::{EncryptedProtocol, ListenerConfig};
 use crate::ops::discovery::{self, DiscoveredPrefixes};
 use crate::ops::metrics::Metrics;
 
@@ -415,12 +415,27 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     )));
     for listener in &config.listeners {
         let address = listener.address;
-        let (udp, tcp) = bind_listener(
-            address,
-            listener.udp,
-            listener.tcp || listener.encrypted.is_some(),
-        )?;
-        let bound = match (udp.first(), &tcp) {
+        let over_tcp = listener
+            .encrypted
+            .as_ref()
+            .and_then(|encrypted| tls::OverTcp::of(encrypted.protocol));
+        // A DoQ listener is one UDP socket of quinn's; the rest bind here.
+        let (udp, tcp, quic) = match &listener.encrypted {
+            Some(encrypted) if encrypted.protocol == EncryptedProtocol::Quic => {
+                let socket = bind_quic(address).map_err(|source| ServerError::Bind {
+                    address,
+                    protocol: "UDP (QUIC)",
+                    source,
+                })?;
+                (Vec::new(), None, Some(socket))
+            }
+            _ => {
+                let (udp, tcp) =
+                    bind_listener(address, listener.udp, listener.tcp || over_tcp.is_some())?;
+                (udp, tcp, None)
+            }
+        };
+        let bound = match (udp.first().or(quic.as_ref()), &tcp) {
             (Some(udp), _) => udp.local_addr().and_then(|bound| {
                 bound
                     .as_socket()
@@ -480,18 +495,24 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 })?;
             udp_tasks.push(listener_tasks.spawn(serving));
         }
-        match (tcp, &listener.encrypted) {
-            (Some(tcp), Some(encrypted)) => {
+        match (tcp, quic, &listener.encrypted, over_tcp) {
+            (_, Some(socket), Some(encrypted), _) => {
                 let (serving, certificate) =
-                    tls::start(tcp, address, context, encrypted, idle_timeout)
+                    quic::start(socket.into(), address, context, encrypted, idle_timeout)?;
+                listener_tasks.spawn(serving);
+                certificates.push(certificate);
+            }
+            (Some(tcp), _, Some(encrypted), Some(over)) => {
+                let (serving, certificate) =
+                    tls::start(tcp, address, context, encrypted, over, idle_timeout)
                         .map_err(|source| ServerError::Tls { address, source })?;
                 listener_tasks.spawn(serving);
                 certificates.push(certificate);
             }
-            (Some(tcp), None) => {
+            (Some(tcp), _, None, _) => {
                 listener_tasks.spawn(serve_tcp(tcp, context, idle_timeout));
             }
-            (None, _) => {}
+            _ => {}
         }
         listeners.push(listener.clone());
     }

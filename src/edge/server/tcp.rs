@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::edge::transport::Transport;
 
-/// The connection slots of one listener (TCP, DoT or DoH): a connection
+/// The connection slots of one listener (TCP, DoT, DoH or DoQ): a connection
 /// holds one while it is open, so at most `max` are open at once, and at
 /// most `max_per_client` from one client address, so one client cannot
 /// take every slot.
@@ -34,7 +34,7 @@ pub(crate) struct ConnectionSlots {
 
 /// Why a connection gets no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoSlot {
+pub(super) enum NoSlot {
     /// The listener has `max` connections open.
     Listener,
     /// The client address has `max_per_client` open.
@@ -42,7 +42,7 @@ enum NoSlot {
 }
 
 /// One connection's slot, given back when dropped.
-struct ConnectionSlot {
+pub(super) struct ConnectionSlot {
     _listener: OwnedSemaphorePermit,
     slots: Arc<ConnectionSlots>,
     client: IpAddr,
@@ -69,7 +69,7 @@ impl ConnectionSlots {
 
     /// A slot for one connection from `client`, held until the connection
     /// ends.
-    fn take(self: &Arc<Self>, client: IpAddr) -> Result<ConnectionSlot, NoSlot> {
+    pub(super) fn take(self: &Arc<Self>, client: IpAddr) -> Result<ConnectionSlot, NoSlot> {
         let permit = Arc::clone(&self.free)
             .try_acquire_owned()
             .map_err(|_| NoSlot::Listener)?;
@@ -89,8 +89,13 @@ impl ConnectionSlots {
     }
 
     /// Connections open now.
-    fn open(&self) -> usize {
+    pub(super) fn open(&self) -> usize {
         self.max.saturating_sub(self.free.available_permits())
+    }
+
+    /// Whether at least half of the slots are taken.
+    pub(super) fn is_half_taken(&self) -> bool {
+        self.open().saturating_mul(2) >= self.max
     }
 
     fn lock_per_client(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {

@@ -2,7 +2,7 @@
 //! ([`server::accept_connections`], [`server::serve_connection`]) over a
 //! rustls stream, so DoT answers exactly as TCP does. Also starts the DoH
 //! listeners ([`https_listener`]), which share the TLS handshake, and
-//! reloads the certificates of both.
+//! reloads the certificates of every encrypted listener (DoQ's too).
 //!
 //! The TLS handshake is bounded by the listener's idle timeout; a client
 //! that fails it (plaintext DNS on the TLS port, an unknown ALPN, a
@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -32,15 +33,36 @@ pub(crate) const ALPN_H2: &[u8] = b"h2";
 /// An encrypted listener's certificate slot, kept for reloads.
 pub(crate) struct ListenerCertificate {
     /// The listener's configured address and transport (how a reload finds
-    /// it again; with port 0 a DoT and a DoH listener share an address).
+    /// it again; with port 0 a DoT, a DoH and a DoQ listener share an
+    /// address, and DoT and DoQ may share port 853, one TCP, one UDP).
     pub address: SocketAddr,
-    /// DoT or DoH.
+    /// DoT, DoH or DoQ.
     pub protocol: EncryptedProtocol,
     /// The certificate its handshakes use.
     pub certificate: Arc<ReloadableCertificate>,
 }
 
-/// Starts serving DoT or DoH on a bound TCP listener: loads the
+/// The encrypted transports over TCP (DoQ has its own listener, `quic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverTcp {
+    /// DNS over TLS.
+    Tls,
+    /// DNS over HTTPS.
+    Https,
+}
+
+impl OverTcp {
+    /// The TCP transport of `protocol`; `None` for DoQ.
+    pub(crate) fn of(protocol: EncryptedProtocol) -> Option<Self> {
+        match protocol {
+            EncryptedProtocol::Tls => Some(Self::Tls),
+            EncryptedProtocol::Https => Some(Self::Https),
+            EncryptedProtocol::Quic => None,
+        }
+    }
+}
+
+/// Starts serving DoT or DoH (`over`) on a bound TCP listener: loads the
 /// certificate, builds the TLS configuration with the transport's ALPN and
 /// returns the listener task with the certificate slot for reloads.
 pub(crate) fn start(
@@ -48,6 +70,7 @@ pub(crate) fn start(
     address: SocketAddr,
     context: ServeContext,
     encrypted: &EncryptedListener,
+    over: OverTcp,
     idle_timeout: Duration,
 ) -> Result<
     (
@@ -60,18 +83,16 @@ pub(crate) fn start(
         &encrypted.cert,
         &encrypted.key,
     )?));
-    let alpn = match encrypted.protocol {
-        EncryptedProtocol::Tls => ALPN_DOT,
-        EncryptedProtocol::Https => ALPN_H2,
+    let alpn = match over {
+        OverTcp::Tls => ALPN_DOT,
+        OverTcp::Https => ALPN_H2,
     };
     let acceptor = TlsAcceptor::from(certificate::server_config(Arc::clone(&certificate), alpn)?);
     let protocol = encrypted.protocol;
     let serving = async move {
-        match protocol {
-            EncryptedProtocol::Tls => serve_tls(listener, context, acceptor, idle_timeout).await,
-            EncryptedProtocol::Https => {
-                https::serve(listener, context, acceptor, idle_timeout).await;
-            }
+        match over {
+            OverTcp::Tls => serve_tls(listener, context, acceptor, idle_timeout).await,
+            OverTcp::Https => https::serve(listener, context, acceptor, idle_timeout).await,
         }
     };
     Ok((
@@ -95,6 +116,7 @@ async fn serve_tls(
     server::accept_connections(listener, context, move |stream, client, context| {
         let acceptor = acceptor.clone();
         async move {
+            stream.set_nodelay(true)?;
             let stream = handshake(&acceptor, stream, idle_timeout).await?;
             server::serve_connection(stream, client, context, Transport::Tls, idle_timeout).await
         }
@@ -102,14 +124,17 @@ async fn serve_tls(
     .await;
 }
 
-/// The server side of a TLS handshake, bounded by `timeout`.
-pub(crate) async fn handshake(
+/// The server side of a TLS handshake, bounded by `timeout`. The caller
+/// has turned Nagle off on the TCP socket: answers are written whole, and
+/// Nagle would only delay them.
+pub(crate) async fn handshake<Io>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: Io,
     timeout: Duration,
-) -> io::Result<TlsStream<TcpStream>> {
-    // Answers are written whole; Nagle would only delay them.
-    stream.set_nodelay(true)?;
+) -> io::Result<TlsStream<Io>>
+where
+    Io: AsyncRead + AsyncWrite + Unpin,
+{
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
@@ -139,11 +164,11 @@ pub(crate) fn reload_certificates(
         match certificate::load(&encrypted.cert, &encrypted.key) {
             Ok(certified) => {
                 slot.certificate.replace(certified);
-                tracing::info!(address = %slot.address, cert = %encrypted.cert.display(), "certificate reloaded");
+                tracing::info!(address = %slot.address, protocol = ?slot.protocol, cert = %encrypted.cert.display(), "certificate reloaded");
             }
             Err(error) => notes.push(format!(
-                "listener {}: {error}; the old certificate stays in use",
-                slot.address
+                "listener {} ({:?}): {error}; the old certificate stays in use",
+                slot.address, slot.protocol
             )),
         }
     }

@@ -31,7 +31,7 @@ pub struct ListenerConfig {
     pub discover: Option<bool>,
     /// Access list instead of `access.clients`.
     pub clients: Option<Vec<IpNet>>,
-    /// A DoT or DoH listener (then `udp` and `tcp` are false).
+    /// A DoT, DoH or DoQ listener (then `udp` and `tcp` are false).
     pub encrypted: Option<EncryptedListener>,
     /// Connection limit and idle timeout instead of `[server]`'s.
     pub connections: ConnectionLimits,
@@ -55,13 +55,15 @@ pub enum EncryptedProtocol {
     Tls,
     /// DNS over HTTPS (RFC 8484) on HTTP/2.
     Https,
+    /// DNS over QUIC (RFC 9250), on UDP.
+    Quic,
 }
 
-/// A validated DoT or DoH listener: its transport and certificate files
+/// A validated DoT, DoH or DoQ listener: its transport and certificate files
 /// (loaded once during validation, so a bad file is a configuration error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedListener {
-    /// DoT or DoH.
+    /// DoT, DoH or DoQ.
     pub protocol: EncryptedProtocol,
     /// PEM certificate chain.
     pub cert: PathBuf,
@@ -69,9 +71,8 @@ pub struct EncryptedListener {
     pub key: PathBuf,
 }
 
-/// Parses a listen address; the port is required.
-/// Checks a listener's encrypted transport: `tls` or `https` alone in
-/// `protocols` (each is a TCP port of its own), with `cert` and `key` that
+/// Checks a listener's encrypted transport: `tls`, `https` or `quic` alone
+/// in `protocols` (each is a port of its own), with `cert` and `key` that
 /// load; `cert` and `key` only with one of them.
 pub(super) fn validate_encrypted_listener(
     key: &str,
@@ -80,15 +81,19 @@ pub(super) fn validate_encrypted_listener(
     let protocol = match listener.protocols.as_slice() {
         [ListenerProtocol::Tls] => Some(EncryptedProtocol::Tls),
         [ListenerProtocol::Https] => Some(EncryptedProtocol::Https),
+        [ListenerProtocol::Quic] => Some(EncryptedProtocol::Quic),
         protocols
-            if protocols
-                .iter()
-                .any(|p| matches!(p, ListenerProtocol::Tls | ListenerProtocol::Https)) =>
+            if protocols.iter().any(|p| {
+                matches!(
+                    p,
+                    ListenerProtocol::Tls | ListenerProtocol::Https | ListenerProtocol::Quic
+                )
+            }) =>
         {
             return Err(ConfigError::invalid(
                 &format!("{key}.protocols"),
                 format!("{protocols:?}"),
-                "\"tls\" and \"https\" each need a listener of their own (a separate address or port): list one of them alone",
+                "\"tls\", \"https\" and \"quic\" each need a listener of their own (a separate address or port; \"tls\" and \"quic\" may share port 853, one being TCP, the other UDP): list one of them alone",
             ));
         }
         _ => None,
@@ -107,17 +112,17 @@ pub(super) fn validate_encrypted_listener(
                     }
                 ),
                 path.display(),
-                "a certificate is only used by a \"tls\" or \"https\" listener",
+                "a certificate is only used by a \"tls\", \"https\" or \"quic\" listener",
             )),
             (Some(_), None, _) => Err(ConfigError::invalid(
                 &format!("{key}.cert"),
                 "(missing)",
-                "a \"tls\" or \"https\" listener needs `cert`, a PEM certificate chain file",
+                "a \"tls\", \"https\" or \"quic\" listener needs `cert`, a PEM certificate chain file",
             )),
             _ => Err(ConfigError::invalid(
                 &format!("{key}.key"),
                 "(missing)",
-                "a \"tls\" or \"https\" listener needs `key`, a PEM private key file",
+                "a \"tls\", \"https\" or \"quic\" listener needs `key`, a PEM private key file",
             )),
         };
     };
@@ -140,6 +145,7 @@ pub(super) fn validate_encrypted_listener(
     }))
 }
 
+/// Parses a listen address; the port is required.
 pub(super) fn parse_listen(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.trim().parse().map_err(|_| {
         ConfigError::invalid(
@@ -257,7 +263,7 @@ pub(super) fn ddr_name(
         return Err(ConfigError::invalid(
             "ddr.name",
             text,
-            "DDR designates the encrypted listeners: add a [[listeners]] with protocols = [\"tls\"] or [\"https\"]",
+            "DDR designates the encrypted listeners: add a [[listeners]] with protocols = [\"tls\"], [\"https\"] or [\"quic\"]",
         ));
     }
     let name = parse_domains("ddr.name", std::slice::from_ref(text))?;

@@ -216,6 +216,8 @@ pub enum ListenerProtocol {
     Tls,
     /// DNS over HTTPS (RFC 8484, HTTP/2); needs `cert` and `key`.
     Https,
+    /// DNS over QUIC (RFC 9250, UDP); needs `cert` and `key`.
+    Quic,
 }
 
 /// One `[[listeners]]` table as written.
@@ -236,13 +238,13 @@ pub struct RawListener {
     /// Networks allowed to query this listener instead of `access.clients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<String>>,
-    /// PEM certificate chain of a `tls` or `https` listener.
+    /// PEM certificate chain of a `tls`, `https` or `quic` listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
-    /// PEM private key of a `tls` or `https` listener.
+    /// PEM private key of a `tls`, `https` or `quic` listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
-    /// Most connections open at once on this listener (TCP, DoT, DoH)
+    /// Most connections open at once on this listener (TCP, DoT, DoH, DoQ)
     /// instead of `server.max_tcp_connections`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
