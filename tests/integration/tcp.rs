@@ -188,3 +188,45 @@ async fn tcp_queries_beyond_the_inflight_limit_get_servfail_at_once() {
         assert!(metrics.contains(counted), "{counted} in\n{metrics}");
     }
 }
+
+/// Stream transports replay stored responses as UDP does: a question asked
+/// again over TCP is answered without the upstream (counted as a cache hit
+/// under protocol="tcp"), and a response stored from TCP that is too large
+/// for a UDP client's payload size is not replayed to it whole: the UDP
+/// client gets TC=1 and the full answer over TCP again.
+#[tokio::test]
+async fn stream_queries_are_replayed_from_stored_responses() {
+    let auth = start_auth_upstream(LO).await;
+    let d = start_dns64d(&[auth.addr()], "", "[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
+    let first = query_tcp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&first),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    let asked = auth.total();
+    let again = query_tcp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(answer_summary(&again), answer_summary(&first));
+    assert_eq!(auth.total(), asked, "answered from the stored response");
+
+    // 40 synthesized AAAA: over 512 octets, whole over TCP.
+    let many = query_tcp(d.addr, &Q::new("many-a.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(many.answers.len(), 40);
+    let asked = auth.total();
+    let udp = query_udp(d.addr, &Q::new("many-a.dns64.test", RecordType::AAAA)).await;
+    assert!(udp.metadata.truncation, "{udp:?}");
+    assert!(udp.answers.is_empty());
+    let tcp = query_tcp(d.addr, &Q::new("many-a.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(tcp.answers.len(), 40);
+    assert_eq!(auth.total(), asked, "the stored responses answered both");
+
+    let endpoint = d.server.metrics_addr().expect("metrics endpoint bound");
+    let (_, body) = http_get(endpoint, "/metrics").await;
+    let series = "dns64d_queries_total{qtype=\"AAAA\",protocol=\"tcp\",rcode=\"NOERROR\"} 4";
+    assert!(body.lines().any(|line| line == series), "{series}\n{body}");
+    // A replayed answer is one hit; the full path counts its AAAA and A
+    // lookups (the truncated UDP answer): 1 + 2 + 1.
+    assert!(
+        body.lines().any(|line| line == "dns64d_cache_hits_total 4"),
+        "{body}"
+    );
+}

@@ -163,7 +163,7 @@ impl ServeContext {
             metrics.cookie(state.label());
             valid_cookie = matches!(state, CookieState::Valid(_));
         }
-        record_hit(metrics, &hit);
+        record_hit(metrics, &hit, Transport::Udp);
         if self.rate_limit(client, valid_cookie, reply) {
             FastOutcome::Answer
         } else {
@@ -266,10 +266,10 @@ impl ServeContext {
 }
 
 /// Counts a fast-path answer like the slow path would have.
-pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit) {
+pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit, transport: Transport) {
     metrics.query(
         RecordType::from(hit.qtype),
-        Transport::Udp,
+        transport,
         ResponseCode::from_low(hit.rcode),
     );
     metrics.cache_hit();
@@ -294,15 +294,67 @@ impl ServeContext {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let arrived = tokio::time::Instant::now();
+        // The cache generation is taken before the policy (see `slow_task`).
+        let cache_generation = self.responses.generation();
+        let policy = self.policy();
+        if let Some(response) = self.answer_stream_fast(&policy, request, client, transport) {
+            return Some(response);
+        }
         let Some(_guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
             return self.shed(request, transport);
         };
-        let policy = self.policy();
-        let answering = self.handler.handle(request, client, transport, &policy);
-        match self.within_bound(arrived, answering).await {
-            Ok(response) => response,
-            Err(()) => self.expired(request, transport),
+        let answering = self
+            .handler
+            .handle_reply(request, client, transport, &policy);
+        let reply = match self.within_bound(arrived, answering).await {
+            Ok(reply) => reply?,
+            Err(()) => return self.expired(request, transport),
+        };
+        if policy.client_independent {
+            // Stored as the UDP slow path stores: replayed to later queries
+            // of this listener over any transport (over UDP only when it
+            // fits the client's payload size).
+            let generation = cache_generation.wrapping_add(policy.generation());
+            self.responses.store(
+                request,
+                &reply.bytes,
+                self.listener_id,
+                generation,
+                reply.note,
+            );
         }
+        Some(reply.into_bytes())
+    }
+
+    /// The fast path for a stream transport (TCP, DoT, DoH, DoQ): a stored
+    /// response replayed as over UDP, with no size limit but the message's
+    /// own. A query with a COOKIE option takes the full path (which answers
+    /// it with this client's cookie).
+    fn answer_stream_fast(
+        &self,
+        policy: &ListenerPolicy,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let query = fastpath::parse_query(request)?;
+        if query.cookie.is_some()
+            || !policy.client_independent
+            || policy.log_queries
+            || !policy.is_allowed(client.ip())
+        {
+            return None;
+        }
+        let mut reply = Vec::new();
+        let hit = self.responses.answer(
+            &query,
+            self.listener_id,
+            policy.generation(),
+            usize::from(u16::MAX),
+            &mut reply,
+        )?;
+        record_hit(self.handler.resolver().metrics(), &hit, transport);
+        Some(reply)
     }
 
     /// Runs `answering` until the query's time bound, counted from
