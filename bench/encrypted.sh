@@ -12,6 +12,7 @@
 # openssl, python3, kdig and dig installed (bench/run.sh's install step and .ci/run bring
 # them), and h2load for DoH (apt-get install nghttp2-client; skipped when missing).
 #   DURATION=10 REPEATS=3 PER_CONN="0 100" DNSPERF_MODES="dot doh" bench/encrypted.sh
+# LAT_RATE (1000) and LAT_DURATION (5 s): the latency run per mode and round (p50, p99).
 # PER_CONN: 0 = persistent connections; N = a new connection every N queries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -172,6 +173,26 @@ print(f"{mode} per_conn={per} {server}: completed {completed} qps {float(qps or 
       f"cpu_s {cpu:.2f} q_per_cpu_s {completed / cpu if cpu else 0:.0f} avg_latency_s {latency}")
 PY
 }
+# Latency below saturation: LAT_RATE queries a second for LAT_DURATION seconds over one
+# persistent connection, every answer's latency printed by dnsperf -v; p50 and p99 of them.
+LAT_RATE="${LAT_RATE:-1000}"
+LAT_DURATION="${LAT_DURATION:-5}"
+run_latency() {  # run_latency SERVER MODE PORT
+  local server="$1" mode="$2" port="$3" extra=()
+  if [[ "$mode" == doh ]]; then
+    extra+=(-O "doh-uri=https://127.0.0.1:$port/dns-query" -O doh-method=GET)
+  fi
+  taskset -c "$CLIENT_CPU" dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$WORK/zones/warm.txt" \
+    -l "$LAT_DURATION" -Q "$LAT_RATE" -c 1 -q 64 -t 2 -v "${extra[@]}" 2>&1 |
+    python3 -c '
+import re, sys
+server, mode, rate = sys.argv[1:]
+latencies = sorted(1000 * float(m.group(1)) for m in re.finditer(r"^> \S+ \S+ \S+ ([\d.]+)$", sys.stdin.read(), re.M))
+def percentile(p):
+    return latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] if latencies else 0.0
+print(f"latency {mode} @{rate}qps {server}: p50_ms {percentile(50):.3f} p99_ms {percentile(99):.3f} samples {len(latencies)}")
+' "$server" "$mode" "$LAT_RATE"
+}
 # DoH with h2load (nghttp2-client): POST of one warm query, -c H2_CLIENTS connections
 # with -m H2_STREAMS streams each, persistent: HTTP/2 with many streams per connection.
 H2_CLIENTS="${H2_CLIENTS:-4}"
@@ -216,6 +237,11 @@ PY
         run unbound "${PID[unbound]}" "$mode" "${ports[0]}" "$per"
         run dns64d "${PID[dns64d]}" "$mode" "${ports[1]}" "$per"
       done
+    done
+    for mode in $DNSPERF_MODES; do
+      if [[ "$mode" == dot ]]; then ports=(5511 5521); else ports=(5512 5522); fi
+      run_latency unbound "$mode" "${ports[0]}"
+      run_latency dns64d "$mode" "${ports[1]}"
     done
     if command -v h2load >/dev/null; then
       run_h2load unbound "${PID[unbound]}" 5512
