@@ -68,6 +68,13 @@ impl ListenerPolicy {
             .iter()
             .any(|network| network.contains(&address))
     }
+
+    /// True if `client` may get a stored response replayed (the fast path):
+    /// answers do not depend on who asks, queries are not logged one by
+    /// one, and the client may query.
+    pub(crate) fn replays_to(&self, client: IpAddr) -> bool {
+        self.client_independent && !self.log_queries && self.is_allowed(client)
+    }
 }
 
 /// One configuration as queries see it: every listener's policy, each

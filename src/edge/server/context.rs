@@ -24,7 +24,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::edge::cookies::{self, CookieState};
 use crate::edge::fastpath::{self, ReplayCache};
-use crate::edge::handler::{ListenerPolicy, QueryHandler, SnapshotSlot};
+use crate::edge::handler::{ListenerPolicy, QueryHandler, Reply, SnapshotSlot};
 use crate::edge::pktinfo::ReplySource;
 use crate::edge::ratelimit::{RateLimiter, Verdict};
 use crate::edge::transport::Transport;
@@ -115,7 +115,7 @@ impl ServeContext {
         let Some(query) = fastpath::parse_query(packet) else {
             return FastOutcome::Slow;
         };
-        if !policy.client_independent || policy.log_queries || !policy.is_allowed(client.ip()) {
+        if !policy.replays_to(client.ip()) {
             return FastOutcome::Slow;
         }
         let mut limit = query.udp_limit(self.handler.edns_udp_size());
@@ -224,9 +224,6 @@ impl ServeContext {
             return Err(busy);
         };
         let request = packet.to_vec();
-        // The generation the answer is computed under (configuration and
-        // discovered prefixes); a change meanwhile must not be papered over.
-        let generation = cache_generation.wrapping_add(policy.generation());
         let socket = Arc::clone(socket);
         let context = self.clone();
         Ok(async move {
@@ -252,16 +249,31 @@ impl ServeContext {
             if context.rate_limit(client, response.valid_cookie, &mut sent) {
                 send_reply(&socket, &sent, client, source).await;
             }
-            if policy.client_independent {
-                context.responses.store(
-                    &request,
-                    &response.bytes,
-                    context.listener_id,
-                    generation,
-                    response.note,
-                );
-            }
+            context.store_for_replay(&policy, cache_generation, &request, &response);
         })
+    }
+
+    /// Stores the response to `request` for the fast path when `policy`
+    /// allows it (answers that do not depend on the client), under the
+    /// generation it was computed under: `cache_generation`, taken before
+    /// `policy` was read, plus the policy's own (configuration and
+    /// discovered prefixes), so a change meanwhile is not papered over.
+    fn store_for_replay(
+        &self,
+        policy: &ListenerPolicy,
+        cache_generation: u64,
+        request: &[u8],
+        reply: &Reply,
+    ) {
+        if policy.client_independent {
+            self.responses.store(
+                request,
+                &reply.bytes,
+                self.listener_id,
+                cache_generation.wrapping_add(policy.generation()),
+                reply.note,
+            );
+        }
     }
 }
 
@@ -310,19 +322,9 @@ impl ServeContext {
             Ok(reply) => reply?,
             Err(()) => return self.expired(request, transport),
         };
-        if policy.client_independent {
-            // Stored as the UDP slow path stores: replayed to later queries
-            // of this listener over any transport (over UDP only when it
-            // fits the client's payload size).
-            let generation = cache_generation.wrapping_add(policy.generation());
-            self.responses.store(
-                request,
-                &reply.bytes,
-                self.listener_id,
-                generation,
-                reply.note,
-            );
-        }
+        // Replayed to later queries of this listener over any transport
+        // (over UDP only when it fits the client's payload size).
+        self.store_for_replay(&policy, cache_generation, request, &reply);
         Some(reply.into_bytes())
     }
 
@@ -338,11 +340,7 @@ impl ServeContext {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let query = fastpath::parse_query(request)?;
-        if query.cookie.is_some()
-            || !policy.client_independent
-            || policy.log_queries
-            || !policy.is_allowed(client.ip())
-        {
+        if query.cookie.is_some() || !policy.replays_to(client.ip()) {
             return None;
         }
         let mut reply = Vec::new();
