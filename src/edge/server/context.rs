@@ -224,6 +224,7 @@ impl ServeContext {
             return Err(busy);
         };
         let request = packet.to_vec();
+        let generation = replay_generation(cache_generation, &policy);
         let socket = Arc::clone(socket);
         let context = self.clone();
         Ok(async move {
@@ -249,19 +250,17 @@ impl ServeContext {
             if context.rate_limit(client, response.valid_cookie, &mut sent) {
                 send_reply(&socket, &sent, client, source).await;
             }
-            context.store_for_replay(&policy, cache_generation, &request, &response);
+            context.store_for_replay(&policy, generation, &request, &response);
         })
     }
 
     /// Stores the response to `request` for the fast path when `policy`
-    /// allows it (answers that do not depend on the client), under the
-    /// generation it was computed under: `cache_generation`, taken before
-    /// `policy` was read, plus the policy's own (configuration and
-    /// discovered prefixes), so a change meanwhile is not papered over.
+    /// allows it (answers that do not depend on the client), under
+    /// `generation`: the [`replay_generation`] taken before answering.
     fn store_for_replay(
         &self,
         policy: &ListenerPolicy,
-        cache_generation: u64,
+        generation: u64,
         request: &[u8],
         reply: &Reply,
     ) {
@@ -270,11 +269,21 @@ impl ServeContext {
                 request,
                 &reply.bytes,
                 self.listener_id,
-                cache_generation.wrapping_add(policy.generation()),
+                generation,
                 reply.note,
             );
         }
     }
+}
+
+/// The generation a response is computed under, read before computing it:
+/// the response cache's (`cache_generation`, taken before `policy` was
+/// read) plus the policy's, which moves when discovered prefixes change
+/// (it is read live). Read after answering, a change meanwhile would be
+/// papered over: an answer computed without the new prefix would be stored
+/// as current.
+fn replay_generation(cache_generation: u64, policy: &ListenerPolicy) -> u64 {
+    cache_generation.wrapping_add(policy.generation())
 }
 
 /// Counts a fast-path answer like the slow path would have.
@@ -309,6 +318,7 @@ impl ServeContext {
         // The cache generation is taken before the policy (see `slow_task`).
         let cache_generation = self.responses.generation();
         let policy = self.policy();
+        let generation = replay_generation(cache_generation, &policy);
         if let Some(response) = self.answer_stream_fast(&policy, request, client, transport) {
             return Some(response);
         }
@@ -324,7 +334,7 @@ impl ServeContext {
         };
         // Replayed to later queries of this listener over any transport
         // (over UDP only when it fits the client's payload size).
-        self.store_for_replay(&policy, cache_generation, request, &reply);
+        self.store_for_replay(&policy, generation, request, &reply);
         Some(reply.into_bytes())
     }
 
