@@ -103,6 +103,18 @@ for arch in "${arches[@]}"; do
     export WINEARCH=$winearch WINEPREFIX=$work/prefix-$arch
     wineboot -i > "$work/wineboot-$arch.log" 2>&1
     wine reg add 'HKCU\Software\Wine' /v Version /d "$version" /f > /dev/null 2>&1
+    # One wineserver for the whole arch, kept alive (-p): otherwise it and Wine's
+    # services.exe shut down a few seconds after the last Wine program exits, and a
+    # command started in that window meets a services.exe that is going away (sc query
+    # said "no such service" right after install) or a new one that auto-starts the
+    # installed service by itself, racing sc start.
+    wineserver -k 2>/dev/null || true
+    wineserver -w 2>/dev/null || true
+    wineserver -p
+    # Wine's system processes (services.exe, winedevice.exe) now live as long as that
+    # server: start them here, with their output in a file, so none of them inherits
+    # and holds open the pipe of a check's command substitution.
+    wine cmd /c exit < /dev/null > "$work/wine-system-$arch.log" 2>&1
     check "$arch: Wine reports the XP version" \
         "$(if [[ $arch == i686 ]]; then echo 'Microsoft Windows 5.1.2600'; else echo 'Microsoft Windows 5.2.3790'; fi)" \
         bash -c "wine cmd /c ver | grep -o 'Microsoft.*' | tr -d '\r'"
