@@ -24,7 +24,7 @@
 //! not failures, and hickory's warnings about them are filtered out of the
 //! default log (`ops::logging`).
 //!
-//! With `upstream.nat64_prefix` (an IPv6-only host), the recursor's
+//! With `recursion.nat64_prefix` (an IPv6-only host), the recursor's
 //! connections to IPv4 addresses go to those addresses embedded in the
 //! prefix instead ([`NameServerConnections`]), through the network's NAT64,
 //! as Unbound's `do-nat64` and BIND's `resolver-use-dns64` do; IPv6
@@ -106,7 +106,7 @@ impl RecursorBuild {
 }
 
 /// How the recursor opens its connections to name servers: tokio's, with
-/// IPv4 addresses rewritten into `upstream.nat64_prefix` when it is set.
+/// IPv4 addresses rewritten into `recursion.nat64_prefix` when it is set.
 #[derive(Clone, Default)]
 pub(crate) struct NameServerConnections {
     runtime: TokioRuntimeProvider,
