@@ -75,6 +75,46 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn the_recursor_keeps_its_upstream_sockets_between_queries() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
+        let mut authorities = Vec::new();
+        for (host, origin, file) in servers {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+            authorities.push(
+                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
+            );
+        }
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
+            hierarchy_zone("root.hints").display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        const NAMES: usize = 40;
+        for i in 0..NAMES {
+            let m = query_udp(d.addr, &Q::new(&format!("nx{i}.rec.test"), RecordType::A)).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+        }
+        let leaf: Vec<SeenQuery> = authorities[2]
+            .seen()
+            .into_iter()
+            .filter(|q| q.protocol == Transport::Udp && q.name.starts_with("nx"))
+            .collect();
+        assert!(leaf.len() >= NAMES, "{} queries at the leaf", leaf.len());
+        // One client socket: its queries land on one listener thread, whose
+        // idle sockets carry them (a new socket per query before).
+        let ports: std::collections::HashSet<u16> = leaf.iter().map(|q| q.src.port()).collect();
+        assert!(ports.len() <= 3, "{} source ports for {} queries: {ports:?}", ports.len(), leaf.len());
+        // ...each with a random ID of its own (a few may collide by chance).
+        let ids: std::collections::HashSet<u16> = leaf.iter().map(|q| q.id).collect();
+        assert!(ids.len() + 3 >= leaf.len(), "{} IDs for {} queries", ids.len(), leaf.len());
+        drop(authorities);
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn flush_empties_the_recursors_own_cache_too() {
     use dns64d::answering::cache::FlushScope;
     use dns64d::ops::control::{self, Command, Reply, StatusInfo};

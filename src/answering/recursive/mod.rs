@@ -45,13 +45,15 @@ use hickory_proto::dnssec::{DnssecSummary, Proof};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_resolver::config::ConnectionConfig;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::recursor::{
     DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
 };
 use hickory_resolver::{ConnectionProvider, PoolContext};
 
+mod sockets;
+
+use self::sockets::PooledRuntime;
 use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
 use crate::dns64::Nat64Prefix;
 use crate::dns64::answer::Answer;
@@ -105,11 +107,12 @@ impl RecursorBuild {
     }
 }
 
-/// How the recursor opens its connections to name servers: tokio's, with
-/// IPv4 addresses rewritten into `recursion.nat64_prefix` when it is set.
+/// How the recursor opens its connections to name servers: hickory's, on
+/// UDP sockets kept between queries ([`sockets`]), with IPv4 addresses
+/// rewritten into `recursion.nat64_prefix` when it is set.
 #[derive(Clone, Default)]
 pub(crate) struct NameServerConnections {
-    runtime: TokioRuntimeProvider,
+    runtime: PooledRuntime,
     nat64_prefix: Option<Nat64Prefix>,
 }
 
@@ -124,9 +127,9 @@ impl NameServerConnections {
 }
 
 impl ConnectionProvider for NameServerConnections {
-    type Conn = <TokioRuntimeProvider as ConnectionProvider>::Conn;
-    type FutureConn = <TokioRuntimeProvider as ConnectionProvider>::FutureConn;
-    type RuntimeProvider = TokioRuntimeProvider;
+    type Conn = <PooledRuntime as ConnectionProvider>::Conn;
+    type FutureConn = <PooledRuntime as ConnectionProvider>::FutureConn;
+    type RuntimeProvider = PooledRuntime;
 
     fn new_connection(
         &self,
@@ -153,6 +156,12 @@ impl RecursiveResolver {
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {
             response_cache_size: settings.cache_entries.max(1),
+            // Delegations (a name server pool per zone cut) as many as answers:
+            // hickory's default of 1024 makes a recursor serving more zones than
+            // that ask the parents again for delegations it had.
+            ns_cache_size: usize::try_from(settings.cache_entries)
+                .unwrap_or(usize::MAX)
+                .max(1),
             recursion_limit: settings.recursion_limit,
             ns_recursion_limit: settings.recursion_limit,
             case_randomization: settings.case_randomization,
@@ -177,7 +186,7 @@ impl RecursiveResolver {
             policy,
             options,
             connections: NameServerConnections {
-                runtime: TokioRuntimeProvider::default(),
+                runtime: PooledRuntime::default(),
                 nat64_prefix: settings.nat64_prefix,
             },
         };
@@ -528,7 +537,7 @@ mod tests {
         ];
         for (name, nat64_prefix, listed, reached) in cases {
             let connections = NameServerConnections {
-                runtime: TokioRuntimeProvider::default(),
+                runtime: PooledRuntime::default(),
                 nat64_prefix,
             };
             let listed: IpAddr = listed.parse().unwrap();
