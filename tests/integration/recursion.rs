@@ -93,7 +93,7 @@ fn the_recursor_keeps_its_upstream_sockets_between_queries() {
         let d = start_dns64d_toml(&toml).await;
         const NAMES: usize = 40;
         for i in 0..NAMES {
-            let m = query_udp(d.addr, &Q::new(&format!("nx{i}.rec.test"), RecordType::A)).await;
+            let m = query_udp(d.addr, &Q::new(format!("nx{i}.rec.test"), RecordType::A)).await;
             assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
         }
         let leaf: Vec<SeenQuery> = authorities[2]
