@@ -108,11 +108,26 @@ impl Arguments {
 }
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     #[cfg(windows)]
     if let Some(code) = windows_scm::command() {
         return code;
     }
     run(Arguments::parse())
+}
+
+/// Turns off transparent huge pages for this process (Linux). Where THP is
+/// `always`, the allocator's arenas are faulted in 2 MiB at a time: dns64d
+/// idled at 26 MB RSS (13 MB of it one arena barely used) instead of 14 MB,
+/// and its caches grew in the same steps. Memory that grows with use matters
+/// more to a sidecar or a per-host shim than the TLB misses THP saves.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integers only and touches no memory of
+    // ours; on failure (an old kernel) the process keeps THP, nothing else.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// Loads the configuration, sets up logs and serves until stopped (also the
