@@ -115,6 +115,46 @@ fn the_recursor_keeps_its_upstream_sockets_between_queries() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn concurrent_questions_for_one_name_are_asked_upstream_once() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
+        let mut authorities = Vec::new();
+        for (host, origin, file) in servers {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+            authorities.push(
+                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
+            );
+        }
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
+            hierarchy_zone("root.hints").display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        // 30 clients (30 sockets, so several listener threads) ask at once.
+        let asks = (0..30).map(|_| async {
+            let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA)).await;
+            assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
+        });
+        futures_util::future::join_all(asks).await;
+        let leaf = &authorities[2];
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::AAAA), 1, "{:?}", leaf.seen());
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1, "{:?}", leaf.seen());
+        // A is asked after the AAAA answer (dns64.parallel_a = false), so
+        // its walk finds the delegations the AAAA walk cached: no question
+        // was asked twice anywhere in the hierarchy.
+        for authority in &authorities {
+            let seen = authority.seen();
+            let distinct: std::collections::HashSet<(String, RecordType)> =
+                seen.iter().map(|q| (q.name.to_lowercase(), q.qtype)).collect();
+            assert_eq!(distinct.len(), seen.len(), "{seen:?}");
+        }
+        drop(authorities);
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn flush_empties_the_recursors_own_cache_too() {
     use dns64d::answering::cache::FlushScope;
     use dns64d::ops::control::{self, Command, Reply, StatusInfo};

@@ -375,3 +375,88 @@ async fn cache_ttl_bounds_apply_to_the_first_answer_and_to_cached_ones() {
         assert_eq!(aaaa_answers(&m)[0].1, 20);
     }
 }
+
+/// RFC 6147 §5.1: A is asked only when the AAAA answer is empty, unless
+/// `dns64.parallel_a` asks both at once.
+#[tokio::test]
+async fn a_is_asked_only_when_the_aaaa_answer_is_empty() {
+    let (auth, d) = setup("").await;
+    let m = query_udp(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["dual.dns64.test. 300 AAAA 2001:db8::40"]
+    );
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert_eq!(auth.count("dual.dns64.test", RecordType::AAAA), 1);
+    assert_eq!(
+        auth.count("dual.dns64.test", RecordType::A),
+        0,
+        "{:?}",
+        auth.seen()
+    );
+    assert_eq!(auth.count("v4only.dns64.test", RecordType::AAAA), 1);
+    assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
+
+    let (auth, d) = setup("[dns64]\nparallel_a = true\n").await;
+    let m = query_udp(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["dual.dns64.test. 300 AAAA 2001:db8::40"]
+    );
+    // The A lookup runs in a task of its own: it reaches the upstream even
+    // though the answer did not wait for it.
+    auth.wait_for_count("dual.dns64.test", RecordType::A, 1)
+        .await;
+    let m = query_udp(d.addr, &Q::new("v4only.dns64.test", RecordType::AAAA)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["v4only.dns64.test. 60 AAAA 64:ff9b::5db8:d822"]
+    );
+    assert_eq!(auth.count("v4only.dns64.test", RecordType::A), 1);
+}
+
+/// A server that never answers AAAA questions (the case RFC 6147 §5.1.2
+/// has in mind): A is asked alongside once the AAAA answer is one attempt's
+/// timeout late, so the client gets its synthesized AAAA when the AAAA
+/// lookup gives up, within the time bound, not after a second one.
+#[tokio::test]
+async fn a_server_that_drops_aaaa_questions_still_gets_synthesis_in_time() {
+    let fake = start_fake_upstream(LO, |req, _| {
+        let q = &req.queries[0];
+        if q.query_type() == RecordType::A {
+            let owner = q.name().to_string();
+            // Slow enough that asking A only after the AAAA lookup gave up
+            // (2 s) would answer after 2.9 s.
+            FakeAction::Delayed(
+                std::time::Duration::from_millis(900),
+                reply_with(
+                    req,
+                    vec![rr_a(&owner, 300, Ipv4Addr::new(93, 184, 216, 34))],
+                ),
+            )
+        } else {
+            FakeAction::Drop
+        }
+    })
+    .await;
+    // timeout_ms = 1000, attempts = 2 (start_dns64d): a bound of 2 s.
+    let d = start_dns64d(&[fake.addr()], "", "").await;
+    let started = std::time::Instant::now();
+    let m = query_udp(d.addr, &Q::new("noaaaa.example", RecordType::AAAA)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(answer_summary(&m).len(), 1, "{m:?}");
+    assert!(
+        answer_summary(&m)[0].ends_with(" AAAA 64:ff9b::5db8:d822"),
+        "{m:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(2500),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(fake.count("noaaaa.example", RecordType::A), 1);
+}

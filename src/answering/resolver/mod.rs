@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -203,6 +204,14 @@ pub struct Resolver {
     me: Weak<Resolver>,
     /// Some answer is being served stale now (logged when this changes).
     serving_stale: AtomicBool,
+    /// How long an AAAA lookup may take before A is asked alongside it
+    /// (one upstream attempt's timeout; see [`Resolver::resolve_aaaa`]).
+    a_alongside_after: Duration,
+    /// The upstream time bound (`upstream.timeout_ms × upstream.attempts`):
+    /// an AAAA question's A lookup is not waited for past it.
+    time_bound: Duration,
+    /// `upstream.attempts`, for the error a lookup cut off by it reports.
+    attempts: u32,
 }
 
 impl Resolver {
@@ -224,6 +233,9 @@ impl Resolver {
             pending_lookups: Mutex::new(HashMap::new()),
             me: me.clone(),
             serving_stale: AtomicBool::new(false),
+            a_alongside_after: config.upstream.timeout,
+            time_bound: config.upstream.timeout * config.upstream.attempts.max(1),
+            attempts: config.upstream.attempts.max(1),
         })
     }
 
@@ -354,30 +366,52 @@ impl Resolver {
     ) -> Resolution {
         let name = &question.name;
         let flags = options.flags;
-        let aaaa_key = CacheKey::new(
-            name,
-            RecordType::AAAA,
-            question.class,
-            flags.dnssec_ok,
-            flags.checking_disabled,
-        );
-        // Start the A lookup now unless the AAAA answer is cached (then A most likely is too).
-        let a_prefetch = if !options.cache_only && self.cache.get(&aaaa_key).is_none() {
+        // With dns64.parallel_a, the A lookup starts now (unless the AAAA
+        // answer is cached: then A most likely is too). Otherwise A is asked
+        // once the AAAA answer is known to be empty, as RFC 6147 §5.1 has it,
+        // or alongside when the AAAA answer takes longer than one upstream
+        // attempt: a silent upstream then still gets its SERVFAIL within the
+        // time bound, and a server that drops AAAA questions still gets its
+        // A synthesized when the AAAA lookup gives up.
+        let spawn_a = || {
             let resolver = Arc::clone(self);
             let (a_name, class, a_options) = (name.clone(), question.class, options.clone());
-            Some(tokio::spawn(async move {
+            tokio::spawn(async move {
                 resolver
                     .lookup_following(&a_name, RecordType::A, class, a_options)
                     .await
-            }))
-        } else {
-            None
+            })
         };
-
-        let aaaa = match self
-            .lookup_following(name, RecordType::AAAA, question.class, options.clone())
-            .await
-        {
+        let aaaa_uncached = || {
+            !options.cache_only
+                && self
+                    .cache
+                    .get(&CacheKey::new(
+                        name,
+                        RecordType::AAAA,
+                        question.class,
+                        flags.dnssec_ok,
+                        flags.checking_disabled,
+                    ))
+                    .is_none()
+        };
+        let started = tokio::time::Instant::now();
+        let mut a_prefetch = (policy.parallel_a && aaaa_uncached()).then(spawn_a);
+        let aaaa_lookup =
+            self.lookup_following(name, RecordType::AAAA, question.class, options.clone());
+        let aaaa_result = if a_prefetch.is_some() || options.cache_only {
+            aaaa_lookup.await
+        } else {
+            tokio::pin!(aaaa_lookup);
+            match tokio::time::timeout(self.a_alongside_after, &mut aaaa_lookup).await {
+                Ok(result) => result,
+                Err(_) => {
+                    a_prefetch = Some(spawn_a());
+                    aaaa_lookup.await
+                }
+            }
+        };
+        let aaaa = match aaaa_result {
             Ok(answer) => answer,
             // RFC 6147 §5.1.2: a failed AAAA lookup counts as "no AAAA" —
             // but not a bogus one: validation failure is never papered over.
@@ -416,20 +450,32 @@ impl Resolver {
         let aaaa_failed = !fallback.name_exists;
         let excluded_aaaa = fallback.had_excluded;
 
+        // The A answer is not waited for past the time bound from the start
+        // of the AAAA lookup (a spawned A lookup goes on and fills the cache).
+        let a_deadline = started + self.time_bound;
+        let timed_out = || {
+            LookupError::Upstream(UpstreamError::Timeout {
+                attempts: self.attempts,
+                timeout: self.a_alongside_after,
+            })
+        };
         let a = match a_prefetch {
-            Some(task) => match task.await {
-                Ok(result) => result,
-                Err(join_error) => {
+            Some(task) => match tokio::time::timeout_at(a_deadline, task).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(join_error)) => {
                     tracing::error!(%join_error, "A lookup task failed");
                     Err(LookupError::Upstream(UpstreamError::Network(
                         "internal A lookup failed".into(),
                     )))
                 }
+                Err(_) => Err(timed_out()),
             },
-            None => {
-                self.lookup_following(name, RecordType::A, question.class, options)
-                    .await
-            }
+            None => tokio::time::timeout_at(
+                a_deadline,
+                self.lookup_following(name, RecordType::A, question.class, options),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out())),
         };
         let a = match a {
             Ok(answer) => answer,

@@ -23,6 +23,10 @@ pub struct Dns64Config {
     pub exclude_aaaa: ExcludedAaaa,
     /// Whether a failed AAAA lookup leads to synthesis.
     pub synthesize_on: SynthesizeOn,
+    /// Ask A together with AAAA (lower latency for A-only names, an upstream
+    /// A query wasted for every name that has AAAA); `false`: A only after
+    /// the AAAA answer turned out empty, as RFC 6147 §5.1 describes.
+    pub parallel_a: bool,
     /// Synthesize even for DO+CD queries.
     pub break_dnssec: bool,
     /// Reverse synthesis mode.
@@ -255,6 +259,7 @@ pub(super) fn validate(
         discovered_exclude_ipv4: global_exclude_ipv4,
         exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
         synthesize_on: raw.synthesize_on,
+        parallel_a: raw.parallel_a,
         break_dnssec: raw.break_dnssec,
         reverse: raw.reverse,
         reverse_ttl: raw.reverse_ttl,

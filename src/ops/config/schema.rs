@@ -385,6 +385,8 @@ pub struct RawDns64 {
     pub exclude_ipv4: Option<Vec<String>>,
     /// Whether a failed AAAA lookup leads to synthesis.
     pub synthesize_on: SynthesizeOn,
+    /// Ask A together with AAAA instead of after an empty AAAA answer.
+    pub parallel_a: bool,
     /// Synthesize even for DO+CD queries (a departure from RFC 6147 §5.5).
     pub break_dnssec: bool,
     /// Reverse synthesis mode for PTR queries under a prefix.
@@ -551,6 +553,7 @@ impl Default for RawDns64 {
             exclude_aaaa: vec!["::ffff:0:0/96".into()],
             exclude_ipv4: None,
             synthesize_on: SynthesizeOn::Rfc,
+            parallel_a: false,
             break_dnssec: false,
             reverse: ReverseMode::Cname,
             reverse_ttl: DEFAULT_REVERSE_TTL,
