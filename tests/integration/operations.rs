@@ -77,8 +77,8 @@ async fn metrics_and_health_are_served_over_http() {
         "{body}"
     );
     // The repeated question is a cache hit (answered by the UDP fast path);
-    // every AAAA miss without a usable AAAA also looked up A (dual's native
-    // AAAA did not: dns64.parallel_a is off): 3 × 2 + 1 + the NXDOMAIN A.
+    // every AAAA miss also looked up A (dns64.parallel_a, forward mode's
+    // default): 4 × 2 + the NXDOMAIN A.
     assert_eq!(
         sample(&body, "dns64d_cache_hits_total"),
         Some(1.0),
@@ -86,10 +86,10 @@ async fn metrics_and_health_are_served_over_http() {
     );
     assert_eq!(
         sample(&body, "dns64d_cache_misses_total"),
-        Some(8.0),
+        Some(9.0),
         "{body}"
     );
-    assert_eq!(sample(&body, "dns64d_cache_entries"), Some(8.0), "{body}");
+    assert_eq!(sample(&body, "dns64d_cache_entries"), Some(9.0), "{body}");
     let server = auth.addr();
     assert_eq!(
         sample(

@@ -376,11 +376,11 @@ async fn cache_ttl_bounds_apply_to_the_first_answer_and_to_cached_ones() {
     }
 }
 
-/// RFC 6147 §5.1: A is asked only when the AAAA answer is empty, unless
-/// `dns64.parallel_a` asks both at once.
+/// RFC 6147 §5.1: with `dns64.parallel_a = false`, A is asked only when the
+/// AAAA answer is empty; with `true` (forward mode's default) both at once.
 #[tokio::test]
 async fn a_is_asked_only_when_the_aaaa_answer_is_empty() {
-    let (auth, d) = setup("").await;
+    let (auth, d) = setup("[dns64]\nparallel_a = false\n").await;
     let m = query_udp(d.addr, &Q::new("dual.dns64.test", RecordType::AAAA)).await;
     assert_eq!(
         answer_summary(&m),
@@ -444,7 +444,7 @@ async fn a_server_that_drops_aaaa_questions_still_gets_synthesis_in_time() {
     })
     .await;
     // timeout_ms = 1000, attempts = 2 (start_dns64d): a bound of 2 s.
-    let d = start_dns64d(&[fake.addr()], "", "").await;
+    let d = start_dns64d(&[fake.addr()], "", "[dns64]\nparallel_a = false\n").await;
     let started = std::time::Instant::now();
     let m = query_udp(d.addr, &Q::new("noaaaa.example", RecordType::AAAA)).await;
     let elapsed = started.elapsed();
@@ -459,4 +459,26 @@ async fn a_server_that_drops_aaaa_questions_still_gets_synthesis_in_time() {
         "answered after {elapsed:?}"
     );
     assert_eq!(fake.count("noaaaa.example", RecordType::A), 1);
+}
+
+/// With `dns64.parallel_a = false` a silent upstream still gets its SERVFAIL
+/// within the time bound (the A lookup started alongside is not waited for
+/// past it), not after an AAAA bound and then an A bound.
+#[tokio::test]
+async fn a_silent_upstream_fails_within_the_bound_with_sequential_a() {
+    let silent = start_fake_upstream(LO, |_, _| FakeAction::Drop).await;
+    let d = start_dns64d(&[silent.addr()], "", "[dns64]\nparallel_a = false\n").await;
+    let started = std::time::Instant::now();
+    let m = query_udp(d.addr, &Q::new("gone.example", RecordType::AAAA)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    // timeout_ms = 1000 × attempts = 2.
+    assert!(
+        elapsed < std::time::Duration::from_millis(2500),
+        "SERVFAIL after {elapsed:?}"
+    );
+    assert!(
+        silent.count("gone.example", RecordType::A) >= 1,
+        "A asked alongside"
+    );
 }

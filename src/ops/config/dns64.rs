@@ -25,7 +25,9 @@ pub struct Dns64Config {
     pub synthesize_on: SynthesizeOn,
     /// Ask A together with AAAA (lower latency for A-only names, an upstream
     /// A query wasted for every name that has AAAA); `false`: A only after
-    /// the AAAA answer turned out empty, as RFC 6147 §5.1 describes.
+    /// the AAAA answer turned out empty, as RFC 6147 §5.1 describes. Unset,
+    /// `true` in forward mode and `false` in recursive mode, where each was
+    /// measured cheaper (bench/README, "Parallel A").
     pub parallel_a: bool,
     /// Synthesize even for DO+CD queries.
     pub break_dnssec: bool,
@@ -259,7 +261,8 @@ pub(super) fn validate(
         discovered_exclude_ipv4: global_exclude_ipv4,
         exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
         synthesize_on: raw.synthesize_on,
-        parallel_a: raw.parallel_a,
+        // Forward mode's default; `Config::validate` sets recursive mode's.
+        parallel_a: raw.parallel_a.unwrap_or(true),
         break_dnssec: raw.break_dnssec,
         reverse: raw.reverse,
         reverse_ttl: raw.reverse_ttl,

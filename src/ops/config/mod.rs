@@ -284,7 +284,10 @@ impl Config {
         let listen = listeners.iter().map(|listener| listener.address).collect();
         let upstream = upstream::validate(&raw, listen)?;
         let ddr_name = listeners::ddr_name(&raw.ddr, &listeners)?;
-        let dns64 = dns64::validate(&raw.dns64, prefixes, global_exclude_ipv4, &mut warnings)?;
+        let mut dns64 = dns64::validate(&raw.dns64, prefixes, global_exclude_ipv4, &mut warnings)?;
+        if raw.dns64.parallel_a.is_none() && upstream.recursive.is_some() {
+            dns64.parallel_a = false;
+        }
         let access_clients = values::parse_ip_networks("access.clients", &raw.access.clients)?;
         let log = server::log(&raw.log)?;
         let metrics_listen = raw
@@ -336,6 +339,23 @@ mod tests {
     }
 
     const BASE: &str = "listen = [\"127.0.0.1:5300\"]\n[upstream]\nservers = [\"192.0.2.53\"]\n";
+
+    #[test]
+    fn parallel_a_defaults_to_the_mode_measured_cheaper() {
+        let parallel_a = |toml: &str| from_toml_str(toml).unwrap().dns64.parallel_a;
+        let recursive = "listen = [\"127.0.0.1:5300\"]\n[upstream]\nmode = \"recursive\"\n";
+        assert!(parallel_a(BASE));
+        assert!(!parallel_a(recursive));
+        assert!(!parallel_a(&format!("{BASE}[dns64]\nparallel_a = false\n")));
+        assert!(parallel_a(&format!(
+            "{recursive}[dns64]\nparallel_a = true\n"
+        )));
+        assert!(
+            error_text(&format!("{BASE}[dns64]\nparallel_a = 1\n")).contains("parallel_a"),
+            "{}",
+            error_text(&format!("{BASE}[dns64]\nparallel_a = 1\n"))
+        );
+    }
 
     #[test]
     fn defaults_with_explicit_upstream_are_valid() {

@@ -385,8 +385,10 @@ pub struct RawDns64 {
     pub exclude_ipv4: Option<Vec<String>>,
     /// Whether a failed AAAA lookup leads to synthesis.
     pub synthesize_on: SynthesizeOn,
-    /// Ask A together with AAAA instead of after an empty AAAA answer.
-    pub parallel_a: bool,
+    /// Ask A together with AAAA instead of after an empty AAAA answer
+    /// (`None`: in forward mode yes, in recursive mode no).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_a: Option<bool>,
     /// Synthesize even for DO+CD queries (a departure from RFC 6147 §5.5).
     pub break_dnssec: bool,
     /// Reverse synthesis mode for PTR queries under a prefix.
@@ -553,7 +555,7 @@ impl Default for RawDns64 {
             exclude_aaaa: vec!["::ffff:0:0/96".into()],
             exclude_ipv4: None,
             synthesize_on: SynthesizeOn::Rfc,
-            parallel_a: false,
+            parallel_a: None,
             break_dnssec: false,
             reverse: ReverseMode::Cname,
             reverse_ttl: DEFAULT_REVERSE_TTL,
