@@ -155,6 +155,65 @@ fn concurrent_questions_for_one_name_are_asked_upstream_once() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn a_silent_name_server_is_avoided_after_it_failed() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        // A zone whose name server has two addresses: 127.0.0.5 takes
+        // queries and never answers, 127.0.0.6 answers.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: &str| {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
+        let root = write(
+            "root.zone",
+            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
+        );
+        const NAMES: usize = 30;
+        let hosts: String = (0..NAMES).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
+        let two = write(
+            "two.zone",
+            &format!("$ORIGIN two.\n@ 3600 IN SOA ns-two. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns-two.\n{hosts}"),
+        );
+        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
+        let live = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
+        let dead = std::net::UdpSocket::bind("127.0.0.5:53").unwrap();
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
+            hints.display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        let mut slow = 0;
+        for i in 0..NAMES {
+            let started = std::time::Instant::now();
+            let m = query_udp(d.addr, &Q::new(format!("h{i}.two"), RecordType::A)).await;
+            assert_eq!(answer_summary(&m), [format!("h{i}.two. 300 A 93.184.216.34")], "{m:?}");
+            if started.elapsed() > std::time::Duration::from_millis(100) {
+                slow += 1;
+            }
+        }
+        dead.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        let mut to_dead = 0;
+        while dead.recv(&mut buf).is_ok() {
+            to_dead += 1;
+        }
+        let to_live = live.seen().iter().filter(|q| q.name.starts_with('h')).count();
+        eprintln!("slow {slow}, dead {to_dead}, live {to_live}");
+        // Every name answered (hickory used to spend its whole 5 s on the
+        // silent address and give up); the silent one is mostly avoided once
+        // it failed (its smoothed RTT decays, so it is probed again now and
+        // then, as Unbound probes a server it backed off from).
+        assert!(to_live >= NAMES, "{to_live}");
+        assert!(slow <= NAMES / 4, "{slow} of {NAMES} questions waited for the silent address");
+        assert!(to_dead <= NAMES / 3, "the silent address got {to_dead} queries for {NAMES} names");
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn flush_empties_the_recursors_own_cache_too() {
     use dns64d::answering::cache::FlushScope;
     use dns64d::ops::control::{self, Command, Reply, StatusInfo};
