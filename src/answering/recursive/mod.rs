@@ -571,8 +571,8 @@ mod tests {
         ];
         for (name, nat64_prefix, listed, reached) in cases {
             let connections = NameServerConnections {
-                runtime: PooledRuntime::default(),
                 nat64_prefix,
+                ..NameServerConnections::default()
             };
             let listed: IpAddr = listed.parse().unwrap();
             assert_eq!(
@@ -581,5 +581,14 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_name_server_gets_a_fifth_of_the_bound_within_limits() {
+        let ms = Duration::from_millis;
+        assert_eq!(name_server_timeout(ms(4000)), ms(800));
+        assert_eq!(name_server_timeout(ms(2000)), ms(400));
+        assert_eq!(name_server_timeout(ms(100)), ms(100));
+        assert_eq!(name_server_timeout(ms(60_000)), ms(800));
     }
 }
