@@ -468,14 +468,18 @@ impl Resolver {
                         "internal A lookup failed".into(),
                     )))
                 }
-                Err(_) => Err(timed_out()),
+                // Out of time: SERVFAIL, not the AAAA answer's NODATA.
+                Err(_) => return Resolution::failure(&timed_out()),
             },
-            None => tokio::time::timeout_at(
+            None => match tokio::time::timeout_at(
                 a_deadline,
                 self.lookup_following(name, RecordType::A, question.class, options),
             )
             .await
-            .unwrap_or_else(|_| Err(timed_out())),
+            {
+                Ok(result) => result,
+                Err(_) => return Resolution::failure(&timed_out()),
+            },
         };
         let a = match a {
             Ok(answer) => answer,
