@@ -122,12 +122,14 @@ pub(crate) struct NameServerConnections {
 }
 
 /// How long the recursor waits for one name server over UDP before it tries
-/// the zone's next one: a fifth of the question's time bound, from 100 ms to
-/// 800 ms (Unbound starts at 376 ms for a server it has no RTT for). hickory's
-/// own is 5 s, its whole budget for a zone, so a zone whose first name
-/// server was silent got SERVFAIL although another one answered.
+/// the zone's next one: half the question's time bound, from 100 ms to 800 ms
+/// (Unbound starts at 376 ms for a server it has no RTT for). hickory's own
+/// is 5 s, its whole budget for a zone, so a zone whose first name server was
+/// silent got SERVFAIL although another one answered. Not less than half the
+/// bound: a busy host answering late is not a dead server (a fifth made the
+/// flood test's live servers time out on a loaded CI machine).
 fn name_server_timeout(question_bound: Duration) -> Duration {
-    (question_bound / 5).clamp(Duration::from_millis(100), Duration::from_millis(800))
+    (question_bound / 2).clamp(Duration::from_millis(100), Duration::from_millis(800))
 }
 
 impl NameServerConnections {
@@ -584,10 +586,10 @@ mod tests {
     }
 
     #[test]
-    fn a_name_server_gets_a_fifth_of_the_bound_within_limits() {
+    fn a_name_server_gets_half_the_bound_within_limits() {
         let ms = Duration::from_millis;
         assert_eq!(name_server_timeout(ms(4000)), ms(800));
-        assert_eq!(name_server_timeout(ms(2000)), ms(400));
+        assert_eq!(name_server_timeout(ms(800)), ms(400));
         assert_eq!(name_server_timeout(ms(100)), ms(100));
         assert_eq!(name_server_timeout(ms(60_000)), ms(800));
     }
