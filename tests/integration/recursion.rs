@@ -11,6 +11,31 @@ fn hierarchy_zone(file: &str) -> std::path::PathBuf {
     data_dir().join("hierarchy").join(file)
 }
 
+/// The root, `test.` and `rec.test.` of the miniature hierarchy.
+const REC_TEST: [(u8, &str, &str); 3] = [
+    (1, ".", "root.zone"),
+    (2, "test.", "test.zone"),
+    (3, "rec.test.", "rec.test.zone"),
+];
+
+/// Serves the miniature hierarchy's zones (`(host, origin, zone file)`, each
+/// on 127.0.0.host:53) and starts a recursive dns64d on 127.0.0.1:5353 from
+/// its root hints (timeout 500 ms, 2 attempts).
+async fn serve_hierarchy_and_recurse(servers: &[(u8, &str, &str)]) -> (Vec<AuthUpstream>, Dns64d) {
+    let mut authorities = Vec::new();
+    for &(host, origin, file) in servers {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
+        authorities.push(
+            start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
+        );
+    }
+    let toml = format!(
+        "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
+        hierarchy_zone("root.hints").display().to_string()
+    );
+    (authorities, start_dns64d_toml(&toml).await)
+}
+
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn dns64_on_top_of_recursion_from_a_test_root() {
@@ -22,23 +47,15 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
             (3, "rec.test.", "rec.test.zone"),
             (4, "far.test.", "far.test.zone"),
         ];
-        let mut authorities = Vec::new();
-        for (host, origin, file) in servers {
-            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
-            authorities.push(
-                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
-            );
-        }
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
-            hierarchy_zone("root.hints").display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let (authorities, d) = serve_hierarchy_and_recurse(&servers).await;
 
         let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         // TTL = min(A TTL 300, rec.test's negative TTL min(3600, 60)) = 60.
-        assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
+        assert_eq!(
+            answer_summary(&m),
+            ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]
+        );
         assert!(!m.metadata.authentic_data && !m.metadata.authoritative);
 
         let m = query_udp(d.addr, &Q::new("dual.rec.test", RecordType::AAAA)).await;
@@ -51,7 +68,10 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
         let m = query_udp(d.addr, &Q::new("cname.rec.test", RecordType::AAAA)).await;
         assert_eq!(
             answer_summary(&m),
-            ["cname.rec.test. 300 CNAME target.far.test.", "target.far.test. 45 AAAA 64:ff9b::5db8:d85a"]
+            [
+                "cname.rec.test. 300 CNAME target.far.test.",
+                "target.far.test. 45 AAAA 64:ff9b::5db8:d85a"
+            ]
         );
 
         let m = query_udp(d.addr, &Q::new("nope.rec.test", RecordType::AAAA)).await;
@@ -68,7 +88,11 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
         let started = std::time::Instant::now();
         let m = query_udp(d.addr, &Q::new("host.lame.test", RecordType::A)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-        assert!(started.elapsed() < std::time::Duration::from_millis(2500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
+        );
         drop(authorities);
     });
 }
@@ -78,19 +102,7 @@ fn dns64_on_top_of_recursion_from_a_test_root() {
 fn the_recursor_keeps_its_upstream_sockets_between_queries() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
-        let mut authorities = Vec::new();
-        for (host, origin, file) in servers {
-            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
-            authorities.push(
-                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
-            );
-        }
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
-            hierarchy_zone("root.hints").display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let (authorities, d) = serve_hierarchy_and_recurse(&REC_TEST).await;
         const NAMES: usize = 40;
         for i in 0..NAMES {
             let m = query_udp(d.addr, &Q::new(format!("nx{i}.rec.test"), RecordType::A)).await;
@@ -105,10 +117,20 @@ fn the_recursor_keeps_its_upstream_sockets_between_queries() {
         // One client socket: its queries land on one listener thread, whose
         // idle sockets carry them (a new socket per query before).
         let ports: std::collections::HashSet<u16> = leaf.iter().map(|q| q.src.port()).collect();
-        assert!(ports.len() <= 3, "{} source ports for {} queries: {ports:?}", ports.len(), leaf.len());
+        assert!(
+            ports.len() <= 3,
+            "{} source ports for {} queries: {ports:?}",
+            ports.len(),
+            leaf.len()
+        );
         // ...each with a random ID of its own (a few may collide by chance).
         let ids: std::collections::HashSet<u16> = leaf.iter().map(|q| q.id).collect();
-        assert!(ids.len() + 3 >= leaf.len(), "{} IDs for {} queries", ids.len(), leaf.len());
+        assert!(
+            ids.len() + 3 >= leaf.len(),
+            "{} IDs for {} queries",
+            ids.len(),
+            leaf.len()
+        );
         drop(authorities);
     });
 }
@@ -118,35 +140,38 @@ fn the_recursor_keeps_its_upstream_sockets_between_queries() {
 fn concurrent_questions_for_one_name_are_asked_upstream_once() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
-        let mut authorities = Vec::new();
-        for (host, origin, file) in servers {
-            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
-            authorities.push(
-                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
-            );
-        }
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
-            hierarchy_zone("root.hints").display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let (authorities, d) = serve_hierarchy_and_recurse(&REC_TEST).await;
         // 30 clients (30 sockets, so several listener threads) ask at once.
         let asks = (0..30).map(|_| async {
             let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA)).await;
-            assert_eq!(answer_summary(&m), ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]);
+            assert_eq!(
+                answer_summary(&m),
+                ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]
+            );
         });
         futures_util::future::join_all(asks).await;
         let leaf = &authorities[2];
-        assert_eq!(leaf.count("v4only.rec.test", RecordType::AAAA), 1, "{:?}", leaf.seen());
-        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1, "{:?}", leaf.seen());
+        assert_eq!(
+            leaf.count("v4only.rec.test", RecordType::AAAA),
+            1,
+            "{:?}",
+            leaf.seen()
+        );
+        assert_eq!(
+            leaf.count("v4only.rec.test", RecordType::A),
+            1,
+            "{:?}",
+            leaf.seen()
+        );
         // A is asked after the AAAA answer (dns64.parallel_a = false), so
         // its walk finds the delegations the AAAA walk cached: no question
         // was asked twice anywhere in the hierarchy.
         for authority in &authorities {
             let seen = authority.seen();
-            let distinct: std::collections::HashSet<(String, RecordType)> =
-                seen.iter().map(|q| (q.name.to_lowercase(), q.qtype)).collect();
+            let distinct: std::collections::HashSet<(String, RecordType)> = seen
+                .iter()
+                .map(|q| (q.name.to_lowercase(), q.qtype))
+                .collect();
             assert_eq!(distinct.len(), seen.len(), "{seen:?}");
         }
         drop(authorities);
@@ -220,19 +245,8 @@ fn flush_empties_the_recursors_own_cache_too() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
         let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
-        let mut authorities = Vec::new();
-        for (host, origin, file) in servers {
-            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
-            authorities.push(
-                start_auth_on_port_with(ip, 53, &[(origin.to_string(), hierarchy_zone(file))]).await,
-            );
-        }
+        let (authorities, d) = serve_hierarchy_and_recurse(&servers).await;
         let leaf = &authorities[2];
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
-            hierarchy_zone("root.hints").display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
         // `dns64d ctl flush` as the main loop answers it.
         let info = StatusInfo {
             started: std::time::Instant::now(),
