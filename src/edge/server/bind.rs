@@ -203,6 +203,10 @@ pub(super) fn bind_quic(address: SocketAddr) -> io::Result<Socket> {
 pub(super) fn bind_tcp(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(address, Type::STREAM, Protocol::TCP)?;
     socket.set_reuse_address(true)?;
+    // Answers are written whole; Nagle would hold back the second of two
+    // pipelined answers until the first is acknowledged. On Linux the
+    // accepted connections inherit this (see `tcp::accepted_without_nagle`).
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&address.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())

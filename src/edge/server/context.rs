@@ -303,25 +303,52 @@ pub(super) fn record_hit(metrics: &Metrics, hit: &fastpath::Hit, transport: Tran
 }
 
 impl ServeContext {
-    /// Answers one query that came over a stream transport (TCP, DoT, DoH)
-    /// through the full request path; `None`: send nothing. While
-    /// `server.max_inflight_queries` are being answered, it is answered
-    /// SERVFAIL at once instead and counted as shed: a UDP client retries
-    /// after silence, but a stream client would wait on its connection.
+    /// Answers one query that came over a stream transport (TCP, DoT, DoH,
+    /// DoQ): from a stored response if one fits ([`Self::answer_stream_stored`]),
+    /// else through the full request path ([`Self::answer_stream_resolved`]).
+    /// `None`: send nothing.
     pub(crate) async fn answer_stream(
         &self,
         request: &[u8],
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        if let Some(response) = self.answer_stream_stored(request, client, transport) {
+            return Some(response);
+        }
         let arrived = tokio::time::Instant::now();
+        self.answer_stream_resolved(request, client, transport, arrived)
+            .await
+    }
+
+    /// The answer to a stream query from a stored response, at once and with
+    /// no task of its own; `None`: it needs [`Self::answer_stream_resolved`].
+    pub(crate) fn answer_stream_stored(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        self.answer_stream_fast(&self.policy(), request, client, transport)
+    }
+
+    /// Answers one stream query through the full request path, within the
+    /// query's time bound counted from `arrived` (when it was read). While
+    /// `server.max_inflight_queries` are being answered, it is answered
+    /// SERVFAIL at once instead and counted as shed: a UDP client retries
+    /// after silence, but a stream client would wait on its connection.
+    /// `None`: send nothing.
+    pub(crate) async fn answer_stream_resolved(
+        &self,
+        request: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+        arrived: tokio::time::Instant,
+    ) -> Option<Vec<u8>> {
         // The cache generation is taken before the policy (see `slow_task`).
         let cache_generation = self.responses.generation();
         let policy = self.policy();
         let generation = replay_generation(cache_generation, &policy);
-        if let Some(response) = self.answer_stream_fast(&policy, request, client, transport) {
-            return Some(response);
-        }
         let Some(_guard) = self.active_queries.try_enter(self.max_inflight_queries) else {
             return self.shed(request, transport);
         };

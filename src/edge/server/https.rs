@@ -57,7 +57,7 @@ pub(crate) async fn serve(
     server::accept_connections(listener, context, move |stream, client, context| {
         let acceptor = acceptor.clone();
         async move {
-            stream.set_nodelay(true)?;
+            super::tcp::accepted_without_nagle(&stream)?;
             // TLS writes are gathered below the TLS layer and sent at each
             // flush of hyper's: the records `ResponseRecords` asks for cost
             // no extra socket writes.

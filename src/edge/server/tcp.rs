@@ -128,13 +128,24 @@ pub(super) async fn serve_tcp(
         listener,
         context,
         move |stream, client, context| async move {
-            // Answers are written whole; Nagle would hold back the second
-            // of two pipelined answers until the first is acknowledged.
-            stream.set_nodelay(true)?;
+            accepted_without_nagle(&stream)?;
             serve_connection(stream, client, context, Transport::Tcp, idle_timeout).await
         },
     )
     .await;
+}
+
+/// Makes sure Nagle's algorithm is off on an accepted connection (answers
+/// are written whole; Nagle would hold back the second of two pipelined
+/// answers until the first is acknowledged). On Linux an accepted socket
+/// inherits `TCP_NODELAY` from its listener (`bind::bind_tcp` sets it), so
+/// nothing is left to do; elsewhere it is set on each connection.
+pub(crate) fn accepted_without_nagle(stream: &TcpStream) -> io::Result<()> {
+    if cfg!(target_os = "linux") {
+        Ok(())
+    } else {
+        stream.set_nodelay(true)
+    }
 }
 
 /// Accepts connections on a TCP listener and runs `serve` for each in its
@@ -290,6 +301,9 @@ impl AcceptBackoff {
 /// when one of them is done.
 const MAX_QUERIES_PER_CONNECTION: usize = 64;
 
+/// The read buffer of one TCP or DoT connection: room for a few queries.
+const STREAM_READ_BUFFER: usize = 2048;
+
 /// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS
 /// stream, answering each query in its own task and each answer as soon as
 /// it is ready, in any order (RFC 7766 §6.2.1.1, RFC 7858 §3.3): a client
@@ -309,7 +323,10 @@ pub(crate) async fn serve_connection<Stream>(
 where
     Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, mut writer) = tokio::io::split(stream);
+    // Buffered: one read takes a query's length and its message, and often
+    // the pipelined queries behind it.
+    let mut reader = tokio::io::BufReader::with_capacity(STREAM_READ_BUFFER, reader);
     let (answers, mut to_write) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_QUERIES_PER_CONNECTION);
     // One writer, so answers finished together never interleave.
     let writing = async move {
@@ -320,7 +337,13 @@ where
             }
             writer.flush().await?;
         }
-        writer.shutdown().await
+        // Over TLS this sends close_notify; plain TCP needs no separate
+        // shutdown, the close that follows sends the FIN.
+        if transport == Transport::Tcp {
+            Ok(())
+        } else {
+            writer.shutdown().await
+        }
     };
     let reading = async move {
         let mut queries = JoinSet::new();
@@ -328,6 +351,7 @@ where
         let stopping = stop.stopping();
         tokio::pin!(stopping);
         loop {
+            while queries.try_join_next().is_some() {}
             while queries.len() >= MAX_QUERIES_PER_CONNECTION {
                 queries.join_next().await;
             }
@@ -349,23 +373,29 @@ where
                 Ok(result) => result?,
                 Err(_) => break,
             };
-            let (context, answers) = (context.clone(), answers.clone());
-            queries.spawn(async move {
-                let Some(response) = context.answer_stream(&request, client, transport).await
-                else {
-                    return;
-                };
-                let Ok(response_length) = u16::try_from(response.len()) else {
-                    tracing::warn!(%client, ?transport, size = response.len(), "response too large for a stream; dropped");
-                    return;
-                };
-                let mut framed = Vec::with_capacity(response.len() + 2);
-                framed.extend_from_slice(&response_length.to_be_bytes());
-                framed.extend_from_slice(&response);
-                // The writer is gone only when the connection failed.
-                let _ = answers.send(framed).await;
-            });
-            while queries.try_join_next().is_some() {}
+            // A stored response is sent at once; only a query that needs
+            // resolving gets a task (a boxed one: its future is large, and
+            // moving it into a task cell would cost more than the answer).
+            if let Some(response) = context.answer_stream_stored(&request, client, transport) {
+                if let Some(framed) = frame_for_stream(&response, client, transport) {
+                    // The writer is gone only when the connection failed.
+                    let _ = answers.send(framed).await;
+                }
+            } else {
+                let arrived = Instant::now();
+                let (context, answers) = (context.clone(), answers.clone());
+                queries.spawn(Box::pin(async move {
+                    let Some(response) = context
+                        .answer_stream_resolved(&request, client, transport, arrived)
+                        .await
+                    else {
+                        return;
+                    };
+                    if let Some(framed) = frame_for_stream(&response, client, transport) {
+                        let _ = answers.send(framed).await;
+                    }
+                }));
+            }
         }
         while queries.join_next().await.is_some() {}
         Ok(())
@@ -373,9 +403,33 @@ where
     tokio::try_join!(reading, writing).map(|_| ())
 }
 
+/// `response` with its two-octet length prefix (RFC 1035 §4.2.2); `None`
+/// (logged) when it is too large for one.
+fn frame_for_stream(response: &[u8], client: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+    let Ok(response_length) = u16::try_from(response.len()) else {
+        tracing::warn!(%client, ?transport, size = response.len(), "response too large for a stream; dropped");
+        return None;
+    };
+    let mut framed = Vec::with_capacity(response.len() + 2);
+    framed.extend_from_slice(&response_length.to_be_bytes());
+    framed.extend_from_slice(response);
+    Some(framed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener =
+            super::super::bind::bind_tcp("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let address = listener.local_addr().expect("bound address");
+        let _client = TcpStream::connect(address).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        accepted_without_nagle(&accepted).expect("set up");
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    }
 
     #[test]
     fn connection_slots_limit_the_listener_and_each_client_address() {

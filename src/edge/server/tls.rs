@@ -116,7 +116,7 @@ async fn serve_tls(
     server::accept_connections(listener, context, move |stream, client, context| {
         let acceptor = acceptor.clone();
         async move {
-            stream.set_nodelay(true)?;
+            super::tcp::accepted_without_nagle(&stream)?;
             let stream = handshake(&acceptor, stream, idle_timeout).await?;
             server::serve_connection(stream, client, context, Transport::Tls, idle_timeout).await
         }
