@@ -317,8 +317,9 @@ impl ServeContext {
             return Some(response);
         }
         let arrived = tokio::time::Instant::now();
-        self.answer_stream_resolved(request, client, transport, arrived)
-            .await
+        // Boxed, so that this future stays small for the stored answers
+        // (the resolving one is about 10 KiB, moved with every task it is in).
+        Box::pin(self.answer_stream_resolved(request, client, transport, arrived)).await
     }
 
     /// The answer to a stream query from a stored response, at once and with
