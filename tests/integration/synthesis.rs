@@ -482,3 +482,55 @@ async fn a_silent_upstream_fails_within_the_bound_with_sequential_a() {
         "A asked alongside"
     );
 }
+
+/// The A lookup's timing is part of the configuration snapshot: a reload of
+/// `upstream.timeout_ms` and `upstream.attempts` applies to the next question
+/// (when to ask A alongside a late AAAA answer, how long to wait for A).
+#[tokio::test]
+async fn a_reload_of_the_upstream_timing_applies_to_the_a_lookup() {
+    let fake = start_fake_upstream(LO, |req, _| {
+        let q = &req.queries[0];
+        let owner = q.name().to_string();
+        if q.query_type() == RecordType::A {
+            FakeAction::Delayed(
+                std::time::Duration::from_millis(1200),
+                reply_with(
+                    req,
+                    vec![rr_a(&owner, 300, Ipv4Addr::new(93, 184, 216, 34))],
+                ),
+            )
+        } else {
+            // NODATA, late.
+            FakeAction::Delayed(
+                std::time::Duration::from_millis(1500),
+                reply_with(req, vec![]),
+            )
+        }
+    })
+    .await;
+    let toml = |timeout_ms: u32, attempts: u32| {
+        format!(
+            "listen = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\ntimeout_ms = {timeout_ms}\nattempts = {attempts}\n[dns64]\nparallel_a = false\n",
+            fake.addr()
+        )
+    };
+    // 1000 ms × 2: the AAAA answer is an attempt late, so A is asked
+    // alongside at 1 s; it answers at 2.2 s, past the 2 s bound.
+    let mut d = start_dns64d_toml(&toml(1000, 2)).await;
+    let m = query_udp(d.addr, &Q::new("before.example", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+
+    let new = dns64d::ops::config::from_toml_str(&toml(3000, 1)).unwrap();
+    let notes = d.server.reload(new).await.expect("reload accepted");
+    assert!(notes.is_empty(), "{notes:?}");
+    // 3000 ms × 1: the NODATA at 1.5 s is in time, A is asked then and
+    // answers at 2.7 s, within the new 3 s bound.
+    let m = query_udp(d.addr, &Q::new("after.example", RecordType::AAAA)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(
+        answer_summary(&m),
+        ["after.example. 300 AAAA 64:ff9b::5db8:d822"],
+        "{m:?}"
+    );
+    assert_eq!(fake.count("after.example", RecordType::A), 1);
+}

@@ -170,6 +170,37 @@ pub struct AnswerSettings {
     pub designation: Option<Designation>,
     /// The local zones.
     pub zones: Arc<LocalZones>,
+    /// The upstream's timing, for an AAAA question's A lookup.
+    pub upstream_timing: UpstreamTiming,
+}
+
+/// The upstream's timing as configured (`upstream.timeout_ms`,
+/// `upstream.attempts`), in the snapshot, so that a reload changes it for
+/// the next question: how long an AAAA lookup may take before A is asked
+/// alongside it, and how long the A answer is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTiming {
+    /// One upstream attempt's timeout: an AAAA lookup longer than this gets
+    /// its A lookup alongside (see [`Resolver::resolve_aaaa`]).
+    pub attempt_timeout: Duration,
+    /// `upstream.attempts` (at least 1).
+    pub attempts: u32,
+}
+
+impl UpstreamTiming {
+    /// The timing of `config`'s upstream.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            attempt_timeout: config.upstream.timeout,
+            attempts: config.upstream.attempts.max(1),
+        }
+    }
+
+    /// The upstream time bound (one attempt's timeout × attempts): an AAAA
+    /// question's A lookup is not waited for past it.
+    pub fn time_bound(&self) -> Duration {
+        self.attempt_timeout * self.attempts
+    }
 }
 
 impl std::fmt::Debug for AnswerSettings {
@@ -188,6 +219,7 @@ impl AnswerSettings {
             dns64: config.dns64.clone(),
             designation: None,
             zones,
+            upstream_timing: UpstreamTiming::new(config),
         }
     }
 }
@@ -204,14 +236,6 @@ pub struct Resolver {
     me: Weak<Resolver>,
     /// Some answer is being served stale now (logged when this changes).
     serving_stale: AtomicBool,
-    /// How long an AAAA lookup may take before A is asked alongside it
-    /// (one upstream attempt's timeout; see [`Resolver::resolve_aaaa`]).
-    a_alongside_after: Duration,
-    /// The upstream time bound (`upstream.timeout_ms × upstream.attempts`):
-    /// an AAAA question's A lookup is not waited for past it.
-    time_bound: Duration,
-    /// `upstream.attempts`, for the error a lookup cut off by it reports.
-    attempts: u32,
 }
 
 impl Resolver {
@@ -233,9 +257,6 @@ impl Resolver {
             pending_lookups: Mutex::new(HashMap::new()),
             me: me.clone(),
             serving_stale: AtomicBool::new(false),
-            a_alongside_after: config.upstream.timeout,
-            time_bound: config.upstream.timeout * config.upstream.attempts.max(1),
-            attempts: config.upstream.attempts.max(1),
         })
     }
 
@@ -324,7 +345,15 @@ impl Resolver {
             break_dnssec: policy.break_dnssec,
         });
         if decision == synthesis::QuestionDecision::Dns64 {
-            return self.resolve_aaaa(question, options, prefixes, policy).await;
+            return self
+                .resolve_aaaa(
+                    question,
+                    options,
+                    prefixes,
+                    policy,
+                    settings.upstream_timing,
+                )
+                .await;
         }
         match self
             .lookup_following(
@@ -363,6 +392,7 @@ impl Resolver {
         options: LookupOptions,
         prefixes: &[SynthesisPrefix],
         policy: &Dns64Config,
+        timing: UpstreamTiming,
     ) -> Resolution {
         let name = &question.name;
         let flags = options.flags;
@@ -403,7 +433,7 @@ impl Resolver {
             aaaa_lookup.await
         } else {
             tokio::pin!(aaaa_lookup);
-            match tokio::time::timeout(self.a_alongside_after, &mut aaaa_lookup).await {
+            match tokio::time::timeout(timing.attempt_timeout, &mut aaaa_lookup).await {
                 Ok(result) => result,
                 Err(_) => {
                     a_prefetch = Some(spawn_a());
@@ -452,11 +482,11 @@ impl Resolver {
 
         // The A answer is not waited for past the time bound from the start
         // of the AAAA lookup (a spawned A lookup goes on and fills the cache).
-        let a_deadline = started + self.time_bound;
+        let a_deadline = started + timing.time_bound();
         let timed_out = || {
             LookupError::Upstream(UpstreamError::Timeout {
-                attempts: self.attempts,
-                timeout: self.a_alongside_after,
+                attempts: timing.attempts,
+                timeout: timing.attempt_timeout,
             })
         };
         let a = match a_prefetch {

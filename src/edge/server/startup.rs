@@ -299,9 +299,8 @@ fn snapshot(
     fallback_cookie_secret: &CookieSecret,
 ) -> Snapshot {
     let answering = Arc::new(AnswerSettings {
-        dns64: config.dns64.clone(),
         designation,
-        zones,
+        ..AnswerSettings::new(config, zones)
     });
     let identity = Arc::new(config.identity.clone());
     let cookies = cookie_settings(config, fallback_cookie_secret);
