@@ -8,7 +8,7 @@ Python 3 standard library only. Subcommands:
   workloads  run the workloads against the given servers, interleaved and repeated,
              and write every measurement to a JSON file
   memcheck   send N unique names (the miss workload at full speed, in chunks) to one
-             server and record its RSS after each chunk
+             server and record its RSS and the cache entries it holds after each chunk
   report     turn the JSON files into results/bench-STAMP.txt and .json: medians,
              ratios to the reference server (Unbound), the issue's targets
 
@@ -411,13 +411,39 @@ def cmd_workloads(args):
 
 
 # ------------------------------------------------------------------ memory check
+def cache_entries(args):
+    """The answers the server's cache holds now, and what else it reports about its
+    cache: {'entries': n, ...}; {} when the server gives no way to ask. dns64d: the
+    metrics endpoint (`dns64d_cache_entries`, `dns64d_cache_bytes`); Unbound:
+    `unbound-control stats_noreset` (`msg.cache.count`, its cached answers, and
+    `rrset.cache.count`)."""
+    if args.metrics_url:
+        import urllib.request
+        with urllib.request.urlopen(args.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        values = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("dns64d_cache_entries", "dns64d_cache_bytes"):
+                values[parts[0]] = int(float(parts[1]))
+        return {"entries": values.get("dns64d_cache_entries", 0),
+                "estimated_bytes": values.get("dns64d_cache_bytes", 0)}
+    if args.unbound_control:
+        out = subprocess.run(["unbound-control", "-c", args.unbound_control, "stats_noreset"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        stats = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return {"entries": int(stats.get("msg.cache.count", 0)),
+                "rrsets": int(stats.get("rrset.cache.count", 0))}
+    return {}
+
+
 def cmd_memcheck(args):
     server = parse_server(args.server)
     perf = Dnsperf(args)
     os.makedirs(args.tmp_dir, exist_ok=True)
     qfile = os.path.join(args.tmp_dir, "memcheck.txt")
     tree = process_tree(server["pid"])
-    steps = [{"names": 0, "answered": 0, **memory_kb(tree)}]
+    steps = [{"names": 0, "answered": 0, **memory_kb(tree), **cache_entries(args)}]
     sent = answered = 0
     t0 = time.time()
     cpu0 = cpu_seconds(tree)
@@ -432,7 +458,7 @@ def cmd_memcheck(args):
         sent += st["sent"]
         answered += st["completed"]
         step = {"names": sent, "answered": answered, "qps": st["qps"],
-                "lost": st["lost"], **memory_kb(tree)}
+                "lost": st["lost"], **memory_kb(tree), **cache_entries(args)}
         steps.append(step)
         print("[%4.0fs] %s: %8d unique names sent (%d answered, %.0f qps): VmRSS %.1f MB, "
               "VmHWM %.1f MB" % (time.time() - t0, server["name"], sent, answered, st["qps"],
@@ -782,18 +808,33 @@ def cmd_report(args):
         name = m["server"]["name"]
         emit("== memory check: %s, fresh process, %d unique names at full load (miss workload)%s"
              % (name, m["names"], "; " + m["note"] if m.get("note") else ""))
-        emit("%12s %12s %10s %10s %10s" % ("names sent", "answered", "qps", "VmRSS MB", "VmHWM MB"))
+        emit("%12s %12s %10s %10s %10s %12s" % ("names sent", "answered", "qps", "VmRSS MB",
+                                                "VmHWM MB", "cached"))
         for step in m["steps"]:
-            emit("%12d %12d %10s %10s %10s" % (
+            emit("%12d %12d %10s %10s %10s %12s" % (
                 step["names"], step["answered"], fmt(step.get("qps")),
-                fmt(step["VmRSS"] / 1024, 1), fmt(step["VmHWM"] / 1024, 1)))
-        last = m["steps"][-1]
+                fmt(step["VmRSS"] / 1024, 1), fmt(step["VmHWM"] / 1024, 1),
+                fmt(step.get("entries"))))
+        first, last = m["steps"][0], m["steps"][-1]
+        if last.get("entries"):
+            # RSS growth since the fresh start, over the answers held at the end.
+            last = dict(last, bytes_per_answer=(last["VmRSS"] - first["VmRSS"]) * 1024
+                        / last["entries"])
+            emit("bytes per cached answer: %s (VmRSS growth %s MB over %d cached answers%s)" % (
+                fmt(last["bytes_per_answer"]), fmt((last["VmRSS"] - first["VmRSS"]) / 1024, 1),
+                last["entries"],
+                "; dns64d's own estimate %s bytes each" % fmt(last["estimated_bytes"] / last["entries"])
+                if last.get("estimated_bytes") else
+                "; plus %d RRsets" % last["rrsets"] if last.get("rrsets") else ""))
         mem_summary[name] = last
         emit("")
     if cand in mem_summary and ref in mem_summary:
         emit("memory check %s/%s: VmHWM %s, VmRSS %s" % (
             cand, ref, fmt(ratio(mem_summary[cand]["VmHWM"], mem_summary[ref]["VmHWM"]), 2),
             fmt(ratio(mem_summary[cand]["VmRSS"], mem_summary[ref]["VmRSS"]), 2)))
+        if mem_summary[cand].get("bytes_per_answer") and mem_summary[ref].get("bytes_per_answer"):
+            emit("bytes per cached answer %s/%s: %s" % (cand, ref, fmt(ratio(
+                mem_summary[cand]["bytes_per_answer"], mem_summary[ref]["bytes_per_answer"]), 2)))
         emit("")
 
     # issue 5's targets, each with the figure that decides it
@@ -838,6 +879,10 @@ def cmd_report(args):
         target("RSS growth %dk -> %dk names, fraction <= 0.10" % (
             mid["names"] // 1000, last["names"] // 1000), growth,
             growth is not None and growth <= 0.10)
+    if (mem_summary.get(cand, {}).get("bytes_per_answer")
+            and mem_summary.get(ref, {}).get("bytes_per_answer")):
+        r = ratio(mem_summary[cand]["bytes_per_answer"], mem_summary[ref]["bytes_per_answer"])
+        target("bytes per cached answer <= 1.0x %s" % ref, r, r is not None and r <= 1.0)
     emit("== targets (%s/%s, from the medians above)" % (cand, ref))
     for t in targets:
         verdict = "met" if t["met"] else "NOT met"
@@ -910,6 +955,9 @@ def main():
     p.add_argument("--names", type=int, default=1000000)
     p.add_argument("--chunks", type=int, default=4, help="RSS is read after each chunk")
     p.add_argument("--note", default="")
+    p.add_argument("--metrics-url", help="dns64d's metrics endpoint: its cache entries")
+    p.add_argument("--unbound-control", metavar="CONF",
+                   help="Unbound's configuration: its cache entries through unbound-control")
     load_options(p)
 
     p = sub.add_parser("report", help="write results/bench-STAMP.txt and .json")

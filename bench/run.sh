@@ -30,7 +30,7 @@
 #   PIN=1 SERVER_CPU=1 CLIENT_CPU=0                    CPU pinning (taskset)
 #   NICE=-10                  priority of servers and dnsperf (0 = unchanged): other work
 #                             on the machine, a compiler say, then disturbs them less
-#   PORT_AUTH=5400 PORT_UNBOUND=5401 PORT_DNS64D=5402 PORT_STATIC=5403
+#   PORT_AUTH=5400 PORT_UNBOUND=5401 PORT_DNS64D=5402 PORT_STATIC=5403 PORT_CONTROL=5404
 #   UNBOUND_THREADS=2 UNBOUND_MSG_CACHE=32m UNBOUND_RRSET_CACHE=64m
 #   INSTALL=auto|1|0  BUILD=1|0  ISOLATE=1|0  KEEP_WORK=0|1
 #   DNS64D_BIN=target/release/dns64d  DNS64D_ARGS=""  (extra dns64d arguments)
@@ -61,6 +61,7 @@ PORT_AUTH="${PORT_AUTH:-5400}"
 PORT_UNBOUND="${PORT_UNBOUND:-5401}"
 PORT_DNS64D="${PORT_DNS64D:-5402}"
 PORT_STATIC="${PORT_STATIC:-5403}"
+PORT_CONTROL="${PORT_CONTROL:-5404}"  # the memory check: dns64d's metrics, unbound-control
 UNBOUND_THREADS="${UNBOUND_THREADS:-2}"
 UNBOUND_MSG_CACHE="${UNBOUND_MSG_CACHE:-32m}"
 UNBOUND_RRSET_CACHE="${UNBOUND_RRSET_CACHE:-64m}"
@@ -160,7 +161,11 @@ forward-zone:
     name: "."
     forward-addr: 127.0.0.1@$PORT_AUTH
 remote-control:
-    control-enable: no
+    # The memory check asks for the cache counts (unbound-control stats_noreset).
+    control-enable: ${UNBOUND_CONTROL:-no}
+    control-interface: 127.0.0.1
+    control-port: $PORT_CONTROL
+    control-use-cert: no
 CONF
   unbound-checkconf "$d/unbound.conf" >/dev/null
   start_server "$name" server unbound -d -c "$d/unbound.conf"
@@ -260,12 +265,17 @@ run_inside() {
   stop_server nsd-static
 
   # memory check: each server fresh, alone on its CPU, flooded with unique names
-  local mem_json=() s port
+  local mem_json=() s port entries
   if [[ "$MEM_NAMES" -gt 0 ]]; then
     for s in $MEM_SERVERS; do
+      # How each tells the answers its cache holds: dns64d's metrics, unbound-control.
       case "$s" in
-        dns64d) port="$PORT_DNS64D"; start_dns64d dns64d "$port" ;;
-        unbound) port="$PORT_UNBOUND"; start_unbound unbound "$port" ;;
+        dns64d) port="$PORT_DNS64D"
+          DNS64D_METRICS__LISTEN="127.0.0.1:$PORT_CONTROL" start_dns64d dns64d "$port"
+          entries=(--metrics-url "http://127.0.0.1:$PORT_CONTROL/metrics") ;;
+        unbound) port="$PORT_UNBOUND"
+          UNBOUND_CONTROL=yes start_unbound unbound "$port"
+          entries=(--unbound-control "$WORK/unbound/unbound.conf") ;;
         *) die "MEM_SERVERS: unknown server $s" ;;
       esac
       python3 "$BENCH_DIR/bench.py" probe "$port" v4only-1.bench.test AAAA --wait 30 \
@@ -275,7 +285,7 @@ run_inside() {
       [[ "$s" == unbound ]] && note="msg/rrset cache $UNBOUND_MSG_CACHE/$UNBOUND_RRSET_CACHE"
       log "memory check: $s, $MEM_NAMES unique names"
       run_py memcheck --server "$s=$port:$(server_pid "$s")" "${load[@]}" --names "$MEM_NAMES" \
-        --chunks "$MEM_CHUNKS" --note "$note" --out "$WORK/memcheck-$s.json"
+        --chunks "$MEM_CHUNKS" --note "$note" "${entries[@]}" --out "$WORK/memcheck-$s.json"
       mem_json+=(--memcheck-json "$WORK/memcheck-$s.json")
       stop_server "$s"
     done
