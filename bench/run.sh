@@ -157,6 +157,9 @@ server:
     qname-minimisation: no
     # TCP workloads: room for every dnsperf connection (the default is 10 per thread)
     incoming-num-tcp: 256
+    # The memory check reads msg.cache.count and rrset.cache.count, which only
+    # extended statistics count.
+    extended-statistics: ${UNBOUND_CONTROL:-no}
 forward-zone:
     name: "."
     forward-addr: 127.0.0.1@$PORT_AUTH
