@@ -1,33 +1,28 @@
-//! The recursor's UDP sockets, kept between queries (Unbound's
-//! `outgoing-range` idea, for hickory's recursor).
+//! The recursor's UDP sockets, kept between queries in the shared pool
+//! ([`crate::answering::udp_pool`], Unbound's `outgoing-range` idea), for
+//! hickory's recursor.
 //!
 //! hickory binds a new UDP socket for every query it sends to a name server
 //! and closes it after the answer: five system calls and an epoll
 //! registration per upstream query, about a tenth of recursive mode's CPU.
 //! [`PooledRuntime`] is hickory's tokio runtime provider with one change:
 //! [`RuntimeProvider::bind_udp`] hands out an idle socket when this thread
-//! has one, and a socket goes back to the idle list when hickory drops it
-//! after an exchange that got its reply.
+//! has one for the local address, and a socket goes back to the pool when
+//! hickory drops it after an exchange that got its reply.
 //!
-//! What RFC 5452 asks for holds. A new socket is bound to the random port
-//! hickory chose for it; every query has a random ID (hickory's); a socket is
-//! closed for good after [`MAX_USES`] queries, so the ports keep changing; and
-//! a socket whose last query got no datagram back from the server it was sent
-//! to (a timeout, an error, a cancelled query) is closed, not reused, so a
-//! late reply cannot meet the next query. hickory checks the source address,
-//! the ID and the question of every datagram it reads, so a stray datagram
-//! that does reach a reused socket is ignored.
-//!
-//! The sockets are not connected (one serves every name server), so the
-//! idle lists are per local address and per thread: each UDP listener thread
-//! runs a runtime of its own, and a socket is registered with the runtime
-//! that made it. No lock is taken.
+//! The pool's rules hold (see its module): a new socket is bound to the
+//! random port hickory chose for it; every query has a random ID (hickory's);
+//! a socket is closed after [`udp_pool::MAX_USES`] queries; and a socket
+//! whose last query got no datagram back from the server it was sent to (a
+//! timeout, an error, a cancelled query) is closed, not reused. hickory
+//! checks the source address, the ID and the question of every datagram it
+//! reads, so a stray datagram that does reach a reused socket is ignored.
+//! The sockets are not connected (one serves every name server), so they
+//! are pooled per local address ([`PoolKey::BoundTo`]).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -38,15 +33,7 @@ use hickory_resolver::net::runtime::{
 };
 use tokio::net::UdpSocket;
 
-/// Queries after which a socket is closed (and a new random port taken).
-pub(crate) const MAX_USES: u32 = 64;
-
-/// Idle sockets kept per local address and thread (more are closed).
-pub(crate) const MAX_IDLE: usize = 64;
-
-thread_local! {
-    static IDLE: RefCell<HashMap<IpAddr, Vec<(UdpSocket, u32)>>> = RefCell::new(HashMap::new());
-}
+use crate::answering::udp_pool::{self, PoolKey, PooledSocket};
 
 /// hickory's tokio runtime provider, with UDP sockets from the idle lists.
 #[derive(Clone, Default)]
@@ -80,15 +67,14 @@ impl RuntimeProvider for PooledRuntime {
         local_addr: SocketAddr,
         _server_addr: SocketAddr,
     ) -> Pin<Box<dyn Send + Future<Output = Result<Self::Udp, io::Error>>>> {
-        let idle = IDLE.with(|idle| idle.borrow_mut().get_mut(&local_addr.ip())?.pop());
+        let idle = udp_pool::take_idle(PoolKey::BoundTo(local_addr.ip()));
         Box::pin(async move {
-            let (socket, uses) = match idle {
+            let pooled = match idle {
                 Some(idle) => idle,
-                None => (UdpSocket::bind(local_addr).await?, 0),
+                None => PooledSocket::new(UdpSocket::bind(local_addr).await?),
             };
             Ok(PooledUdpSocket {
-                socket: Some(socket),
-                uses,
+                pooled: Some(pooled),
                 exchange: Mutex::new(Exchange::default()),
             })
         })
@@ -107,16 +93,16 @@ struct Exchange {
 /// A socket lent to hickory for one query; it goes back to the idle list
 /// when dropped if that query got a datagram back (see the module's doc).
 pub(crate) struct PooledUdpSocket {
-    socket: Option<UdpSocket>,
-    uses: u32,
+    pooled: Option<PooledSocket>,
     exchange: Mutex<Exchange>,
 }
 
 impl PooledUdpSocket {
     fn socket(&self) -> &UdpSocket {
-        self.socket
+        self.pooled
             .as_ref()
             .expect("the socket is only taken on drop")
+            .socket()
     }
 
     fn exchange(&self) -> std::sync::MutexGuard<'_, Exchange> {
@@ -166,36 +152,29 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 impl Drop for PooledUdpSocket {
     fn drop(&mut self) {
         let answered = self.exchange().answered;
-        let uses = self.uses + 1;
-        let Some(socket) = self.socket.take() else {
+        let Some(pooled) = self.pooled.take() else {
             return;
         };
-        if !answered || uses >= MAX_USES {
+        if !answered {
             return;
         }
-        let Ok(local) = socket.local_addr() else {
+        let Ok(local) = pooled.socket().local_addr() else {
             return;
         };
-        // A thread that is ending has no idle list any more: the socket closes.
-        let _ = IDLE.try_with(|idle| {
-            let mut idle = idle.borrow_mut();
-            let sockets = idle.entry(local.ip()).or_default();
-            if sockets.len() < MAX_IDLE {
-                sockets.push((socket, uses));
-            }
-        });
+        udp_pool::give_back(PoolKey::BoundTo(local.ip()), pooled);
     }
 }
 
 /// Idle sockets this thread holds on `address` (for tests).
 #[cfg(test)]
-fn idle_count(address: IpAddr) -> usize {
-    IDLE.with(|idle| idle.borrow().get(&address).map_or(0, Vec::len))
+fn idle_count(address: std::net::IpAddr) -> usize {
+    udp_pool::idle_count(PoolKey::BoundTo(address))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     async fn exchange(runtime: &PooledRuntime, server: &UdpSocket, answer: bool) -> u16 {
         let socket = runtime
@@ -224,7 +203,7 @@ mod tests {
         let first = exchange(&runtime, &server, true).await;
         assert_eq!(idle_count(local), 1);
         let mut ports = vec![first];
-        for _ in 1..MAX_USES {
+        for _ in 1..udp_pool::MAX_USES {
             ports.push(exchange(&runtime, &server, true).await);
         }
         assert!(ports.iter().all(|&port| port == first), "{ports:?}");

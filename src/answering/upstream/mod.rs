@@ -11,7 +11,6 @@
 //! The result is an [`Answer`], or [`UpstreamError`] when no server replied.
 
 pub mod tls;
-mod udp_pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +28,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 
 use crate::answering::ede::ExtendedError;
+use crate::answering::udp_pool;
 use crate::answering::upstream::tls::{EncryptedConnection, TlsClients};
 use crate::dns64;
 use crate::dns64::answer::Answer;
@@ -464,7 +464,7 @@ impl Upstream {
         request: &DnsRequest,
     ) -> Result<Message, hickory_net::NetError> {
         let server = upstream.address;
-        let pooled = udp_pool::take(server).await?;
+        let pooled = udp_pool::take_connected(server).await?;
         let socket = pooled.socket();
         let bytes = request.to_vec()?;
         socket.send(&bytes).await?;
@@ -505,7 +505,7 @@ impl Upstream {
             if let Some(original) = request.original_query() {
                 restore_case(&mut response, original);
             }
-            udp_pool::give_back(server, pooled);
+            udp_pool::give_back(udp_pool::PoolKey::ConnectedTo(server), pooled);
             return Ok(response); // decoded once; a DnsResponse would encode it again
         }
     }
