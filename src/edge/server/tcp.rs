@@ -129,7 +129,19 @@ pub(super) async fn serve_tcp(
         context,
         move |stream, client, context| async move {
             accepted_without_nagle(&stream)?;
-            serve_connection(stream, client, context, Transport::Tcp, idle_timeout).await
+            let mut stream = stream;
+            // Borrowed halves: no lock between them (as `io::split` takes),
+            // and no shutdown when the writing half is dropped.
+            let (reader, writer) = stream.split();
+            serve_connection(
+                reader,
+                writer,
+                client,
+                context,
+                Transport::Tcp,
+                idle_timeout,
+            )
+            .await
         },
     )
     .await;
@@ -305,25 +317,28 @@ const MAX_QUERIES_PER_CONNECTION: usize = 64;
 const STREAM_READ_BUFFER: usize = 2048;
 
 /// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS
-/// stream, answering each query in its own task and each answer as soon as
-/// it is ready, in any order (RFC 7766 §6.2.1.1, RFC 7858 §3.3): a client
-/// may send queries without waiting, and a slow miss does not hold up the
-/// cache hits behind it. At most [`MAX_QUERIES_PER_CONNECTION`] are
-/// answered at once; answers ready together go out in one flush. The
+/// stream, given as its reading and writing halves. A query with a stored
+/// response is answered at once; one that needs resolving gets a task of its
+/// own, and its answer goes out as soon as it is ready, in any order (RFC
+/// 7766 §6.2.1.1, RFC 7858 §3.3): a client may send queries without
+/// waiting, and a slow miss does not hold up the cache hits behind it. At
+/// most [`MAX_QUERIES_PER_CONNECTION`] are resolved at once; answers ready
+/// together go out in one flush. The
 /// connection closes when the client does, or after `idle_timeout` without
 /// a query (RFC 7766 §6.2.3, RFC 7858 §3.4) or when the server stops, once
 /// the queries in flight are answered.
-pub(crate) async fn serve_connection<Stream>(
-    stream: Stream,
+pub(crate) async fn serve_connection<Reader, Writer>(
+    reader: Reader,
+    mut writer: Writer,
     client: SocketAddr,
     context: ServeContext,
     transport: Transport,
     idle_timeout: Duration,
 ) -> io::Result<()>
 where
-    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    Reader: tokio::io::AsyncRead + Unpin + Send,
+    Writer: tokio::io::AsyncWrite + Unpin + Send,
 {
-    let (reader, mut writer) = tokio::io::split(stream);
     // Buffered: one read takes a query's length and its message, and often
     // the pipelined queries behind it.
     let mut reader = tokio::io::BufReader::with_capacity(STREAM_READ_BUFFER, reader);

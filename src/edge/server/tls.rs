@@ -118,7 +118,16 @@ async fn serve_tls(
         async move {
             super::tcp::accepted_without_nagle(&stream)?;
             let stream = handshake(&acceptor, stream, idle_timeout).await?;
-            server::serve_connection(stream, client, context, Transport::Tls, idle_timeout).await
+            let (reader, writer) = tokio::io::split(stream);
+            server::serve_connection(
+                reader,
+                writer,
+                client,
+                context,
+                Transport::Tls,
+                idle_timeout,
+            )
+            .await
         }
     })
     .await;
