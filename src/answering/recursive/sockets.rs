@@ -67,7 +67,8 @@ impl RuntimeProvider for PooledRuntime {
         local_addr: SocketAddr,
         _server_addr: SocketAddr,
     ) -> Pin<Box<dyn Send + Future<Output = Result<Self::Udp, io::Error>>>> {
-        let idle = udp_pool::take_idle(PoolKey::BoundTo(local_addr.ip()));
+        let key = PoolKey::BoundTo(local_addr.ip());
+        let idle = udp_pool::take_idle(key);
         Box::pin(async move {
             let pooled = match idle {
                 Some(idle) => idle,
@@ -75,6 +76,7 @@ impl RuntimeProvider for PooledRuntime {
             };
             Ok(PooledUdpSocket {
                 pooled: Some(pooled),
+                key,
                 exchange: Mutex::new(Exchange::default()),
             })
         })
@@ -94,6 +96,9 @@ struct Exchange {
 /// when dropped if that query got a datagram back (see the module's doc).
 pub(crate) struct PooledUdpSocket {
     pooled: Option<PooledSocket>,
+    /// The idle list it came from and goes back to (its local address, as
+    /// bound: known here, so no `getsockname` is needed to put it back).
+    key: PoolKey,
     exchange: Mutex<Exchange>,
 }
 
@@ -155,13 +160,9 @@ impl Drop for PooledUdpSocket {
         let Some(pooled) = self.pooled.take() else {
             return;
         };
-        if !answered {
-            return;
+        if answered {
+            udp_pool::give_back(self.key, pooled);
         }
-        let Ok(local) = pooled.socket().local_addr() else {
-            return;
-        };
-        udp_pool::give_back(PoolKey::BoundTo(local.ip()), pooled);
     }
 }
 
