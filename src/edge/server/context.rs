@@ -322,17 +322,6 @@ impl ServeContext {
         Box::pin(self.answer_stream_resolved(request, client, transport, arrived)).await
     }
 
-    /// The answer to a stream query from a stored response, at once and with
-    /// no task of its own; `None`: it needs [`Self::answer_stream_resolved`].
-    pub(crate) fn answer_stream_stored(
-        &self,
-        request: &[u8],
-        client: SocketAddr,
-        transport: Transport,
-    ) -> Option<Vec<u8>> {
-        self.answer_stream_fast(&self.policy(), request, client, transport)
-    }
-
     /// Answers one stream query through the full request path, within the
     /// query's time bound counted from `arrived` (when it was read). While
     /// `server.max_inflight_queries` are being answered, it is answered
@@ -366,17 +355,18 @@ impl ServeContext {
         Some(reply.into_bytes())
     }
 
-    /// The fast path for a stream transport (TCP, DoT, DoH, DoQ): a stored
-    /// response replayed as over UDP, with no size limit but the message's
-    /// own. A query with a COOKIE option takes the full path (which answers
-    /// it with this client's cookie).
-    fn answer_stream_fast(
+    /// The fast path for a stream transport (TCP, DoT, DoH, DoQ): the answer
+    /// from a stored response, at once and with no task of its own, replayed
+    /// as over UDP with no size limit but the message's own; `None`: it needs
+    /// [`Self::answer_stream_resolved`]. A query with a COOKIE option takes
+    /// the full path (which answers it with this client's cookie).
+    pub(crate) fn answer_stream_stored(
         &self,
-        policy: &ListenerPolicy,
         request: &[u8],
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        let policy = self.policy();
         let query = fastpath::parse_query(request)?;
         if query.cookie.is_some() || !policy.replays_to(client.ip()) {
             return None;
