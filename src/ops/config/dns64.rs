@@ -237,6 +237,7 @@ pub(super) fn validate(
     raw: &RawDns64,
     (prefixes, discover): (Vec<SynthesisPrefix>, bool),
     global_exclude_ipv4: Option<Vec<Ipv4Net>>,
+    recursive: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Dns64Config, ConfigError> {
     let exclude_aaaa = parse_exclude_aaaa("dns64.exclude_aaaa", &raw.exclude_aaaa, warnings)?;
@@ -261,8 +262,8 @@ pub(super) fn validate(
         discovered_exclude_ipv4: global_exclude_ipv4,
         exclude_aaaa: ExcludedAaaa::new(&exclude_aaaa),
         synthesize_on: raw.synthesize_on,
-        // Forward mode's default; `Config::validate` sets recursive mode's.
-        parallel_a: raw.parallel_a.unwrap_or(true),
+        // Unset: what measured cheaper in each mode (bench/README, "Parallel A").
+        parallel_a: raw.parallel_a.unwrap_or(!recursive),
         break_dnssec: raw.break_dnssec,
         reverse: raw.reverse,
         reverse_ttl: raw.reverse_ttl,

@@ -284,10 +284,13 @@ impl Config {
         let listen = listeners.iter().map(|listener| listener.address).collect();
         let upstream = upstream::validate(&raw, listen)?;
         let ddr_name = listeners::ddr_name(&raw.ddr, &listeners)?;
-        let mut dns64 = dns64::validate(&raw.dns64, prefixes, global_exclude_ipv4, &mut warnings)?;
-        if raw.dns64.parallel_a.is_none() && upstream.recursive.is_some() {
-            dns64.parallel_a = false;
-        }
+        let dns64 = dns64::validate(
+            &raw.dns64,
+            prefixes,
+            global_exclude_ipv4,
+            upstream.recursive.is_some(),
+            &mut warnings,
+        )?;
         let access_clients = values::parse_ip_networks("access.clients", &raw.access.clients)?;
         let log = server::log(&raw.log)?;
         let metrics_listen = raw
