@@ -244,8 +244,7 @@ fn flush_empties_the_recursors_own_cache_too() {
     use dns64d::ops::control::{self, Command, Reply, StatusInfo};
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        let servers = [(1, ".", "root.zone"), (2, "test.", "test.zone"), (3, "rec.test.", "rec.test.zone")];
-        let (authorities, d) = serve_hierarchy_and_recurse(&servers).await;
+        let (authorities, d) = serve_hierarchy_and_recurse(&REC_TEST).await;
         let leaf = &authorities[2];
         // `dns64d ctl flush` as the main loop answers it.
         let info = StatusInfo {
