@@ -261,26 +261,32 @@ fn flush_empties_the_recursors_own_cache_too() {
         ask().await;
         assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1);
 
-        // flush NAME empties dns64d's entry only: the recursor answers from its own cache
+        let root = &authorities[0];
+        let root_queries = root.seen().len();
+
+        // flush NAME: the recursor keeps no answer of its own, so the name
+        // is asked at its zone again; the delegations stay (the root is not asked).
         let name = Name::from_ascii("v4only.rec.test.").unwrap();
         assert_eq!(
             flush(FlushScope::Name(name)),
             Reply::Ok(
-                "flushed 1 cache entries\nthe recursor keeps its own copy until that copy's TTL ends (hickory's recursor cannot remove one name); `dns64d ctl flush` empties it\n".into()
-            )
-        );
-        ask().await;
-        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 1);
-
-        // flush (everything) replaces the recursor: the name is asked at its zone again
-        assert_eq!(
-            flush(FlushScope::All),
-            Reply::Ok(
-                "flushed 1 cache entries\nand replaced the recursor with an empty one (its answers, delegations and DNSSEC validations)\n".into()
+                "flushed 1 cache entries\nthe recursor keeps no answers of its own; its delegations stay until `dns64d ctl flush`\n".into()
             )
         );
         ask().await;
         assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 2);
+        assert_eq!(root.seen().len(), root_queries, "{:?}", root.seen());
+
+        // flush (everything) empties the delegations too: the walk starts at the root again
+        assert_eq!(
+            flush(FlushScope::All),
+            Reply::Ok(
+                "flushed 1 cache entries\nand emptied the recursor's delegations, name server addresses and round-trip times\n".into()
+            )
+        );
+        ask().await;
+        assert_eq!(leaf.count("v4only.rec.test", RecordType::A), 3);
+        assert!(root.seen().len() > root_queries, "{:?}", root.seen());
         drop(authorities);
     });
 }

@@ -163,16 +163,10 @@ fn no_log_line_per_query_at_the_default_level() {
         let servers = serve_hierarchy(dir.path(), [1, 2, 3, 4].map(loopback)).await;
         const NAMES: usize = 300;
 
-        // The same run with hickory's warnings let through logs lines per query:
-        // the run does provoke them, so the default's silence below means something.
-        let noisy = log_of_a_run(dir.path(), &hints, "info,hickory_resolver=warn", NAMES, 0).await;
-        let per_query = noisy.iter().filter(|line| line.contains("hickory")).count();
-        assert!(
-            per_query >= NAMES,
-            "{per_query} hickory lines for {NAMES} names:\n{}",
-            noisy.join("\n")
-        );
-
+        // hickory's recursor logged a WARN per A-only name ("no records
+        // found"); the project's iteration, which answers these names now,
+        // logs nothing per query at info. The run below provokes what did:
+        // 300 names whose AAAA is NODATA, and 40 questions to a silent server.
         // The default level: the start and stop lines, whatever the number of queries,
         // and the failures (a silent name server) in one summary line.
         const FAULTS: usize = 40;
@@ -184,8 +178,7 @@ fn no_log_line_per_query_at_the_default_level() {
             quiet.join("\n")
         );
         eprintln!(
-            "with hickory_resolver=warn: {} lines, {per_query} of them hickory's; the default log of {NAMES} names and {FAULTS} failures:\n{}",
-            noisy.len(),
+            "the default log of {NAMES} names and {FAULTS} failures:\n{}",
             quiet.join("\n")
         );
         let summaries = quiet

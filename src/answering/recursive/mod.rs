@@ -53,8 +53,12 @@ use hickory_resolver::recursor::{
 };
 use hickory_resolver::{ConnectionProvider, PoolContext};
 
+mod exchange;
+mod iterative;
 mod sockets;
+mod zone_cuts;
 
+use self::iterative::{Iteration, IterationSettings};
 use self::sockets::PooledRuntime;
 use crate::answering::upstream::{AnswerSource, UpstreamError, UpstreamFlags};
 use crate::dns64::Nat64Prefix;
@@ -78,14 +82,27 @@ pub enum RecursiveError {
 
 /// The recursor behind the [`AnswerSource`] interface.
 pub(crate) struct RecursiveResolver {
+    engine: Engine,
+    timeout: Duration,
+    validating: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// What resolves: the project's iteration, or (validating) hickory's recursor.
+enum Engine {
+    /// The project's iteration on hickory-proto ([`iterative`]).
+    Iterative(Iteration),
+    /// hickory's recursor with its DNSSEC validator (`upstream.dnssec_validation`).
+    Validating(Box<ValidatingRecursor>),
+}
+
+/// hickory's recursor, and how to build an empty one.
+struct ValidatingRecursor {
     /// The recursor in use; a flush swaps in a new, empty one (queries
     /// already running finish with the old one).
     recursor: RwLock<Arc<Recursor<NameServerConnections>>>,
     /// What a new recursor is built from.
     build: RecursorBuild,
-    timeout: Duration,
-    validating: bool,
-    metrics: Arc<Metrics>,
 }
 
 /// The arguments of [`Recursor::new`], kept to build an empty recursor on
@@ -95,6 +112,13 @@ struct RecursorBuild {
     policy: DnssecPolicy,
     options: RecursorOptions,
     connections: NameServerConnections,
+}
+
+impl ValidatingRecursor {
+    /// The recursor in use now.
+    fn current(&self) -> Arc<Recursor<NameServerConnections>> {
+        Arc::clone(&self.recursor.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl RecursorBuild {
@@ -132,13 +156,12 @@ fn name_server_timeout(question_bound: Duration) -> Duration {
     (question_bound / 2).clamp(Duration::from_millis(100), Duration::from_millis(800))
 }
 
-impl NameServerConnections {
-    /// The address a name server at `address` is reached at.
-    fn reach(&self, address: IpAddr) -> IpAddr {
-        match (address, &self.nat64_prefix) {
-            (IpAddr::V4(ipv4), Some(prefix)) => IpAddr::V6(prefix.embed(ipv4)),
-            _ => address,
-        }
+/// The address a name server at `address` is reached at: an IPv4 one
+/// inside `nat64_prefix` when it is set.
+fn reach(address: IpAddr, nat64_prefix: Option<&Nat64Prefix>) -> IpAddr {
+    match (address, nat64_prefix) {
+        (IpAddr::V4(ipv4), Some(prefix)) => IpAddr::V6(prefix.embed(ipv4)),
+        _ => address,
     }
 }
 
@@ -153,7 +176,7 @@ impl ConnectionProvider for NameServerConnections {
         config: &ConnectionConfig,
         context: &PoolContext,
     ) -> Result<Self::FutureConn, NetError> {
-        let address = self.reach(address);
+        let address = reach(address, self.nat64_prefix.as_ref());
         if matches!(config.protocol, ProtocolConfig::Udp) {
             // As hickory's provider builds it, with the shorter timeout.
             let stream = UdpClientStream::builder(
@@ -182,6 +205,40 @@ impl RecursiveResolver {
     ) -> Result<Self, RecursiveError> {
         let roots = read_root_hints(settings.root_hints.as_deref())?;
         let defaults = RecursorOptions::default();
+        let denied = if settings.query_private_nameservers {
+            Vec::new()
+        } else {
+            defaults.deny_server.clone()
+        };
+        let engine = if settings.dnssec_validation {
+            Self::validating_engine(settings, roots, defaults, denied)?
+        } else {
+            let iteration = IterationSettings {
+                recursion_limit: settings.recursion_limit,
+                server_timeout: name_server_timeout(settings.timeout),
+                case_randomization: settings.case_randomization,
+                edns_udp_size: settings.edns_udp_size,
+                denied,
+                nat64_prefix: settings.nat64_prefix,
+            };
+            let entries = usize::try_from(settings.cache_entries).unwrap_or(usize::MAX);
+            Engine::Iterative(Iteration::new(iteration, &roots, entries))
+        };
+        Ok(Self {
+            engine,
+            timeout: settings.timeout,
+            validating: settings.dnssec_validation,
+            metrics,
+        })
+    }
+
+    /// hickory's recursor, validating from the trust anchor.
+    fn validating_engine(
+        settings: &RecursiveSettings,
+        roots: Vec<IpAddr>,
+        defaults: RecursorOptions,
+        denied: Vec<ipnet::IpNet>,
+    ) -> Result<Engine, RecursiveError> {
         let options = RecursorOptions {
             // The answers themselves are kept in dns64d's own cache; the
             // recursor's response cache mostly held a second copy of them (with
@@ -201,24 +258,14 @@ impl RecursiveResolver {
             ns_recursion_limit: settings.recursion_limit,
             case_randomization: settings.case_randomization,
             edns_payload_len: settings.edns_udp_size,
-            deny_server: if settings.query_private_nameservers {
-                Vec::new()
-            } else {
-                defaults.deny_server.clone()
-            },
+            deny_server: denied,
             ..defaults
         };
-        let policy = if settings.dnssec_validation {
-            let mut dnssec = DnssecConfig::default();
-            dnssec.trust_anchor =
-                read_trust_anchor(settings.trust_anchor.as_deref())?.map(Arc::new);
-            DnssecPolicy::ValidateWithStaticKey(dnssec)
-        } else {
-            DnssecPolicy::SecurityUnaware
-        };
+        let mut dnssec = DnssecConfig::default();
+        dnssec.trust_anchor = read_trust_anchor(settings.trust_anchor.as_deref())?.map(Arc::new);
         let build = RecursorBuild {
             roots,
-            policy,
+            policy: DnssecPolicy::ValidateWithStaticKey(dnssec),
             options,
             connections: NameServerConnections {
                 runtime: PooledRuntime::default(),
@@ -229,18 +276,10 @@ impl RecursiveResolver {
         let recursor = build
             .recursor()
             .map_err(|error| RecursiveError::Recursor(error.to_string()))?;
-        Ok(Self {
+        Ok(Engine::Validating(Box::new(ValidatingRecursor {
             recursor: RwLock::new(Arc::new(recursor)),
             build,
-            timeout: settings.timeout,
-            validating: settings.dnssec_validation,
-            metrics,
-        })
-    }
-
-    /// The recursor in use now.
-    fn recursor(&self) -> Arc<Recursor<NameServerConnections>> {
-        Arc::clone(&self.recursor.read().unwrap_or_else(PoisonError::into_inner))
+        })))
     }
 }
 
@@ -251,12 +290,13 @@ impl AnswerSource for RecursiveResolver {
     /// one from the settings that built the first cannot fail in practice
     /// (no I/O, the same checks); if it does, the old one stays and says so.
     fn flush(&self) {
-        match self.build.recursor() {
+        let (recursor, build) = match &self.engine {
+            Engine::Iterative(iteration) => return iteration.clear(),
+            Engine::Validating(validating) => (&validating.recursor, &validating.build),
+        };
+        match build.recursor() {
             Ok(empty) => {
-                *self
-                    .recursor
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(empty);
+                *recursor.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(empty);
             }
             Err(error) => {
                 tracing::error!(%error, "flush: cannot build an empty recursor; the recursor's caches keep their entries");
@@ -273,8 +313,37 @@ impl AnswerSource for RecursiveResolver {
     ) -> Result<Answer, UpstreamError> {
         // One time limit for everything this question costs, the CNAME workaround included.
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let validating = match &self.engine {
+            Engine::Validating(validating) => validating,
+            Engine::Iterative(iteration) => {
+                let resolution = iteration.resolve(name, record_type, class, flags.dnssec_ok);
+                return match tokio::time::timeout_at(deadline, resolution).await {
+                    Ok(Ok(answer)) => Ok(answer),
+                    Ok(Err(gave_up)) => {
+                        self.failed(gave_up.reason, name, record_type, &gave_up.detail);
+                        Err(UpstreamError::Network(format!(
+                            "recursion failed: {}",
+                            gave_up.detail
+                        )))
+                    }
+                    Err(_) => {
+                        self.failed(
+                            RecursionFailure::Timeout,
+                            name,
+                            record_type,
+                            &"no answer in time",
+                        );
+                        Err(UpstreamError::Timeout {
+                            attempts: 1,
+                            timeout: self.timeout,
+                        })
+                    }
+                };
+            }
+        };
+        let recursor = validating.current();
         match self
-            .resolve(name, record_type, class, flags, deadline)
+            .resolve(&recursor, name, record_type, class, flags, deadline)
             .await
         {
             Err(_) => {
@@ -305,7 +374,10 @@ impl AnswerSource for RecursiveResolver {
                     && record_type != RecordType::CNAME
                     && is_bogus_denial(&error)
                 {
-                    if let Some(answer) = self.validated_cname(name, class, flags, deadline).await {
+                    if let Some(answer) = self
+                        .validated_cname(&recursor, name, class, flags, deadline)
+                        .await
+                    {
                         return Ok(answer);
                     }
                 }
@@ -393,6 +465,7 @@ impl RecursiveResolver {
     /// One question to the recursor, answered by `deadline`.
     async fn resolve(
         &self,
+        recursor: &Recursor<NameServerConnections>,
         name: &Name,
         record_type: RecordType,
         class: DNSClass,
@@ -401,7 +474,6 @@ impl RecursiveResolver {
     ) -> Result<Result<Message, RecursorError>, tokio::time::error::Elapsed> {
         let mut query = Query::query(name.clone(), record_type);
         query.set_query_class(class);
-        let recursor = self.recursor();
         let resolution = recursor.resolve(query, std::time::Instant::now(), flags.dnssec_ok);
         tokio::time::timeout_at(deadline, resolution).await
     }
@@ -443,13 +515,14 @@ impl RecursiveResolver {
     /// answer is validated on its own, so every link is still checked.
     async fn validated_cname(
         &self,
+        recursor: &Recursor<NameServerConnections>,
         name: &Name,
         class: DNSClass,
         flags: UpstreamFlags,
         deadline: tokio::time::Instant,
     ) -> Option<Answer> {
         let message = self
-            .resolve(name, RecordType::CNAME, class, flags, deadline)
+            .resolve(recursor, name, RecordType::CNAME, class, flags, deadline)
             .await
             .ok()?
             .ok()?;
@@ -572,13 +645,9 @@ mod tests {
             ),
         ];
         for (name, nat64_prefix, listed, reached) in cases {
-            let connections = NameServerConnections {
-                nat64_prefix,
-                ..NameServerConnections::default()
-            };
             let listed: IpAddr = listed.parse().unwrap();
             assert_eq!(
-                connections.reach(listed),
+                reach(listed, nat64_prefix.as_ref()),
                 reached.parse::<IpAddr>().unwrap(),
                 "{name}"
             );

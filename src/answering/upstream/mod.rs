@@ -536,7 +536,7 @@ fn cookie_of(message: &Message) -> Option<Vec<u8>> {
 
 /// Puts the client's letter case back after 0x20: the question and every
 /// owner name equal to it.
-fn restore_case(response: &mut Message, original: &Query) {
+pub(crate) fn restore_case(response: &mut Message, original: &Query) {
     for query in &mut response.queries {
         *query = original.clone();
     }

@@ -220,13 +220,19 @@ pub fn execute(command: &Command, server: &RunningServer, info: &StatusInfo) -> 
         Command::Flush(scope) => {
             let removed = server.flush_cache(scope);
             let mut text = format!("flushed {removed} cache entries\n");
-            if server.config().upstream.recursive.is_some() {
-                text.push_str(match scope {
-                    FlushScope::All => {
+            if let Some(recursive) = &server.config().upstream.recursive {
+                text.push_str(match (scope, recursive.dnssec_validation) {
+                    (FlushScope::All, false) => {
+                        "and emptied the recursor's delegations, name server addresses and round-trip times\n"
+                    }
+                    (FlushScope::All, true) => {
                         "and replaced the recursor with an empty one (its answers, delegations and DNSSEC validations)\n"
                     }
-                    FlushScope::Name(_) | FlushScope::Below(_) => {
-                        "the recursor keeps its own copy until that copy's TTL ends (hickory's recursor cannot remove one name); `dns64d ctl flush` empties it\n"
+                    (FlushScope::Name(_) | FlushScope::Below(_), false) => {
+                        "the recursor keeps no answers of its own; its delegations stay until `dns64d ctl flush`\n"
+                    }
+                    (FlushScope::Name(_) | FlushScope::Below(_), true) => {
+                        "the validating recursor keeps its own copy until that copy's TTL ends (hickory's recursor cannot remove one name); `dns64d ctl flush` empties it\n"
                     }
                 });
             }

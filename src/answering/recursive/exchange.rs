@@ -1,0 +1,148 @@
+//! One question to one authoritative name server, for the project's own
+//! iteration ([`super::iterative`]): UDP on a pooled socket
+//! ([`crate::answering::udp_pool`]), then TCP if the reply was truncated.
+//!
+//! What RFC 5452 asks of a resolver holds: the socket's port was picked at
+//! random by the kernel, the ID is random per query (hickory's
+//! [`DnsRequest`]), and a datagram is taken as the reply only if it comes
+//! from the address and port the query went to, with the query's ID and
+//! question (and, with 0x20, the question's letter case). Anything else is
+//! ignored and the wait goes on, within the caller's time limit. A socket
+//! goes back to the pool only after an accepted reply.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::xfer::{DnsHandle, FirstAnswer};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, MessageType, OpCode, Query};
+
+use crate::answering::udp_pool::{self, PoolKey, PooledSocket};
+use crate::answering::upstream::restore_case;
+
+/// How a question is put to an authoritative server.
+#[derive(Clone, Copy)]
+pub(super) struct QueryStyle {
+    /// EDNS payload size (`server.edns_udp_size`).
+    pub edns_udp_size: u16,
+    /// Ask for DNSSEC records (the client set DO).
+    pub dnssec_ok: bool,
+    /// 0x20: random letter case, echoed back exactly.
+    pub case_randomization: bool,
+}
+
+/// Why an exchange gave no reply.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ExchangeError {
+    /// No accepted reply within the time given.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The network refused (unreachable, reset, no route).
+    #[error("{0}")]
+    Network(String),
+}
+
+/// Asks `server` (port 53) `query`, waiting at most `timeout` for the UDP
+/// reply and as long again for a TCP one after truncation.
+pub(super) async fn ask(
+    server: IpAddr,
+    query: Query,
+    style: QueryStyle,
+    timeout: Duration,
+) -> Result<Message, ExchangeError> {
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_payload_len = style.edns_udp_size;
+    options.edns_set_dnssec_ok = style.dnssec_ok;
+    options.recursion_desired = false;
+    options.case_randomization = style.case_randomization;
+    let request = DnsRequest::from_query(query, options);
+    let address = SocketAddr::new(server, 53);
+    let reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
+        .await
+        .map_err(|_| ExchangeError::Timeout(timeout))??;
+    if !reply.metadata.truncation {
+        return Ok(reply);
+    }
+    tracing::debug!(%server, "truncated reply; asking again over TCP");
+    let tcp = TcpClientStream::exchange(
+        address,
+        None,
+        timeout,
+        None,
+        TokioRuntimeProvider::default(),
+    )
+    .await
+    .map_err(|error| ExchangeError::Network(error.to_string()))?;
+    let reply = tokio::time::timeout(timeout, tcp.send(request).first_answer())
+        .await
+        .map_err(|_| ExchangeError::Timeout(timeout))?
+        .map_err(|error| ExchangeError::Network(error.to_string()))?;
+    Ok(reply.into_message())
+}
+
+/// The UDP exchange: send, then read until a datagram passes the checks.
+async fn ask_udp(
+    server: SocketAddr,
+    request: &DnsRequest,
+    style: QueryStyle,
+) -> Result<Message, ExchangeError> {
+    let network = |error: std::io::Error| ExchangeError::Network(error.to_string());
+    let local = if server.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let key = PoolKey::BoundTo(local);
+    let pooled = match udp_pool::take_idle(key) {
+        Some(pooled) => pooled,
+        None => PooledSocket::new(
+            tokio::net::UdpSocket::bind(SocketAddr::new(local, 0))
+                .await
+                .map_err(network)?,
+        ),
+    };
+    let socket = pooled.socket();
+    let bytes = request
+        .to_vec()
+        .map_err(|error| ExchangeError::Network(error.to_string()))?;
+    socket.send_to(&bytes, server).await.map_err(network)?;
+    let mut buffer = vec![0u8; usize::from(style.edns_udp_size.max(512))];
+    loop {
+        let (length, from) = socket.recv_from(&mut buffer).await.map_err(network)?;
+        if from != server {
+            tracing::debug!(%server, %from, "ignoring a datagram from another address");
+            continue;
+        }
+        let received = &buffer[..length];
+        if received.get(..2) != Some(&request.metadata.id.to_be_bytes()[..]) {
+            tracing::debug!(%server, "ignoring a reply with another ID");
+            continue;
+        }
+        let Ok(mut reply) = Message::from_vec(received) else {
+            tracing::debug!(%server, "ignoring an undecodable reply");
+            continue;
+        };
+        let same_question = reply.queries.len() == request.queries.len()
+            && reply
+                .queries
+                .iter()
+                .zip(&request.queries)
+                .all(|(got, sent)| {
+                    got == sent && (!style.case_randomization || got.name().eq_case(sent.name()))
+                });
+        if !same_question
+            || reply.metadata.message_type != MessageType::Response
+            || reply.metadata.op_code != OpCode::Query
+        {
+            tracing::debug!(%server, "ignoring a reply to another question");
+            continue;
+        }
+        if let Some(original) = request.original_query() {
+            restore_case(&mut reply, original);
+        }
+        udp_pool::give_back(key, pooled);
+        return Ok(reply);
+    }
+}
