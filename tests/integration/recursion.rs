@@ -180,6 +180,60 @@ fn concurrent_questions_for_one_name_are_asked_upstream_once() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn questions_that_need_one_name_servers_address_look_it_up_once() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        // two.'s name server ns.slow. has no glue; slow.'s server
+        // (127.0.0.5, a fake) answers its address after 200 ms, so every
+        // question for two. needs that address while it is being looked up.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: &str| {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
+        let root = write(
+            "root.zone",
+            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns.slow.\nslow. 86400 IN NS ns-slow.\nns-slow. 86400 IN A 127.0.0.5\n",
+        );
+        let hosts: String = (0..20).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
+        let two = write(
+            "two.zone",
+            &format!("$ORIGIN two.\n@ 3600 IN SOA ns.slow. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns.slow.\n{hosts}"),
+        );
+        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
+        let _two = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
+        let slow = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
+            let mut reply = if request.queries[0].query_type() == RecordType::A {
+                reply_with(request, vec![rr_a("ns.slow.", 300, Ipv4Addr::new(127, 0, 0, 6))])
+            } else {
+                let mut reply = reply_to(request);
+                reply.add_authority(rr_soa("slow.", 300, 60));
+                reply
+            };
+            reply.metadata.authoritative = true;
+            FakeAction::Delayed(std::time::Duration::from_millis(200), reply)
+        })
+        .await;
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
+            hints.display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        let addr = d.addr;
+        let asks = (0..20).map(|index| async move {
+            let name = format!("h{index}.two");
+            let m = query_udp(addr, &Q::new(&name, RecordType::A)).await;
+            assert_eq!(answer_summary(&m), [format!("{name}. 300 A 93.184.216.34")], "{m:?}");
+        });
+        futures_util::future::join_all(asks).await;
+        assert_eq!(slow.count("ns.slow", RecordType::A), 1, "{:?}", slow.seen());
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_silent_name_server_is_avoided_after_it_failed() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {

@@ -66,6 +66,7 @@ pub(super) async fn ask(
         return Ok(reply);
     }
     tracing::debug!(%server, "truncated reply; asking again over TCP");
+    let original = request.original_query().cloned();
     let tcp = TcpClientStream::exchange(
         address,
         None,
@@ -79,7 +80,11 @@ pub(super) async fn ask(
         .await
         .map_err(|_| ExchangeError::Timeout(timeout))?
         .map_err(|error| ExchangeError::Network(error.to_string()))?;
-    Ok(reply.into_message())
+    let mut reply = reply.into_message();
+    if let Some(original) = original {
+        restore_case(&mut reply, &original);
+    }
+    Ok(reply)
 }
 
 /// The UDP exchange: send, then read until a datagram passes the checks.

@@ -21,16 +21,18 @@
 //! `dns64.parallel_a = false`, recursive mode's default) A only after an
 //! empty AAAA answer.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::IpNet;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::exchange::{self, ExchangeError, QueryStyle};
@@ -92,7 +94,13 @@ pub(super) struct IterationSettings {
 pub(super) struct Iteration {
     settings: IterationSettings,
     infrastructure: Infrastructure,
+    /// Name server names being resolved now: questions that need the same
+    /// one wait for the first lookup instead of starting their own.
+    resolving: Mutex<HashMap<Name, Arc<ServerLookup>>>,
 }
+
+/// One name server name's lookup, shared by the questions waiting for it.
+type ServerLookup = OnceCell<Arc<[IpAddr]>>;
 
 /// What one question has spent, shared with the name server lookups it starts.
 struct Spent {
@@ -147,6 +155,7 @@ impl Iteration {
         Self {
             settings,
             infrastructure: Infrastructure::new(ZoneCut::root(servers), cache_entries),
+            resolving: Mutex::new(HashMap::new()),
         }
     }
 
@@ -395,9 +404,36 @@ impl Iteration {
         Ok(scored.into_iter().map(|(_, _, address)| address).collect())
     }
 
+    /// A name server's addresses, looked up once however many questions
+    /// need them at the same time ([`Self::look_up_server`]).
+    async fn resolve_server(&self, server: &Name, spent: &Spent, depth: u8) -> Arc<[IpAddr]> {
+        let lookup = {
+            let mut resolving = self
+                .resolving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(resolving.entry(server.clone()).or_default())
+        };
+        let found = lookup
+            .get_or_init(|| self.look_up_server(server, spent, depth))
+            .await
+            .clone();
+        let mut resolving = self
+            .resolving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if resolving
+            .get(server)
+            .is_some_and(|pending| Arc::ptr_eq(pending, &lookup))
+        {
+            resolving.remove(server);
+        }
+        found
+    }
+
     /// A name server's addresses: A, else AAAA; kept for their TTL. A
     /// failure leaves it without addresses (the zone's other servers remain).
-    async fn resolve_server(&self, server: &Name, spent: &Spent, depth: u8) -> Arc<[IpAddr]> {
+    async fn look_up_server(&self, server: &Name, spent: &Spent, depth: u8) -> Arc<[IpAddr]> {
         let depth = depth.saturating_add(1);
         if depth >= self.settings.recursion_limit {
             return Arc::from([]);

@@ -91,7 +91,7 @@ pub(crate) struct RecursiveResolver {
 /// What resolves: the project's iteration, or (validating) hickory's recursor.
 enum Engine {
     /// The project's iteration on hickory-proto ([`iterative`]).
-    Iterative(Iteration),
+    Iterative(Box<Iteration>),
     /// hickory's recursor with its DNSSEC validator (`upstream.dnssec_validation`).
     Validating(Box<ValidatingRecursor>),
 }
@@ -222,7 +222,7 @@ impl RecursiveResolver {
                 nat64_prefix: settings.nat64_prefix,
             };
             let entries = usize::try_from(settings.cache_entries).unwrap_or(usize::MAX);
-            Engine::Iterative(Iteration::new(iteration, &roots, entries))
+            Engine::Iterative(Box::new(Iteration::new(iteration, &roots, entries)))
         };
         Ok(Self {
             engine,

@@ -98,9 +98,32 @@ pub async fn start_fake_upstream(
     ip: IpAddr,
     behaviour: impl Fn(&Message, Transport) -> FakeAction + Send + Sync + 'static,
 ) -> FakeUpstream {
+    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
+    serve_fake(udp, tcp, behaviour)
+}
+
+/// [`start_fake_upstream`] on a given address and port (port 53 for a fake
+/// name server that a recursor asks).
+pub async fn start_fake_upstream_at(
+    addr: SocketAddr,
+    behaviour: impl Fn(&Message, Transport) -> FakeAction + Send + Sync + 'static,
+) -> FakeUpstream {
+    let udp = UdpSocket::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("binding UDP on {addr}: {e}"));
+    let tcp = TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("binding TCP on {addr}: {e}"));
+    serve_fake(udp, tcp, behaviour)
+}
+
+fn serve_fake(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    behaviour: impl Fn(&Message, Transport) -> FakeAction + Send + Sync + 'static,
+) -> FakeUpstream {
     let behaviour: Arc<Behaviour> = Arc::new(behaviour);
     let seen = SeenLog::default();
-    let (udp, tcp) = bind_udp_tcp_same_port(ip).await;
     let addr = udp.local_addr().unwrap();
     let udp = Arc::new(udp);
 
