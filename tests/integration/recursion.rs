@@ -234,6 +234,43 @@ fn questions_that_need_one_name_servers_address_look_it_up_once() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn a_zone_with_one_name_server_survives_a_lost_query() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        // one.'s only name server (a fake at 127.0.0.5) drops the first query.
+        let dir = tempfile::tempdir().unwrap();
+        let hints = dir.path().join("root.hints");
+        std::fs::write(&hints, ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n").unwrap();
+        let root = dir.path().join("root.zone");
+        std::fs::write(
+            &root,
+            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\none. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
+        )
+        .unwrap();
+        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
+        let dropped = std::sync::atomic::AtomicBool::new(false);
+        let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), move |request, _| {
+            if !dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return FakeAction::Drop;
+            }
+            let mut reply = reply_with(request, vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))]);
+            reply.metadata.authoritative = true;
+            FakeAction::Reply(reply)
+        })
+        .await;
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
+            hints.display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        let m = query_udp(d.addr, &Q::new("h.one", RecordType::A)).await;
+        assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
+        assert_eq!(one.count("h.one", RecordType::A), 2, "{:?}", one.seen());
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_silent_name_server_is_avoided_after_it_failed() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {

@@ -16,7 +16,8 @@
 //! `upstream.recursion_limit` referrals plus name server lookups, by
 //! [`MAX_CNAME_LINKS`] CNAME links and by [`MAX_QUERIES`] upstream queries.
 //! One name server gets [`super::name_server_timeout`] before the next is
-//! tried, and one that timed out is asked last until it answers again.
+//! tried (the same one again if it is the zone's only one), and one that
+//! timed out is asked last until it answers again.
 //! Only what the answer needs is asked: no NS query at the leaf, and (with
 //! `dns64.parallel_a = false`, recursive mode's default) A only after an
 //! empty AAAA answer.
@@ -47,8 +48,8 @@ pub(super) const MAX_CNAME_LINKS: usize = 12;
 /// Upstream queries one question may cost, its name server lookups included.
 pub(super) const MAX_QUERIES: u32 = 100;
 
-/// Name servers of one zone asked for one query before the zone counts as
-/// unreachable.
+/// Tries of one query at a zone's name servers (each address in turn, again
+/// if the zone has fewer) before the zone counts as unreachable.
 const MAX_SERVERS_TRIED: usize = 4;
 
 /// Minimised queries sent to one zone before the whole name is asked
@@ -326,7 +327,9 @@ impl Iteration {
             RecursionFailure::Unreachable,
             format!("{name}: no usable name server address for {}", cut.zone),
         );
-        for address in addresses.into_iter().take(MAX_SERVERS_TRIED) {
+        // Each address in turn, and again while tries remain: a zone with
+        // one name server survives a lost datagram (Unbound retries too).
+        for &address in addresses.iter().cycle().take(MAX_SERVERS_TRIED) {
             spent.charge()?;
             let mut query = Query::query(name.clone(), record_type);
             query.set_query_class(class);

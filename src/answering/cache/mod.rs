@@ -11,15 +11,19 @@
 //! `cache.prefetch_threshold_percent` of its TTL says, once per entry, that
 //! the resolver should refresh it in the background (prefetch).
 
+mod packed;
+
 use std::hash::{BuildHasher, Hasher};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::{Duration, Instant};
 
 use crate::dns64::answer::Answer;
 use crate::ops::config::CacheConfig;
 use crate::sharded::{LRU_NODE_OVERHEAD, ShardedLru, Weigh};
+
+use self::packed::PackedAnswer;
 
 /// What identifies a cached answer: the question and the DNSSEC bits that change it.
 ///
@@ -107,7 +111,8 @@ impl std::hash::Hash for CacheKey {
 
 #[derive(Debug)]
 struct Entry {
-    answer: Answer,
+    /// The answer, in wire form ([`packed`]).
+    answer: PackedAnswer,
     stored: Instant,
     expires: Instant,
     /// A prefetch of this entry was asked for (at most one per entry).
@@ -126,19 +131,13 @@ impl Weigh<CacheKey> for Entry {
 }
 
 /// The bytes an entry for `answer` under `key` takes: the map's node, the
-/// key and entry inline, and what their names and records hold on the heap.
-fn entry_bytes(key: &CacheKey, answer: &Answer) -> usize {
-    let records = [&answer.answers, &answer.authorities, &answer.additionals];
+/// key and entry inline, and what the key's name and the packed records
+/// hold on the heap.
+fn entry_bytes(key: &CacheKey, answer: &PackedAnswer) -> usize {
     std::mem::size_of::<(CacheKey, Entry)>()
         + LRU_NODE_OVERHEAD
         + name_heap_bytes(&key.name)
-        + records
-            .iter()
-            .map(|section| {
-                section.capacity() * std::mem::size_of::<Record>()
-                    + section.iter().map(record_heap_bytes).sum::<usize>()
-            })
-            .sum::<usize>()
+        + answer.heap_bytes()
 }
 
 /// What a name holds on the heap: nothing up to 32 octets of labels (hickory
@@ -150,22 +149,6 @@ fn name_heap_bytes(name: &Name) -> usize {
     } else {
         length + name.num_labels() as usize
     }
-}
-
-/// What a record holds on the heap beside its inline size: the names in it
-/// and the data of the record types that keep it in vectors.
-fn record_heap_bytes(record: &Record) -> usize {
-    let data = match &record.data {
-        RData::CNAME(name) => name_heap_bytes(&name.0),
-        RData::NS(name) => name_heap_bytes(&name.0),
-        RData::PTR(name) => name_heap_bytes(&name.0),
-        RData::SOA(soa) => name_heap_bytes(&soa.mname) + name_heap_bytes(&soa.rname),
-        RData::A(_) | RData::AAAA(_) => 0,
-        // Rarer types (MX, TXT, HTTPS, RRSIG…): about their wire length.
-        other => hickory_proto::serialize::binary::BinEncodable::to_bytes(other)
-            .map_or(0, |bytes| bytes.len()),
-    };
-    name_heap_bytes(&record.name) + data
 }
 
 /// A fresh cache hit.
@@ -246,9 +229,9 @@ impl AnswerCache {
                 shard.pop(key);
                 return Cached::Missing;
             }
-            return match stale {
-                true => Cached::Stale(self.stale_hit(entry, now)),
-                false => Cached::Missing,
+            return match stale.then(|| self.stale_hit(entry, now)).flatten() {
+                Some(hit) => Cached::Stale(hit),
+                None => Cached::Missing,
             };
         }
         let elapsed = now.duration_since(entry.stored);
@@ -258,8 +241,11 @@ impl AnswerCache {
             remaining.as_millis() * 100
                 < lifetime.as_millis() * u128::from(self.config.prefetch_threshold_percent)
         };
+        let Some(mut answer) = entry.answer.unpack() else {
+            shard.pop(key);
+            return Cached::Missing;
+        };
         entry.prefetch_started |= needs_prefetch;
-        let mut answer = entry.answer.clone();
         answer.age_by(u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX));
         Cached::Fresh(Hit {
             answer,
@@ -276,12 +262,12 @@ impl AnswerCache {
 
     /// An expired entry within the serve-stale window, as served: every TTL
     /// set to `cache.stale_answer_ttl`, marked stale.
-    fn stale_hit(&self, entry: &Entry, now: Instant) -> StaleHit {
+    fn stale_hit(&self, entry: &Entry, now: Instant) -> Option<StaleHit> {
         let stale_ttl = self.config.stale_answer_ttl;
         let recently_served = entry.served_stale.is_some_and(|served| {
             now.duration_since(served) < Duration::from_secs(u64::from(stale_ttl))
         });
-        let mut answer = entry.answer.clone();
+        let mut answer = entry.answer.unpack()?;
         for record in answer
             .answers
             .iter_mut()
@@ -291,10 +277,10 @@ impl AnswerCache {
             record.ttl = stale_ttl;
         }
         answer.stale = true;
-        StaleHit {
+        Some(StaleHit {
             answer,
             recently_served,
-        }
+        })
     }
 
     /// The fresh hit of [`Self::lookup_for_client`], if any.
@@ -343,6 +329,9 @@ impl AnswerCache {
             return 0;
         }
         self.clamp_ttls(&mut answer);
+        let Some(answer) = PackedAnswer::pack(&answer) else {
+            return 0;
+        };
         let now = Instant::now();
         let entry = Entry {
             bytes: entry_bytes(&key, &answer),
@@ -444,7 +433,9 @@ impl AnswerCache {
                 return;
             }
             let elapsed = now.duration_since(entry.stored).as_secs();
-            let mut answer = entry.answer.clone();
+            let Some(mut answer) = entry.answer.unpack() else {
+                return;
+            };
             answer.age_by(u32::try_from(elapsed).unwrap_or(u32::MAX));
             let bits = match (key.dnssec_ok, key.checking_disabled) {
                 (false, false) => "",
