@@ -271,6 +271,51 @@ fn a_zone_with_one_name_server_survives_a_lost_query() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn a_lame_name_server_is_asked_last_for_its_zone() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        // two.'s name server has two addresses: 127.0.0.5 refuses (it does
+        // not serve the zone), 127.0.0.6 answers.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: &str| {
+            let path = dir.path().join(file);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
+        let root = write(
+            "root.zone",
+            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
+        );
+        const NAMES: usize = 20;
+        let hosts: String = (0..NAMES).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
+        let two = write(
+            "two.zone",
+            &format!("$ORIGIN two.\n@ 3600 IN SOA ns-two. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns-two.\n{hosts}"),
+        );
+        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
+        let _live = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
+        let lame = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
+            FakeAction::Reply(reply_rcode(request, ResponseCode::Refused))
+        })
+        .await;
+        let toml = format!(
+            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
+            hints.display().to_string()
+        );
+        let d = start_dns64d_toml(&toml).await;
+        for i in 0..NAMES {
+            let m = query_udp(d.addr, &Q::new(format!("h{i}.two"), RecordType::A)).await;
+            assert_eq!(answer_summary(&m), [format!("h{i}.two. 300 A 93.184.216.34")], "{m:?}");
+        }
+        // It answers fast, so without its lameness remembered it would be
+        // asked first whenever it led on round-trip time.
+        assert!(lame.total() <= 1, "the lame address got {} queries: {:?}", lame.total(), lame.seen());
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_silent_name_server_is_avoided_after_it_failed() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {

@@ -342,10 +342,13 @@ impl Iteration {
                     match classify(message, &cut.zone, name, record_type, style.dnssec_ok) {
                         Ok(reply) => return Ok(reply),
                         Err(why) => {
-                            tracing::debug!(%reached, zone = %cut.zone, %name, why, "unusable reply; asking the next name server");
+                            tracing::debug!(%reached, zone = %cut.zone, %name, ?why, "unusable reply; asking the next name server");
+                            if matches!(why, Unusable::Lame(_)) {
+                                self.infrastructure.lame(address, &cut.zone);
+                            }
                             last_failure = GaveUp::new(
                                 RecursionFailure::Unreachable,
-                                format!("{name}: {reached} for {}: {why}", cut.zone),
+                                format!("{name}: {reached} for {}: {why:?}", cut.zone),
                             );
                         }
                     }
@@ -397,14 +400,24 @@ impl Iteration {
                 }
             }
         }
-        // Fastest first; equal ones (never asked) in random order.
-        let mut scored: Vec<(Duration, u32, IpAddr)> = addresses
+        // Fastest first, lame ones last; equal ones (never asked) in random order.
+        let mut scored: Vec<(bool, Duration, u32, IpAddr)> = addresses
             .into_iter()
-            .map(|address| (self.infrastructure.rtt(address), rand::random(), address))
+            .map(|address| {
+                (
+                    self.infrastructure.is_lame(address, &cut.zone),
+                    self.infrastructure.rtt(address),
+                    rand::random(),
+                    address,
+                )
+            })
             .collect();
         scored.sort_unstable();
-        scored.dedup_by_key(|(_, _, address)| *address);
-        Ok(scored.into_iter().map(|(_, _, address)| address).collect())
+        scored.dedup_by_key(|(_, _, _, address)| *address);
+        Ok(scored
+            .into_iter()
+            .map(|(_, _, _, address)| address)
+            .collect())
     }
 
     /// A name server's addresses, looked up once however many questions
@@ -490,18 +503,31 @@ impl Iteration {
     }
 }
 
+/// Why a reply cannot be used (the next name server is asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unusable {
+    /// The server does not serve the zone: not authoritative and no
+    /// referral, or REFUSED. It is asked last for the zone from now on.
+    Lame(&'static str),
+    /// A failure that may pass (SERVFAIL, FORMERR, …).
+    Failed(&'static str),
+}
+
 /// Reads a zone's reply to (`asked`, `record_type`); `Err` says why it
-/// cannot be used (the next name server is asked).
+/// cannot be used.
 fn classify(
     message: Message,
     zone: &Name,
     asked: &Name,
     record_type: RecordType,
     dnssec_ok: bool,
-) -> Result<Reply, &'static str> {
+) -> Result<Reply, Unusable> {
     let code = message.metadata.response_code;
+    if code == ResponseCode::Refused {
+        return Err(Unusable::Lame("REFUSED"));
+    }
     if code != ResponseCode::NoError && code != ResponseCode::NXDomain {
-        return Err("neither NOERROR nor NXDOMAIN");
+        return Err(Unusable::Failed("neither NOERROR nor NXDOMAIN"));
     }
     // The answer: the CNAME links in the zone from the name asked, then
     // the records of the type asked at the chain's end.
@@ -611,7 +637,9 @@ fn classify(
             authorities: authorities(),
         });
     }
-    Err("not authoritative for the zone (lame)")
+    Err(Unusable::Lame(
+        "not authoritative for the zone and no referral",
+    ))
 }
 
 /// A referral in `message` to a cut below `zone` and above (or at) `asked`,
@@ -815,40 +843,29 @@ mod tests {
 
     #[test]
     fn a_lame_or_failing_server_is_not_believed() {
-        let message = reply(ResponseCode::NoError, false);
-        assert!(
+        let ask = |message: Message| {
             classify(
                 message,
                 &name("example.com."),
                 &name("www.example.com."),
                 RecordType::A,
-                false
+                false,
             )
-            .is_err()
-        );
-        let message = reply(ResponseCode::ServFail, true);
+            .err()
+        };
+        let is_lame = |unusable: Option<Unusable>| matches!(unusable, Some(Unusable::Lame(_)));
         assert!(
-            classify(
-                message,
-                &name("example.com."),
-                &name("www.example.com."),
-                RecordType::A,
-                false
-            )
-            .is_err()
+            is_lame(ask(reply(ResponseCode::NoError, false))),
+            "no data, not authoritative"
         );
+        assert!(is_lame(ask(reply(ResponseCode::Refused, false))));
+        assert!(matches!(
+            ask(reply(ResponseCode::ServFail, true)),
+            Some(Unusable::Failed(_))
+        ));
         // An upward referral is lame too.
         let mut message = reply(ResponseCode::NoError, false);
         message.authorities = vec![record("com.", 3600, RData::NS(NS(name("a.gtld.net."))))];
-        assert!(
-            classify(
-                message,
-                &name("example.com."),
-                &name("www.example.com."),
-                RecordType::A,
-                false
-            )
-            .is_err()
-        );
+        assert!(is_lame(ask(message)));
     }
 }

@@ -2,16 +2,18 @@
 //! questions, Unbound's infrastructure cache: the zone cuts it learnt from
 //! referrals (each zone's name servers, with the glue addresses that came
 //! with them), the addresses it resolved for name servers that had no glue,
-//! and per name server address the smoothed round-trip time and time-outs
-//! that choose which server of a zone is asked.
+//! per name server address the smoothed round-trip time and time-outs that
+//! choose which server of a zone is asked, and which addresses answered
+//! lamely for which zone.
 //!
-//! All three are bounded LRU maps sized from `cache.max_entries` and empty
+//! All four are bounded LRU maps sized from `cache.max_entries` and empty
 //! at start; an entry lives until its TTL ends (delegations, addresses) or
-//! for [`SERVER_MEMORY`] (round-trip times). Answers themselves are not kept
+//! for [`SERVER_MEMORY`] (round-trip times) or [`LAME_MEMORY`] (lameness). Answers themselves are not kept
 //! here: they live in dns64d's answer cache ([`crate::answering::cache`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
@@ -31,6 +33,10 @@ const MAX_BACKED_OFF_RTT: Duration = Duration::from_secs(120);
 
 /// The longest a delegation or address is kept, whatever its TTL says.
 const MAX_TTL: u32 = 86_400;
+
+/// How long a name server that answered lamely for a zone is asked last
+/// for it (Unbound's `infra-lame-ttl`).
+const LAME_MEMORY: Duration = Duration::from_secs(900);
 
 /// One name server of a zone: its name and the addresses the referral's
 /// glue gave for it (none: resolve the name).
@@ -126,6 +132,17 @@ pub(super) struct Infrastructure {
     cuts: ShardedLru<Name, Arc<ZoneCut>>,
     addresses: ShardedLru<Name, Addresses>,
     servers: ShardedLru<IpAddr, ServerState>,
+    /// Name server addresses that answered lamely for a zone (not
+    /// authoritative, no referral, REFUSED), until when.
+    lame: ShardedLru<(IpAddr, Name), Instant>,
+    /// Whether any address was ever found lame (saves the look-up until one is).
+    any_lame: AtomicBool,
+}
+
+impl Weigh<(IpAddr, Name)> for Instant {
+    fn weigh(&self, key: &(IpAddr, Name)) -> usize {
+        LRU_NODE_OVERHEAD + size_of::<(IpAddr, Name, Instant)>() + name_bytes(&key.1)
+    }
 }
 
 impl Infrastructure {
@@ -137,6 +154,8 @@ impl Infrastructure {
             cuts: ShardedLru::new(entries),
             addresses: ShardedLru::new(entries),
             servers: ShardedLru::new(entries),
+            lame: ShardedLru::new(entries),
+            any_lame: AtomicBool::new(false),
         }
     }
 
@@ -234,11 +253,38 @@ impl Infrastructure {
         state.updated = now;
     }
 
+    /// `address` answered lamely for `zone`: it is asked last for that
+    /// zone for [`LAME_MEMORY`].
+    pub(super) fn lame(&self, address: IpAddr, zone: &Name) {
+        let key = (address, zone.clone());
+        let until = Instant::now() + LAME_MEMORY;
+        self.lame.shard(&key).put(key, until);
+        self.any_lame.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `address` answered lamely for `zone` lately.
+    pub(super) fn is_lame(&self, address: IpAddr, zone: &Name) -> bool {
+        if !self.any_lame.load(Ordering::Relaxed) {
+            return false;
+        }
+        let key = (address, zone.clone());
+        let mut shard = self.lame.shard(&key);
+        match shard.get(&key) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                shard.pop(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Forgets everything but the root hints (`dns64d ctl flush`).
     pub(super) fn clear(&self) {
         self.cuts.retain(|_, _| false);
         self.addresses.retain(|_, _| false);
         self.servers.retain(|_, _| false);
+        self.lame.retain(|_, _| false);
     }
 }
 
