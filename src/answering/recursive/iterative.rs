@@ -120,8 +120,17 @@ impl Spent {
     }
 }
 
-/// What a zone's reply says about the name asked.
+/// What a zone's reply says about the name asked: where the walk ends, or
+/// a referral further down.
 enum Reply {
+    /// The walk ends here.
+    Found(Found),
+    /// A referral to a cut below the zone.
+    Referral(Arc<ZoneCut>),
+}
+
+/// Where a walk ended.
+enum Found {
     /// The records asked for, after the CNAME links in the zone (if any).
     Records(Vec<Record>),
     /// CNAME links ending at a name outside the zone (or not answered in it).
@@ -133,8 +142,6 @@ enum Reply {
         links: Vec<Record>,
         authorities: Vec<Record>,
     },
-    /// A referral to a cut below the zone.
-    Referral(Arc<ZoneCut>),
 }
 
 type Walk<'a, T> = Pin<Box<dyn Future<Output = Result<T, GaveUp>> + Send + 'a>>;
@@ -205,13 +212,13 @@ impl Iteration {
                     .walk(&current, record_type, class, style, spent, depth)
                     .await?;
                 match reply {
-                    Reply::Records(records) => {
+                    Found::Records(records) => {
                         chain.extend(records);
                         let mut answer = Answer::empty(ResponseCode::NoError);
                         answer.answers = chain;
                         return Ok(answer);
                     }
-                    Reply::Negative {
+                    Found::Negative {
                         code,
                         links,
                         authorities,
@@ -222,7 +229,7 @@ impl Iteration {
                         answer.authorities = authorities;
                         return Ok(answer);
                     }
-                    Reply::Alias { links, target } => {
+                    Found::Alias { links, target } => {
                         chain.extend(links);
                         let cnames = chain
                             .iter()
@@ -237,7 +244,6 @@ impl Iteration {
                         }
                         current = target;
                     }
-                    Reply::Referral(_) => unreachable!("walk follows referrals"),
                 }
             }
         })
@@ -253,7 +259,7 @@ impl Iteration {
         style: QueryStyle,
         spent: &Spent,
         depth: u8,
-    ) -> Result<Reply, GaveUp> {
+    ) -> Result<Found, GaveUp> {
         let mut cut = self
             .infrastructure
             .closest_cut(name, record_type == RecordType::DS);
@@ -290,22 +296,22 @@ impl Iteration {
                     cut = child;
                     steps = 0;
                 }
-                Reply::Negative {
+                Reply::Found(Found::Negative {
                     code: ResponseCode::NXDomain,
                     ..
-                } if minimised => {
+                }) if minimised => {
                     // RFC 8020 says nothing lies below; a server that
                     // answers minimised queries badly is asked the name.
                     minimise = false;
                 }
-                _ if minimised => {
+                Reply::Found(_) if minimised => {
                     // No cut at that label: one label more.
                     steps += 1;
                     if steps >= MAX_MINIMISED_STEPS {
                         minimise = false;
                     }
                 }
-                reply => return Ok(reply),
+                Reply::Found(found) => return Ok(found),
             }
         }
     }
@@ -587,7 +593,7 @@ fn classify(
         let signatures = signatures_of(&owner, record_type);
         links.extend(records);
         links.extend(signatures);
-        return Ok(Reply::Records(links));
+        return Ok(Reply::Found(Found::Records(links)));
     }
     let authorities = || -> Vec<Record> {
         message
@@ -599,11 +605,11 @@ fn classify(
             .collect()
     };
     if code == ResponseCode::NXDomain {
-        return Ok(Reply::Negative {
+        return Ok(Reply::Found(Found::Negative {
             code,
             links,
             authorities: authorities(),
-        });
+        }));
     }
     if !links.is_empty() {
         // The chain leaves the zone, or its end has no data of the type here.
@@ -612,16 +618,16 @@ fn classify(
             .iter()
             .any(|record| record.record_type() == RecordType::SOA && zone.zone_of(&record.name));
         if zone.zone_of(&owner) && message.metadata.authoritative && has_soa {
-            return Ok(Reply::Negative {
+            return Ok(Reply::Found(Found::Negative {
                 code,
                 links,
                 authorities: authorities(),
-            });
+            }));
         }
-        return Ok(Reply::Alias {
+        return Ok(Reply::Found(Found::Alias {
             links,
             target: owner,
-        });
+        }));
     }
     if let Some(referral) = referral(&message, zone, asked) {
         return Ok(Reply::Referral(referral));
@@ -631,11 +637,11 @@ fn classify(
         .iter()
         .any(|record| record.record_type() == RecordType::SOA && record.name.zone_of(asked));
     if message.metadata.authoritative || has_soa {
-        return Ok(Reply::Negative {
+        return Ok(Reply::Found(Found::Negative {
             code,
             links,
             authorities: authorities(),
-        });
+        }));
     }
     Err(Unusable::Lame(
         "not authoritative for the zone and no referral",
@@ -770,11 +776,11 @@ mod tests {
         for code in [ResponseCode::NoError, ResponseCode::NXDomain] {
             let mut message = reply(code, true);
             message.authorities = vec![soa("example.com.", 3600, 60)];
-            let Ok(Reply::Negative {
+            let Ok(Reply::Found(Found::Negative {
                 code: got,
                 links,
                 authorities,
-            }) = classify(
+            })) = classify(
                 message,
                 &name("example.com."),
                 &name("www.example.com."),
@@ -808,7 +814,7 @@ mod tests {
             // Out of the zone: not believed.
             record("cdn.other.net.", 300, a("192.0.2.9")),
         ];
-        let Ok(Reply::Alias { links, target }) = classify(
+        let Ok(Reply::Found(Found::Alias { links, target })) = classify(
             message,
             &name("example.com."),
             &name("www.example.com."),
@@ -829,7 +835,7 @@ mod tests {
             ),
             record("web.example.com.", 300, a("192.0.2.9")),
         ];
-        let Ok(Reply::Records(records)) = classify(
+        let Ok(Reply::Found(Found::Records(records))) = classify(
             message,
             &name("example.com."),
             &name("www.example.com."),
