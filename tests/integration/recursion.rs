@@ -36,6 +36,70 @@ async fn serve_hierarchy_and_recurse(servers: &[(u8, &str, &str)]) -> (Vec<AuthU
     (authorities, start_dns64d_toml(&toml).await)
 }
 
+/// The SOA, NS and ns-root. lines of a root zone of a test's own, served
+/// on 127.0.0.1; a test adds its delegations.
+const SMALL_ROOT: &str = "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\n";
+
+/// The zone `two.`, its name server `ns`, with `hosts` names h0.two. …
+/// each A 93.184.216.34.
+fn two_zone(ns: &str, hosts: usize) -> String {
+    let hosts: String = (0..hosts)
+        .map(|i| format!("h{i} 300 IN A 93.184.216.34\n"))
+        .collect();
+    format!(
+        "$ORIGIN two.\n@ 3600 IN SOA {ns} hostmaster 1 1800 900 604800 60\n@ 3600 IN NS {ns}\n{hosts}"
+    )
+}
+
+/// A small hierarchy of a test's own and a recursive dns64d on it.
+struct SmallHierarchy {
+    _dir: tempfile::TempDir,
+    /// The root (127.0.0.1), then the zones in the order given.
+    servers: Vec<AuthUpstream>,
+    d: Dns64d,
+}
+
+/// Serves [`SMALL_ROOT`] plus `delegations` on 127.0.0.1:53 and each of
+/// `zones` (origin, zone text, host) on 127.0.0.host:53, and starts a
+/// recursive dns64d on 127.0.0.1:5353 from the root's hints (timeout
+/// 1000 ms, 2 attempts).
+async fn serve_small_hierarchy(delegations: &str, zones: &[(&str, String, u8)]) -> SmallHierarchy {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let hints = write(
+        "root.hints",
+        ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n",
+    );
+    let root = write("root.zone", &format!("{SMALL_ROOT}{delegations}"));
+    let mut servers = vec![
+        start_auth_on_port_with(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            53,
+            &[(".".into(), root)],
+        )
+        .await,
+    ];
+    for (origin, text, host) in zones {
+        let file = write(&format!("{origin}zone"), text);
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, *host));
+        servers.push(start_auth_on_port_with(ip, 53, &[(origin.to_string(), file)]).await);
+    }
+    let toml = format!(
+        "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
+        hints.display().to_string()
+    );
+    let d = start_dns64d_toml(&toml).await;
+    SmallHierarchy {
+        _dir: dir,
+        servers,
+        d,
+    }
+}
+
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn dns64_on_top_of_recursion_from_a_test_root() {
@@ -186,24 +250,6 @@ fn questions_that_need_one_name_servers_address_look_it_up_once() {
         // two.'s name server ns.slow. has no glue; slow.'s server
         // (127.0.0.5, a fake) answers its address after 200 ms, so every
         // question for two. needs that address while it is being looked up.
-        let dir = tempfile::tempdir().unwrap();
-        let write = |file: &str, text: &str| {
-            let path = dir.path().join(file);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
-        let root = write(
-            "root.zone",
-            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns.slow.\nslow. 86400 IN NS ns-slow.\nns-slow. 86400 IN A 127.0.0.5\n",
-        );
-        let hosts: String = (0..20).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
-        let two = write(
-            "two.zone",
-            &format!("$ORIGIN two.\n@ 3600 IN SOA ns.slow. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns.slow.\n{hosts}"),
-        );
-        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
-        let _two = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
         let slow = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
             let mut reply = if request.queries[0].query_type() == RecordType::A {
                 reply_with(request, vec![rr_a("ns.slow.", 300, Ipv4Addr::new(127, 0, 0, 6))])
@@ -216,11 +262,12 @@ fn questions_that_need_one_name_servers_address_look_it_up_once() {
             FakeAction::Delayed(std::time::Duration::from_millis(200), reply)
         })
         .await;
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
-            hints.display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let hierarchy = serve_small_hierarchy(
+            "two. 86400 IN NS ns.slow.\nslow. 86400 IN NS ns-slow.\nns-slow. 86400 IN A 127.0.0.5\n",
+            &[("two.", two_zone("ns.slow.", 20), 6)],
+        )
+        .await;
+        let d = &hierarchy.d;
         let addr = d.addr;
         let asks = (0..20).map(|index| async move {
             let name = format!("h{index}.two");
@@ -238,31 +285,25 @@ fn a_zone_with_one_name_server_survives_a_lost_query() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
         // one.'s only name server (a fake at 127.0.0.5) drops the first query.
-        let dir = tempfile::tempdir().unwrap();
-        let hints = dir.path().join("root.hints");
-        std::fs::write(&hints, ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n").unwrap();
-        let root = dir.path().join("root.zone");
-        std::fs::write(
-            &root,
-            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\none. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
-        )
-        .unwrap();
-        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
         let dropped = std::sync::atomic::AtomicBool::new(false);
         let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), move |request, _| {
             if !dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 return FakeAction::Drop;
             }
-            let mut reply = reply_with(request, vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))]);
+            let mut reply = reply_with(
+                request,
+                vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
+            );
             reply.metadata.authoritative = true;
             FakeAction::Reply(reply)
         })
         .await;
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
-            hints.display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let hierarchy = serve_small_hierarchy(
+            "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
+            &[],
+        )
+        .await;
+        let d = &hierarchy.d;
         let m = query_udp(d.addr, &Q::new("h.one", RecordType::A)).await;
         assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
         assert_eq!(one.count("h.one", RecordType::A), 2, "{:?}", one.seen());
@@ -276,34 +317,17 @@ fn a_lame_name_server_is_asked_last_for_its_zone() {
     netns.run(|| async {
         // two.'s name server has two addresses: 127.0.0.5 refuses (it does
         // not serve the zone), 127.0.0.6 answers.
-        let dir = tempfile::tempdir().unwrap();
-        let write = |file: &str, text: &str| {
-            let path = dir.path().join(file);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
-        let root = write(
-            "root.zone",
-            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
-        );
         const NAMES: usize = 20;
-        let hosts: String = (0..NAMES).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
-        let two = write(
-            "two.zone",
-            &format!("$ORIGIN two.\n@ 3600 IN SOA ns-two. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns-two.\n{hosts}"),
-        );
-        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
-        let _live = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
         let lame = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
             FakeAction::Reply(reply_rcode(request, ResponseCode::Refused))
         })
         .await;
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
-            hints.display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let hierarchy = serve_small_hierarchy(
+            "two. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
+            &[("two.", two_zone("ns-two.", NAMES), 6)],
+        )
+        .await;
+        let d = &hierarchy.d;
         for i in 0..NAMES {
             let m = query_udp(d.addr, &Q::new(format!("h{i}.two"), RecordType::A)).await;
             assert_eq!(answer_summary(&m), [format!("h{i}.two. 300 A 93.184.216.34")], "{m:?}");
@@ -321,31 +345,14 @@ fn a_silent_name_server_is_avoided_after_it_failed() {
     netns.run(|| async {
         // A zone whose name server has two addresses: 127.0.0.5 takes
         // queries and never answers, 127.0.0.6 answers.
-        let dir = tempfile::tempdir().unwrap();
-        let write = |file: &str, text: &str| {
-            let path = dir.path().join(file);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let hints = write("root.hints", ". 3600000 IN NS ns-root.\nns-root. 3600000 IN A 127.0.0.1\n");
-        let root = write(
-            "root.zone",
-            "$ORIGIN .\n@ 86400 IN SOA ns-root. hostmaster.ns-root. 1 1800 900 604800 86400\n@ 86400 IN NS ns-root.\nns-root. 86400 IN A 127.0.0.1\ntwo. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
-        );
         const NAMES: usize = 30;
-        let hosts: String = (0..NAMES).map(|i| format!("h{i} 300 IN A 93.184.216.34\n")).collect();
-        let two = write(
-            "two.zone",
-            &format!("$ORIGIN two.\n@ 3600 IN SOA ns-two. hostmaster 1 1800 900 604800 60\n@ 3600 IN NS ns-two.\n{hosts}"),
-        );
-        let _root = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53, &[(".".into(), root)]).await;
-        let live = start_auth_on_port_with(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)), 53, &[("two.".into(), two)]).await;
         let dead = std::net::UdpSocket::bind("127.0.0.5:53").unwrap();
-        let toml = format!(
-            "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 1000\nattempts = 2\n",
-            hints.display().to_string()
-        );
-        let d = start_dns64d_toml(&toml).await;
+        let hierarchy = serve_small_hierarchy(
+            "two. 86400 IN NS ns-two.\nns-two. 86400 IN A 127.0.0.5\nns-two. 86400 IN A 127.0.0.6\n",
+            &[("two.", two_zone("ns-two.", NAMES), 6)],
+        )
+        .await;
+        let (d, live) = (&hierarchy.d, &hierarchy.servers[1]);
         let mut slow = 0;
         for i in 0..NAMES {
             let started = std::time::Instant::now();

@@ -16,10 +16,10 @@ use std::time::Duration;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query};
 
 use crate::answering::udp_pool::{self, PoolKey, PooledSocket};
-use crate::answering::upstream::restore_case;
+use crate::answering::upstream::{matching_reply, restore_case};
 
 /// How a question is put to an authoritative server.
 #[derive(Clone, Copy)]
@@ -120,34 +120,12 @@ async fn ask_udp(
             tracing::debug!(%server, %from, "ignoring a datagram from another address");
             continue;
         }
-        let received = &buffer[..length];
-        if received.get(..2) != Some(&request.metadata.id.to_be_bytes()[..]) {
-            tracing::debug!(%server, "ignoring a reply with another ID");
-            continue;
+        match matching_reply(request, &buffer[..length], style.case_randomization) {
+            Ok(reply) => {
+                udp_pool::give_back(key, pooled);
+                return Ok(reply);
+            }
+            Err(why) => tracing::debug!(%server, why, "ignoring a datagram"),
         }
-        let Ok(mut reply) = Message::from_vec(received) else {
-            tracing::debug!(%server, "ignoring an undecodable reply");
-            continue;
-        };
-        let same_question = reply.queries.len() == request.queries.len()
-            && reply
-                .queries
-                .iter()
-                .zip(&request.queries)
-                .all(|(got, sent)| {
-                    got == sent && (!style.case_randomization || got.name().eq_case(sent.name()))
-                });
-        if !same_question
-            || reply.metadata.message_type != MessageType::Response
-            || reply.metadata.op_code != OpCode::Query
-        {
-            tracing::debug!(%server, "ignoring a reply to another question");
-            continue;
-        }
-        if let Some(original) = request.original_query() {
-            restore_case(&mut reply, original);
-        }
-        udp_pool::give_back(key, pooled);
-        return Ok(reply);
     }
 }

@@ -326,18 +326,7 @@ impl AnswerSource for RecursiveResolver {
                             gave_up.detail
                         )))
                     }
-                    Err(_) => {
-                        self.failed(
-                            RecursionFailure::Timeout,
-                            name,
-                            record_type,
-                            &"no answer in time",
-                        );
-                        Err(UpstreamError::Timeout {
-                            attempts: 1,
-                            timeout: self.timeout,
-                        })
-                    }
+                    Err(_) => Err(self.out_of_time(name, record_type)),
                 };
             }
         };
@@ -346,18 +335,7 @@ impl AnswerSource for RecursiveResolver {
             .resolve(&recursor, name, record_type, class, flags, deadline)
             .await
         {
-            Err(_) => {
-                self.failed(
-                    RecursionFailure::Timeout,
-                    name,
-                    record_type,
-                    &"no answer in time",
-                );
-                Err(UpstreamError::Timeout {
-                    attempts: 1,
-                    timeout: self.timeout,
-                })
-            }
+            Err(_) => Err(self.out_of_time(name, record_type)),
             Ok(Ok(message)) => {
                 let (answer, summary) = self.positive_answer(name, record_type, message, flags);
                 if summary == DnssecSummary::Bogus && !flags.checking_disabled {
@@ -395,6 +373,20 @@ impl AnswerSource for RecursiveResolver {
 static FAILURES: Summary<6> = Summary::new(SUMMARY_INTERVAL_SECONDS);
 
 impl RecursiveResolver {
+    /// A question that ran out of its time bound: counted, and its error.
+    fn out_of_time(&self, name: &Name, record_type: RecordType) -> UpstreamError {
+        self.failed(
+            RecursionFailure::Timeout,
+            name,
+            record_type,
+            &"no answer in time",
+        );
+        UpstreamError::Timeout {
+            attempts: 1,
+            timeout: self.timeout,
+        }
+    }
+
     /// Counts a question given up, and logs the summary line when one is due
     /// (naming this question as an example).
     fn failed(

@@ -453,8 +453,8 @@ impl Upstream {
     /// One UDP exchange: a socket on a port the kernel picked at random
     /// (RFC 5452 §4), taken from this thread's [`udp_pool`] or made now,
     /// connected to the server so only its datagrams arrive;
-    /// replies with another ID or question are ignored as spoofed (RFC 5452
-    /// §9.1), and with 0x20 the question must echo the letter case. The caller
+    /// replies with another ID or question are ignored as spoofed
+    /// ([`matching_reply`]), and with 0x20 the question must echo the letter case. The caller
     /// bounds the wait. (hickory-net's UDP client does the same checks, but
     /// through a background task, channels and three extra message parses per
     /// query; this is the hot path of every cache miss.)
@@ -471,39 +471,20 @@ impl Upstream {
         let mut buffer = vec![0u8; usize::from(self.edns_udp_size.max(512))];
         loop {
             let length = socket.recv(&mut buffer).await?;
-            let received = &buffer[..length];
-            if received.get(..2) != Some(&request.metadata.id.to_be_bytes()[..]) {
-                tracing::debug!(%server, "ignoring a reply with another ID");
-                continue;
-            }
-            let Ok(mut response) = Message::from_vec(received) else {
-                tracing::debug!(%server, "ignoring an undecodable reply");
-                continue;
-            };
-            let same_question = response.queries.len() == request.queries.len()
-                && response
-                    .queries
-                    .iter()
-                    .zip(&request.queries)
-                    .all(|(got, sent)| {
-                        got == sent && (!self.case_randomization || got.name().eq_case(sent.name()))
-                    });
-            if !same_question
-                || response.metadata.message_type != MessageType::Response
-                || response.metadata.op_code != OpCode::Query
+            let response = match matching_reply(request, &buffer[..length], self.case_randomization)
             {
-                tracing::debug!(%server, "ignoring a reply to another question");
-                continue;
-            }
+                Ok(response) => response,
+                Err(why) => {
+                    tracing::debug!(%server, why, "ignoring a datagram");
+                    continue;
+                }
+            };
             if !upstream
                 .cookie
                 .accept_reply(cookie_of(&response).as_deref())
             {
                 tracing::debug!(%server, "ignoring a reply with another client cookie (RFC 7873 §5.3)");
                 continue;
-            }
-            if let Some(original) = request.original_query() {
-                restore_case(&mut response, original);
             }
             udp_pool::give_back(udp_pool::PoolKey::ConnectedTo(server), pooled);
             return Ok(response); // decoded once; a DnsResponse would encode it again
@@ -532,6 +513,39 @@ fn cookie_of(message: &Message) -> Option<Vec<u8>> {
         .get(EdnsCode::from(COOKIE_OPTION_CODE))?;
     // An option hickory cannot turn back into bytes counts as malformed.
     Some(Vec::<u8>::try_from(option).unwrap_or_default())
+}
+
+/// `received` as the reply to `request`, or why it is not one (RFC 5452
+/// §9.1): another ID, undecodable, not a response to a query, another
+/// question, or (with 0x20) the question's letter case not echoed. The
+/// question's letter case is put back in the reply.
+pub(crate) fn matching_reply(
+    request: &DnsRequest,
+    received: &[u8],
+    case_randomization: bool,
+) -> Result<Message, &'static str> {
+    if received.get(..2) != Some(&request.metadata.id.to_be_bytes()[..]) {
+        return Err("another ID");
+    }
+    let mut reply = Message::from_vec(received).map_err(|_| "undecodable")?;
+    let same_question = reply.queries.len() == request.queries.len()
+        && reply
+            .queries
+            .iter()
+            .zip(&request.queries)
+            .all(|(got, sent)| {
+                got == sent && (!case_randomization || got.name().eq_case(sent.name()))
+            });
+    if !same_question
+        || reply.metadata.message_type != MessageType::Response
+        || reply.metadata.op_code != OpCode::Query
+    {
+        return Err("a reply to another question");
+    }
+    if let Some(original) = request.original_query() {
+        restore_case(&mut reply, original);
+    }
+    Ok(reply)
 }
 
 /// Puts the client's letter case back after 0x20: the question and every
