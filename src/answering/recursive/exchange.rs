@@ -44,12 +44,15 @@ pub(super) enum ExchangeError {
 }
 
 /// Asks `server` (port 53) `query`, waiting at most `timeout` for the UDP
-/// reply and as long again for a TCP one after truncation.
+/// reply and as long again for a TCP one after truncation. A TCP
+/// connection's background task runs in `runtime`'s task set, which must
+/// outlive the exchange (the iteration keeps one).
 pub(super) async fn ask(
     server: IpAddr,
     query: Query,
     style: QueryStyle,
     timeout: Duration,
+    runtime: &TokioRuntimeProvider,
 ) -> Result<Message, ExchangeError> {
     let mut options = DnsRequestOptions::default();
     options.use_edns = true;
@@ -67,15 +70,9 @@ pub(super) async fn ask(
     }
     tracing::debug!(%server, "truncated reply; asking again over TCP");
     let original = request.original_query().cloned();
-    let tcp = TcpClientStream::exchange(
-        address,
-        None,
-        timeout,
-        None,
-        TokioRuntimeProvider::default(),
-    )
-    .await
-    .map_err(|error| ExchangeError::Network(error.to_string()))?;
+    let tcp = TcpClientStream::exchange(address, None, timeout, None, runtime.clone())
+        .await
+        .map_err(|error| ExchangeError::Network(error.to_string()))?;
     let reply = tokio::time::timeout(timeout, tcp.send(request).first_answer())
         .await
         .map_err(|_| ExchangeError::Timeout(timeout))?

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::IpNet;
@@ -95,6 +96,8 @@ pub(super) struct IterationSettings {
 pub(super) struct Iteration {
     settings: IterationSettings,
     infrastructure: Infrastructure,
+    /// Runs the background tasks of TCP exchanges (after truncation).
+    runtime: TokioRuntimeProvider,
     /// Name server names being resolved now: questions that need the same
     /// one wait for the first lookup instead of starting their own.
     resolving: Mutex<HashMap<Name, Arc<ServerLookup>>>,
@@ -163,6 +166,7 @@ impl Iteration {
         Self {
             settings,
             infrastructure: Infrastructure::new(ZoneCut::root(servers), cache_entries),
+            runtime: TokioRuntimeProvider::default(),
             resolving: Mutex::new(HashMap::new()),
         }
     }
@@ -342,7 +346,7 @@ impl Iteration {
             let reached = self.reach(address);
             let started = Instant::now();
             let timeout = self.settings.server_timeout;
-            match exchange::ask(reached, query, style, timeout).await {
+            match exchange::ask(reached, query, style, timeout, &self.runtime).await {
                 Ok(message) => {
                     self.infrastructure.answered(address, started.elapsed());
                     match classify(message, &cut.zone, name, record_type, style.dnssec_ok) {
