@@ -346,6 +346,37 @@ fn a_truncated_reply_is_asked_again_over_tcp() {
 
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn a_server_without_edns_is_asked_again_without_it() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        // one.'s name server (a fake at 127.0.0.5) answers FORMERR, without
+        // an OPT record, to every query that has one.
+        let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
+            if request.edns.is_some() {
+                return FakeAction::Reply(reply_rcode(request, ResponseCode::FormErr));
+            }
+            let mut reply = reply_with(
+                request,
+                vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
+            );
+            reply.metadata.authoritative = true;
+            FakeAction::Reply(reply)
+        })
+        .await;
+        let hierarchy = serve_small_hierarchy(
+            "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
+            &[],
+        )
+        .await;
+        let m = query_udp(hierarchy.d.addr, &Q::new("h.one", RecordType::A)).await;
+        assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
+        let edns: Vec<Option<u16>> = one.seen().iter().map(|q| q.edns_payload).collect();
+        assert_eq!(edns, [Some(1232), None]);
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_lame_name_server_is_asked_last_for_its_zone() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query, ResponseCode};
 
 use crate::answering::udp_pool::{self, PoolKey, PooledSocket};
 use crate::answering::upstream::{matching_reply, restore_case};
@@ -54,17 +54,20 @@ pub(super) async fn ask(
     timeout: Duration,
     runtime: &TokioRuntimeProvider,
 ) -> Result<Message, ExchangeError> {
-    let mut options = DnsRequestOptions::default();
-    options.use_edns = true;
-    options.edns_payload_len = style.edns_udp_size;
-    options.edns_set_dnssec_ok = style.dnssec_ok;
-    options.recursion_desired = false;
-    options.case_randomization = style.case_randomization;
-    let request = DnsRequest::from_query(query, options);
+    let request = request(query.clone(), style, true);
     let address = SocketAddr::new(server, 53);
-    let reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
+    let mut reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
         .await
         .map_err(|_| ExchangeError::Timeout(timeout))??;
+    let mut request = request;
+    if reply.metadata.response_code == ResponseCode::FormErr && reply.edns.is_none() {
+        // A server that does not know EDNS (RFC 6891 §7): once more without.
+        tracing::debug!(%server, "FORMERR without OPT; asking again without EDNS");
+        request = self::request(query, style, false);
+        reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
+            .await
+            .map_err(|_| ExchangeError::Timeout(timeout))??;
+    }
     if !reply.metadata.truncation {
         return Ok(reply);
     }
@@ -82,6 +85,18 @@ pub(super) async fn ask(
         restore_case(&mut reply, &original);
     }
     Ok(reply)
+}
+
+/// The query: no RD, a random ID, EDNS (with our payload size and DO as
+/// the client asked) unless `edns` is off.
+fn request(query: Query, style: QueryStyle, edns: bool) -> DnsRequest {
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = edns;
+    options.edns_payload_len = style.edns_udp_size;
+    options.edns_set_dnssec_ok = edns && style.dnssec_ok;
+    options.recursion_desired = false;
+    options.case_randomization = style.case_randomization;
+    DnsRequest::from_query(query, options)
 }
 
 /// The UDP exchange: send, then read until a datagram passes the checks.
