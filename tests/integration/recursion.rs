@@ -22,6 +22,14 @@ const REC_TEST: [(u8, &str, &str); 3] = [
 /// on 127.0.0.host:53) and starts a recursive dns64d on 127.0.0.1:5353 from
 /// its root hints (timeout 500 ms, 2 attempts).
 async fn serve_hierarchy_and_recurse(servers: &[(u8, &str, &str)]) -> (Vec<AuthUpstream>, Dns64d) {
+    serve_hierarchy_and_recurse_with(servers, "").await
+}
+
+/// [`serve_hierarchy_and_recurse`] with more `[upstream]` lines.
+async fn serve_hierarchy_and_recurse_with(
+    servers: &[(u8, &str, &str)],
+    upstream: &str,
+) -> (Vec<AuthUpstream>, Dns64d) {
     let mut authorities = Vec::new();
     for &(host, origin, file) in servers {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, host));
@@ -30,7 +38,7 @@ async fn serve_hierarchy_and_recurse(servers: &[(u8, &str, &str)]) -> (Vec<AuthU
         );
     }
     let toml = format!(
-        "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n",
+        "listen = [\"127.0.0.1:5353\"]\n[upstream]\nmode = \"recursive\"\nroot_hints = {:?}\nquery_private_nameservers = true\ntimeout_ms = 500\nattempts = 2\n{upstream}",
         hierarchy_zone("root.hints").display().to_string()
     );
     (authorities, start_dns64d_toml(&toml).await)
@@ -372,6 +380,38 @@ fn a_server_without_edns_is_asked_again_without_it() {
         assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
         let edns: Vec<Option<u16>> = one.seen().iter().map(|q| q.edns_payload).collect();
         assert_eq!(edns, [Some(1232), None]);
+    });
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn with_0x20_the_names_go_out_in_random_case_and_come_back_as_asked() {
+    let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+    netns.run(|| async {
+        let (authorities, d) =
+            serve_hierarchy_and_recurse_with(&REC_TEST, "case_randomization = true\n").await;
+        for i in 0..10 {
+            let name = format!("nx{i}.rec.test");
+            let m = query_udp(d.addr, &Q::new(&name, RecordType::A)).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+            assert_eq!(m.queries[0].name().to_string(), format!("{name}."));
+        }
+        let m = query_udp(d.addr, &Q::new("v4only.rec.test", RecordType::AAAA)).await;
+        assert_eq!(
+            answer_summary(&m),
+            ["v4only.rec.test. 60 AAAA 64:ff9b::5db8:d822"]
+        );
+        let leaf = authorities[2].seen();
+        let mixed = leaf
+            .iter()
+            .filter(|q| q.name != q.name.to_lowercase())
+            .count();
+        assert!(
+            mixed * 2 >= leaf.len(),
+            "{mixed} of {} names in mixed case: {leaf:?}",
+            leaf.len()
+        );
+        drop(authorities);
     });
 }
 
