@@ -1,35 +1,36 @@
 //! Recursive mode (`upstream.mode = "recursive"`): questions are resolved
-//! from the root by hickory-resolver's recursor instead of being forwarded,
-//! behind the same [`AnswerSource`] interface, so the cache, DNS64 synthesis
-//! and everything else work exactly as in forward mode.
+//! from the root instead of being forwarded, behind the same
+//! [`AnswerSource`] interface, so the cache, DNS64 synthesis and everything
+//! else work exactly as in forward mode.
 //!
-//! The recursor bounds its own work (referrals and CNAME depth through its
-//! recursion limits; its delegation cache holds `cache.max_entries` zone
-//! cuts and its response cache a thirty-second of that, since dns64d's own
-//! cache holds the answers), uses QNAME minimisation, and retries over TCP
-//! on truncation. Its UDP sockets are kept between queries ([`sockets`]). Its negative results (errors in its API) are turned back into
-//! NXDOMAIN/NODATA answers with the SOA, which the TTL rule needs.
-//!
-//! hickory's recursor offers no way to empty its caches, so `dns64d ctl
-//! flush` (everything) replaces it with a new one built from the same
-//! settings ([`AnswerSource::flush`]); `flush NAME` cannot reach into it, and
-//! the recursor keeps its copy of NAME until that copy's TTL ends.
+//! Two engines resolve ([`Engine`]):
+//! - without DNSSEC validation (the default), the project's own iteration
+//!   on hickory-proto ([`iterative`]: zone cuts, name server round-trip
+//!   times and lameness in [`zone_cuts`], one exchange in [`exchange`]);
+//! - with `upstream.dnssec_validation`, hickory-resolver's recursor, whose
+//!   validator is built into it. Its delegation cache holds
+//!   `cache.max_entries` zone cuts and its response cache a thirty-second of
+//!   that (dns64d's own cache holds the answers); its UDP sockets come from
+//!   the shared pool ([`sockets`]); its negative results (errors in its API)
+//!   are turned back into NXDOMAIN/NODATA answers with the SOA, which the
+//!   TTL rule needs. It offers no way to empty its caches, so `dns64d ctl
+//!   flush` replaces it with a new one built from the same settings
+//!   ([`AnswerSource::flush`]); `flush NAME` cannot reach into it.
 //!
 //! Limits per question: the time bound (`upstream.timeout_ms` ×
 //! `upstream.attempts`, here and, from the query's arrival, at the edge),
-//! the referral and CNAME depth (`upstream.recursion_limit`), and hickory's
-//! own caps on CNAME lookups (64) and upstream queries (200) per question.
-//! A question given up is counted by reason in
+//! the referral depth (`upstream.recursion_limit`), and caps on CNAME links
+//! and upstream queries per question (the iteration's 12 and 100,
+//! hickory's 64 and 200). A question given up is counted by reason in
 //! `dns64d_recursion_failures_total` and logged in a summary line at most
 //! once a minute, never a line per query: NXDOMAIN and NODATA are answers,
 //! not failures, and hickory's warnings about them are filtered out of the
 //! default log (`ops::logging`).
 //!
-//! With `recursion.nat64_prefix` (an IPv6-only host), the recursor's
-//! connections to IPv4 addresses go to those addresses embedded in the
-//! prefix instead ([`NameServerConnections`]), through the network's NAT64,
-//! as Unbound's `do-nat64` and BIND's `resolver-use-dns64` do; IPv6
-//! addresses are used as they are.
+//! With `recursion.nat64_prefix` (an IPv6-only host), queries to IPv4 name
+//! server addresses go to those addresses embedded in the prefix instead
+//! ([`reach`]), through the network's NAT64, as Unbound's `do-nat64` and
+//! BIND's `resolver-use-dns64` do; IPv6 addresses are used as they are.
 //!
 //! With `upstream.dnssec_validation`, the recursor validates from the trust
 //! anchor (the IANA root keys, or `upstream.trust_anchor`). Its proofs become

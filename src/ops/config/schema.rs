@@ -334,7 +334,8 @@ pub struct RawUpstream {
     pub root_hints: Option<PathBuf>,
     /// Recursive mode: allow name servers on loopback and private addresses.
     pub query_private_nameservers: bool,
-    /// Recursive mode: most referrals and CNAME links followed for one question.
+    /// Recursive mode: most referrals followed for one question (nested name
+    /// server lookups counted; CNAME links have their own cap).
     pub recursion_limit: u8,
     /// Recursive mode: validate answers with DNSSEC (bogus answers become SERVFAIL).
     pub dnssec_validation: bool,
