@@ -275,6 +275,41 @@ async fn reply_with_wrong_question_is_ignored() {
 }
 
 #[tokio::test]
+async fn with_0x20_a_reply_over_tcp_gets_the_names_case_back() {
+    // The upstream echoes the question's name, as real servers do, in the
+    // answer's owner name; over UDP it truncates, so the answer comes over TCP.
+    let fake = start_fake_upstream(LO, |req, transport| match transport {
+        Transport::Udp => {
+            let mut m = reply_to(req);
+            m.metadata.truncation = true;
+            FakeAction::Reply(m)
+        }
+        Transport::Tcp => {
+            let owner = req.queries[0].name().clone();
+            let record = Record::from_rdata(
+                owner,
+                300,
+                RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+            );
+            FakeAction::Reply(reply_with(req, vec![record]))
+        }
+    })
+    .await;
+    let d = start_dns64d(&[fake.addr()], "case_randomization = true\n", "").await;
+    let m = query_udp(d.addr, &Q::new("big.example", RecordType::A)).await;
+    assert_eq!(
+        answer_summary(&m),
+        ["big.example. 300 A 192.0.2.1"],
+        "{m:?}"
+    );
+    let sent = fake.seen();
+    assert!(
+        sent.iter().any(|q| q.name != q.name.to_lowercase()),
+        "the name went out in random case: {sent:?}"
+    );
+}
+
+#[tokio::test]
 async fn truncated_udp_reply_is_retried_over_tcp() {
     let fake = start_fake_upstream(LO, |req, transport| match transport {
         Transport::Udp => {

@@ -14,12 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::tcp::TcpClientStream;
-use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, Query, ResponseCode};
 
 use crate::answering::udp_pool::{self, PoolKey, PooledSocket};
-use crate::answering::upstream::{matching_reply, restore_case};
+use crate::answering::upstream::{exchange_tcp, matching_reply};
 
 /// How a question is put to an authoritative server.
 #[derive(Clone, Copy)]
@@ -44,7 +42,7 @@ pub(super) enum ExchangeError {
 }
 
 /// Asks `server` (port 53) `query`, waiting at most `timeout` for the UDP
-/// reply and as long again for a TCP one after truncation. A TCP
+/// reply and as long again for the TCP exchange after truncation. A TCP
 /// connection's background task runs in `runtime`'s task set, which must
 /// outlive the exchange (the iteration keeps one).
 pub(super) async fn ask(
@@ -72,19 +70,10 @@ pub(super) async fn ask(
         return Ok(reply);
     }
     tracing::debug!(%server, "truncated reply; asking again over TCP");
-    let original = request.original_query().cloned();
-    let tcp = TcpClientStream::exchange(address, None, timeout, None, runtime.clone())
-        .await
-        .map_err(|error| ExchangeError::Network(error.to_string()))?;
-    let reply = tokio::time::timeout(timeout, tcp.send(request).first_answer())
+    tokio::time::timeout(timeout, exchange_tcp(address, request, timeout, runtime))
         .await
         .map_err(|_| ExchangeError::Timeout(timeout))?
-        .map_err(|error| ExchangeError::Network(error.to_string()))?;
-    let mut reply = reply.into_message();
-    if let Some(original) = original {
-        restore_case(&mut reply, &original);
-    }
-    Ok(reply)
+        .map_err(|error| ExchangeError::Network(error.to_string()))
 }
 
 /// The query: no RD, a random ID, EDNS (with our payload size and DO as

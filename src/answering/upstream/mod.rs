@@ -442,10 +442,7 @@ impl Upstream {
         }
         tracing::debug!(server = %server.address, "truncated reply; retrying over TCP");
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let tcp =
-            TcpClientStream::exchange(server.address, None, remaining, None, self.runtime.clone())
-                .await?;
-        Ok(tcp.send(request).first_answer().await?.into_message())
+        exchange_tcp(server.address, request, remaining, &self.runtime).await
     }
 }
 
@@ -548,9 +545,29 @@ pub(crate) fn matching_reply(
     Ok(reply)
 }
 
+/// One exchange on a new TCP connection to `server` (after a truncated UDP
+/// reply), given up after `timeout`; with 0x20 the question's letter case is
+/// put back in the reply, as [`matching_reply`] does over UDP. The
+/// connection's background task runs in `runtime`'s task set, which must
+/// outlive the exchange.
+pub(crate) async fn exchange_tcp(
+    server: SocketAddr,
+    request: DnsRequest,
+    timeout: Duration,
+    runtime: &TokioRuntimeProvider,
+) -> Result<Message, hickory_net::NetError> {
+    let original = request.original_query().cloned();
+    let tcp = TcpClientStream::exchange(server, None, timeout, None, runtime.clone()).await?;
+    let mut reply = tcp.send(request).first_answer().await?.into_message();
+    if let Some(original) = original {
+        restore_case(&mut reply, &original);
+    }
+    Ok(reply)
+}
+
 /// Puts the client's letter case back after 0x20: the question and every
 /// owner name equal to it.
-pub(crate) fn restore_case(response: &mut Message, original: &Query) {
+fn restore_case(response: &mut Message, original: &Query) {
     for query in &mut response.queries {
         *query = original.clone();
     }
