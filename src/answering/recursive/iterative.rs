@@ -189,12 +189,7 @@ impl Iteration {
         let spent = Spent {
             queries: AtomicU32::new(0),
         };
-        let style = QueryStyle {
-            edns_udp_size: self.settings.edns_udp_size,
-            dnssec_ok,
-            case_randomization: self.settings.case_randomization,
-        };
-        self.resolve_chain(name, record_type, class, style, &spent, 0)
+        self.resolve_chain(name, record_type, class, self.style(dnssec_ok), &spent, 0)
             .await
     }
 
@@ -464,14 +459,16 @@ impl Iteration {
         if depth >= self.settings.recursion_limit {
             return Arc::from([]);
         }
-        let style = QueryStyle {
-            edns_udp_size: self.settings.edns_udp_size,
-            dnssec_ok: false,
-            case_randomization: self.settings.case_randomization,
-        };
         for record_type in [RecordType::A, RecordType::AAAA] {
             let answer = self
-                .resolve_chain(server, record_type, DNSClass::IN, style, spent, depth)
+                .resolve_chain(
+                    server,
+                    record_type,
+                    DNSClass::IN,
+                    self.style(false),
+                    spent,
+                    depth,
+                )
                 .await;
             let Ok(answer) = answer else {
                 continue;
@@ -482,11 +479,7 @@ impl Iteration {
                 .iter()
                 .filter_map(|record| {
                     ttl = ttl.min(record.ttl);
-                    match &record.data {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-                        _ => None,
-                    }
+                    address_of(&record.data)
                 })
                 .collect();
             if !list.is_empty() {
@@ -496,6 +489,15 @@ impl Iteration {
             }
         }
         Arc::from([])
+    }
+
+    /// How this iteration's queries are asked, with DO as given.
+    fn style(&self, dnssec_ok: bool) -> QueryStyle {
+        QueryStyle {
+            edns_udp_size: self.settings.edns_udp_size,
+            dnssec_ok,
+            case_randomization: self.settings.case_randomization,
+        }
     }
 
     /// Whether a name server address may be asked.
@@ -605,7 +607,7 @@ fn classify(
             .iter()
             .filter(|record| zone.zone_of(&record.name))
             .filter(|record| dnssec_ok || record.record_type() == RecordType::SOA)
-            .map(negative_ttl)
+            .cloned()
             .collect()
     };
     if code == ResponseCode::NXDomain {
@@ -676,11 +678,7 @@ fn referral(message: &Message, zone: &Name, asked: &Name) -> Option<Arc<ZoneCut>
             .additionals
             .iter()
             .filter(|glue| glue.name == ns.0 && zone.zone_of(&glue.name))
-            .filter_map(|glue| match &glue.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-                _ => None,
-            })
+            .filter_map(|glue| address_of(&glue.data))
             .collect();
         servers.push(NameServer {
             name: ns.0.clone(),
@@ -690,14 +688,13 @@ fn referral(message: &Message, zone: &Name, asked: &Name) -> Option<Arc<ZoneCut>
     Some(Arc::new(ZoneCut::new(child, servers, ttl)))
 }
 
-/// A negative answer's SOA with the TTL RFC 2308 §3 gives it: the lesser of
-/// its own and its MINIMUM field.
-fn negative_ttl(record: &Record) -> Record {
-    let mut record = record.clone();
-    if let RData::SOA(soa) = &record.data {
-        record.ttl = record.ttl.min(soa.minimum);
+/// The address in an A or AAAA record's data.
+fn address_of(data: &RData) -> Option<IpAddr> {
+    match data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+        _ => None,
     }
-    record
 }
 
 #[cfg(test)]
@@ -776,7 +773,9 @@ mod tests {
     }
 
     #[test]
-    fn nodata_and_nxdomain_carry_the_soa_with_its_negative_ttl() {
+    fn nodata_and_nxdomain_carry_the_zones_soa() {
+        // As the zone sent it: the resolver gives every answer's SOA its
+        // negative TTL (`Answer::normalize_negative_soa`) before caching.
         for code in [ResponseCode::NoError, ResponseCode::NXDomain] {
             let mut message = reply(code, true);
             message.authorities = vec![soa("example.com.", 3600, 60)];
@@ -796,8 +795,7 @@ mod tests {
             };
             assert_eq!(got, code);
             assert!(links.is_empty());
-            assert_eq!(authorities.len(), 1);
-            assert_eq!(authorities[0].ttl, 60);
+            assert_eq!(authorities, [soa("example.com.", 3600, 60)]);
         }
     }
 
