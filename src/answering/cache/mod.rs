@@ -142,7 +142,7 @@ fn entry_bytes(key: &CacheKey, answer: &PackedAnswer) -> usize {
 
 /// What a name holds on the heap: nothing up to 32 octets of labels (hickory
 /// keeps them inline), else about its length and its label ends.
-fn name_heap_bytes(name: &Name) -> usize {
+pub(crate) fn name_heap_bytes(name: &Name) -> usize {
     let length = name.len();
     if length <= 32 {
         0

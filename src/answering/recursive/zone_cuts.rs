@@ -19,6 +19,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use tokio::time::Instant;
 
+use crate::answering::cache::name_heap_bytes;
 use crate::sharded::{LRU_NODE_OVERHEAD, ShardedLru, Weigh};
 
 /// How long a name server's round-trip time and time-outs are remembered
@@ -58,11 +59,10 @@ pub(super) struct ZoneCut {
 impl ZoneCut {
     /// A cut learnt now, kept for `ttl` seconds (capped at a day).
     pub(super) fn new(zone: Name, servers: Vec<NameServer>, ttl: u32) -> Self {
-        let expires = Instant::now() + Duration::from_secs(u64::from(ttl.min(MAX_TTL)));
         Self {
             zone,
             servers,
-            expires: Some(expires),
+            expires: Some(expiry(ttl)),
         }
     }
 
@@ -122,8 +122,14 @@ impl Weigh<IpAddr> for ServerState {
     }
 }
 
+/// When something learnt now with `ttl` seconds ends (capped at [`MAX_TTL`]).
+fn expiry(ttl: u32) -> Instant {
+    Instant::now() + Duration::from_secs(u64::from(ttl.min(MAX_TTL)))
+}
+
+/// A name's bytes, inline and on the heap (as the answer cache counts them).
 fn name_bytes(name: &Name) -> usize {
-    size_of::<Name>() + name.len()
+    size_of::<Name>() + name_heap_bytes(name)
 }
 
 /// Zone cuts, name server addresses and round-trip times.
@@ -204,7 +210,7 @@ impl Infrastructure {
 
     /// Remembers the addresses resolved for name server `name` for `ttl` seconds.
     pub(super) fn learn_addresses(&self, name: &Name, list: Arc<[IpAddr]>, ttl: u32) {
-        let expires = Instant::now() + Duration::from_secs(u64::from(ttl.min(MAX_TTL)));
+        let expires = expiry(ttl);
         self.addresses
             .shard(name)
             .put(name.clone(), Addresses { list, expires });
