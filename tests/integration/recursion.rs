@@ -287,33 +287,47 @@ fn questions_that_need_one_name_servers_address_look_it_up_once() {
     });
 }
 
+/// The zone `one.`'s answer to `request`: h.one. A 93.184.216.34, authoritative.
+fn one_answer(request: &Message) -> Message {
+    let mut reply = reply_with(
+        request,
+        vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
+    );
+    reply.metadata.authoritative = true;
+    reply
+}
+
+/// A small hierarchy whose zone `one.` has one name server, a fake at
+/// 127.0.0.5 that does what `behaviour` says, and dns64d's answer to
+/// `h.one. A` through it, which must be [`one_answer`]'s.
+async fn ask_h_one_through(
+    behaviour: impl Fn(&Message, Transport) -> FakeAction + Send + Sync + 'static,
+) -> FakeUpstream {
+    let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), behaviour).await;
+    let hierarchy = serve_small_hierarchy(
+        "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
+        &[],
+    )
+    .await;
+    let m = query_udp(hierarchy.d.addr, &Q::new("h.one", RecordType::A)).await;
+    assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
+    one
+}
+
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_zone_with_one_name_server_survives_a_lost_query() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        // one.'s only name server (a fake at 127.0.0.5) drops the first query.
+        // one.'s only name server drops the first query.
         let dropped = std::sync::atomic::AtomicBool::new(false);
-        let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), move |request, _| {
+        let one = ask_h_one_through(move |request, _| {
             if !dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 return FakeAction::Drop;
             }
-            let mut reply = reply_with(
-                request,
-                vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
-            );
-            reply.metadata.authoritative = true;
-            FakeAction::Reply(reply)
+            FakeAction::Reply(one_answer(request))
         })
         .await;
-        let hierarchy = serve_small_hierarchy(
-            "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
-            &[],
-        )
-        .await;
-        let d = &hierarchy.d;
-        let m = query_udp(d.addr, &Q::new("h.one", RecordType::A)).await;
-        assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
         assert_eq!(one.count("h.one", RecordType::A), 2, "{:?}", one.seen());
     });
 }
@@ -323,30 +337,19 @@ fn a_zone_with_one_name_server_survives_a_lost_query() {
 fn a_truncated_reply_is_asked_again_over_tcp() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        // one.'s name server (a fake at 127.0.0.5) truncates every UDP reply.
-        let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, transport| {
-            let mut reply = match transport {
+        // one.'s name server truncates every UDP reply.
+        let one = ask_h_one_through(|request, transport| {
+            FakeAction::Reply(match transport {
                 Transport::Udp => {
                     let mut reply = reply_to(request);
+                    reply.metadata.authoritative = true;
                     reply.metadata.truncation = true;
                     reply
                 }
-                Transport::Tcp => reply_with(
-                    request,
-                    vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
-                ),
-            };
-            reply.metadata.authoritative = true;
-            FakeAction::Reply(reply)
+                Transport::Tcp => one_answer(request),
+            })
         })
         .await;
-        let hierarchy = serve_small_hierarchy(
-            "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
-            &[],
-        )
-        .await;
-        let m = query_udp(hierarchy.d.addr, &Q::new("h.one", RecordType::A)).await;
-        assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
         let transports: Vec<Transport> = one.seen().iter().map(|q| q.protocol).collect();
         assert_eq!(transports, [Transport::Udp, Transport::Tcp]);
     });
@@ -357,27 +360,15 @@ fn a_truncated_reply_is_asked_again_over_tcp() {
 fn a_server_without_edns_is_asked_again_without_it() {
     let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
     netns.run(|| async {
-        // one.'s name server (a fake at 127.0.0.5) answers FORMERR, without
-        // an OPT record, to every query that has one.
-        let one = start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), |request, _| {
+        // one.'s name server answers FORMERR, without an OPT record, to
+        // every query that has one.
+        let one = ask_h_one_through(|request, _| {
             if request.edns.is_some() {
                 return FakeAction::Reply(reply_rcode(request, ResponseCode::FormErr));
             }
-            let mut reply = reply_with(
-                request,
-                vec![rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34))],
-            );
-            reply.metadata.authoritative = true;
-            FakeAction::Reply(reply)
+            FakeAction::Reply(one_answer(request))
         })
         .await;
-        let hierarchy = serve_small_hierarchy(
-            "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
-            &[],
-        )
-        .await;
-        let m = query_udp(hierarchy.d.addr, &Q::new("h.one", RecordType::A)).await;
-        assert_eq!(answer_summary(&m), ["h.one. 300 A 93.184.216.34"], "{m:?}");
         let edns: Vec<Option<u16>> = one.seen().iter().map(|q| q.edns_payload).collect();
         assert_eq!(edns, [Some(1232), None]);
     });
