@@ -13,8 +13,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use lru::LruCache;
 
-/// Number of shards (each holds about `capacity / SHARDS` entries).
+/// Number of shards (each holds about `capacity / SHARDS` entries); a power
+/// of two (the shard is the top bits of a hash).
 const SHARDS: usize = 16;
+const _: () = assert!(SHARDS.is_power_of_two());
 
 /// The memory an entry holds, in bytes: its key and value, what they own
 /// on the heap, and the map's own bookkeeping. An estimate, as Unbound's
@@ -77,7 +79,14 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
     /// The locked shard that holds `key` (a poisoned lock is taken over: the
     /// map stays consistent, as every update is a single shard call).
     pub(crate) fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        // The top bits of the hash times a large odd constant (Fibonacci
+        // hashing): foldhash's low bits alone left some shards without a
+        // key for some process seeds (sequential integer keys, 1 seed in ~50).
+        let mixed = self
+            .hasher
+            .hash_one(key)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let index = (mixed >> (u64::BITS - SHARDS.trailing_zeros())) as usize;
         self.shards[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
