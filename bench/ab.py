@@ -16,6 +16,12 @@ at nice -10 on port 5402. REPEATS (5) and DURATION (8 s) set the rounds;
 the order within a round alternates. Needs dnsperf and taskset; run it in
 a network namespace of its own (unshare --net) so nothing leaves loopback.
 
+WORKLOAD=tcp sends the warm workload over persistent TCP connections
+(dnsperf -m tcp), WORKLOAD=tcpN over 64 connections with a new one every
+N queries (dnsperf -O num-queries-per-conn=N); for tcp1 also run
+`sysctl -w net.ipv4.tcp_max_tw_buckets=1024 net.ipv4.ip_local_port_range="1024 65535"`
+in the namespace, or the ports left in TIME_WAIT run out.
+
 WORKLOAD=miss measures cache misses instead: every query is a fresh name
 below the zone's *.miss wildcard (A only), so each costs an AAAA and an A
 lookup upstream and a synthesis; the names are new in every run. BASE and
@@ -65,6 +71,14 @@ def wait_ready(port, address="127.0.0.1"):
             pass
     sys.exit("server on %d not ready" % port)
 
+def load_arguments():
+    # dnsperf's arguments for the measured run of WORKLOAD (see the top).
+    if WORKLOAD == "tcp":
+        return ["-m", "tcp", "-c", "4", "-q", "256"]
+    if WORKLOAD.startswith("tcp") and WORKLOAD[3:].isdigit():
+        return ["-m", "tcp", "-O", "num-queries-per-conn=" + WORKLOAD[3:], "-c", "64", "-q", "256"]
+    return ["-c", "4", "-q", "256"]
+
 def miss_names(run):
     # Fresh names for one run: more than the run can send, so none repeats.
     path = os.path.join(HERE, "miss-%d.txt" % run)
@@ -108,7 +122,7 @@ try:
                     names = WARM
                     dnsperf(5402, ["-n", "2", "-c", "1", "-q", "64"], target(listen))  # fill the cache
                 before = cpu(server.pid)
-                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION), "-c", "4", "-q", "256"], target(listen), names)
+                completed, lost, _ = dnsperf(5402, ["-l", str(DURATION)] + load_arguments(), target(listen), names)
                 used = cpu(server.pid) - before
             finally:
                 server.send_signal(signal.SIGTERM)

@@ -80,6 +80,93 @@ async fn tcp_answers_pipelined_queries_as_they_are_ready() {
     assert_eq!(answered, (1..=6).collect(), "every ID once: {order:?}");
 }
 
+/// A query message for `name` (type A) with `id`, framed for a stream.
+fn framed_query(name: &str, id: u16) -> Vec<u8> {
+    let mut query = Q::new(name, RecordType::A).to_message();
+    query.metadata.id = id;
+    let bytes = query.to_vec().expect("encode");
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    framed
+}
+
+/// Cache hits on one connection are answered in order, in the connection's
+/// own task; an answer never waits for the rest of a query that has only
+/// begun to arrive; the first miss then switches the connection to answering
+/// concurrently, and the hits behind a slow miss still come first.
+#[tokio::test]
+async fn tcp_answers_stored_responses_at_once_then_misses_concurrently() {
+    let upstream = slow_and_fast_upstream(Duration::from_millis(1500)).await;
+    let d = start_patient_dns64d(&upstream, "").await;
+    for name in ["fast1.example", "fast2.example", "fast3.example"] {
+        let reply = query_tcp(d.addr, &Q::new(name, RecordType::A)).await;
+        assert_eq!(
+            answer_summary(&reply),
+            [format!("{name}. 300 A 93.184.216.34")]
+        );
+    }
+    let asked = upstream.total();
+
+    let mut connection = TcpConn::connect(d.addr).await;
+    // Two whole queries and the first three octets of a third, in one write.
+    let third = framed_query("fast3.example", 3);
+    let mut first_write = [
+        framed_query("fast1.example", 1),
+        framed_query("fast2.example", 2),
+    ]
+    .concat();
+    first_write.extend_from_slice(&third[..3]);
+    connection.send_wire(&first_write).await;
+    for id in [1, 2] {
+        let reply = connection
+            .recv_msg()
+            .await
+            .expect("an answer before the third query is whole");
+        assert_eq!(reply.metadata.id, id, "stored responses in order");
+        assert_eq!(reply.answers.len(), 1, "{reply:?}");
+    }
+    connection.send_wire(&third[3..]).await;
+    let reply = connection.recv_msg().await.expect("the third answer");
+    assert_eq!(
+        (reply.metadata.id, reply.answers.len()),
+        (3, 1),
+        "{reply:?}"
+    );
+    assert_eq!(upstream.total(), asked, "every answer so far was stored");
+
+    // A slow miss, then a hit behind it on the same connection.
+    connection
+        .send_wire(
+            &[
+                framed_query("slow.example", 4),
+                framed_query("fast1.example", 5),
+            ]
+            .concat(),
+        )
+        .await;
+    let order: Vec<u16> = [
+        connection.recv_msg().await.expect("an answer"),
+        connection.recv_msg().await.expect("an answer"),
+    ]
+    .iter()
+    .map(|reply| {
+        assert_eq!(reply.answers.len(), 1, "{reply:?}");
+        reply.metadata.id
+    })
+    .collect();
+    assert_eq!(order, [5, 4], "the hit is not held up by the slow miss");
+    // Still served after the switch.
+    connection
+        .send_wire(&framed_query("fast2.example", 6))
+        .await;
+    let reply = connection.recv_msg().await.expect("an answer");
+    assert_eq!(
+        (reply.metadata.id, reply.answers.len()),
+        (6, 1),
+        "{reply:?}"
+    );
+}
+
 #[tokio::test]
 async fn tcp_connection_answers_at_most_64_queries_at_once() {
     let upstream = slow_and_fast_upstream(Duration::from_millis(500)).await;

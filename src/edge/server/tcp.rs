@@ -317,16 +317,24 @@ const MAX_QUERIES_PER_CONNECTION: usize = 64;
 const STREAM_READ_BUFFER: usize = 2048;
 
 /// Serves length-prefixed messages (RFC 1035 §4.2.2) on a TCP or TLS
-/// stream, given as its reading and writing halves. A query with a stored
-/// response is answered at once; one that needs resolving gets a task of its
-/// own, and its answer goes out as soon as it is ready, in any order (RFC
-/// 7766 §6.2.1.1, RFC 7858 §3.3): a client may send queries without
-/// waiting, and a slow miss does not hold up the cache hits behind it. At
-/// most [`MAX_QUERIES_PER_CONNECTION`] are resolved at once; answers ready
-/// together go out in one flush. The
-/// connection closes when the client does, or after `idle_timeout` without
-/// a query (RFC 7766 §6.2.3, RFC 7858 §3.4) or when the server stops, once
-/// the queries in flight are answered.
+/// stream, given as its reading and writing halves.
+///
+/// While every query has a stored response, the connection is served in
+/// order in this one task: a query is read, its answer appended to the
+/// output, and the output written unless a further whole query is
+/// already buffered, so pipelined hits go out in one write. That is what nearly
+/// every connection needs (one query, or a few cache hits), and it costs
+/// no channel and no second task.
+///
+/// The first query that needs resolving switches the connection to
+/// [`serve_concurrently`] for the rest of its life: each miss gets a task
+/// of its own and its answer goes out as soon as it is ready, in any order
+/// (RFC 7766 §6.2.1.1, RFC 7858 §3.3), so a slow miss does not hold up the
+/// hits behind it.
+///
+/// The connection closes when the client does, or after `idle_timeout`
+/// without a query (RFC 7766 §6.2.3, RFC 7858 §3.4) or when the server
+/// stops, once the queries in flight are answered.
 pub(crate) async fn serve_connection<Reader, Writer>(
     reader: Reader,
     mut writer: Writer,
@@ -342,6 +350,68 @@ where
     // Buffered: one read takes a query's length and its message, and often
     // the pipelined queries behind it.
     let mut reader = tokio::io::BufReader::with_capacity(STREAM_READ_BUFFER, reader);
+    let mut output = Vec::new();
+    let first_miss = {
+        let stopping = context.stopping();
+        tokio::pin!(stopping);
+        loop {
+            let Some(request) = read_query(&mut reader, idle_timeout, &mut stopping).await? else {
+                break None;
+            };
+            // A stored response is answered here; the first query that
+            // needs resolving leaves this loop.
+            let Some(response) = context.answer_stream_stored(&request, client, transport) else {
+                break Some(request);
+            };
+            append_framed(&mut output, &response, client, transport);
+            if !holds_a_whole_query(reader.buffer()) && !output.is_empty() {
+                writer.write_all(&output).await?;
+                writer.flush().await?;
+                output.clear();
+            }
+        }
+    };
+    if !output.is_empty() {
+        writer.write_all(&output).await?;
+        writer.flush().await?;
+    }
+    match first_miss {
+        // Boxed: the concurrent part's state stays out of every
+        // connection's task until a connection needs it.
+        Some(request) => {
+            Box::pin(serve_concurrently(
+                reader,
+                writer,
+                request,
+                client,
+                context,
+                transport,
+                idle_timeout,
+            ))
+            .await
+        }
+        None => close_stream(&mut writer, transport).await,
+    }
+}
+
+/// The rest of a connection once a query needs resolving (see
+/// [`serve_connection`]), starting with that query: a query with a stored
+/// response is answered at once, one that needs resolving gets a task of
+/// its own, at most [`MAX_QUERIES_PER_CONNECTION`] at once, and one writer
+/// sends the answers as they are ready, those ready together in one flush.
+async fn serve_concurrently<Reader, Writer>(
+    mut reader: tokio::io::BufReader<Reader>,
+    mut writer: Writer,
+    first_miss: Vec<u8>,
+    client: SocketAddr,
+    context: ServeContext,
+    transport: Transport,
+    idle_timeout: Duration,
+) -> io::Result<()>
+where
+    Reader: tokio::io::AsyncRead + Unpin + Send,
+    Writer: tokio::io::AsyncWrite + Unpin + Send,
+{
     let (answers, mut to_write) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_QUERIES_PER_CONNECTION);
     // One writer, so answers finished together never interleave.
     let writing = async move {
@@ -352,41 +422,25 @@ where
             }
             writer.flush().await?;
         }
-        // Over TLS this sends close_notify; plain TCP needs no separate
-        // shutdown, the close that follows sends the FIN.
-        if transport == Transport::Tcp {
-            Ok(())
-        } else {
-            writer.shutdown().await
-        }
+        close_stream(&mut writer, transport).await
     };
     let reading = async move {
         let mut queries = JoinSet::new();
         let stop = context.clone();
         let stopping = stop.stopping();
         tokio::pin!(stopping);
+        let mut next = Some(first_miss);
         loop {
             while queries.try_join_next().is_some() {}
             while queries.len() >= MAX_QUERIES_PER_CONNECTION {
                 queries.join_next().await;
             }
-            let mut length = [0u8; 2];
-            let read = tokio::time::timeout(idle_timeout, reader.read_exact(&mut length));
-            let read = tokio::select! {
-                read = read => read,
-                // Shutting down: answer what was read, then close.
-                () = &mut stopping => break,
-            };
-            match read {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => break,
-                Ok(Err(error)) => return Err(error),
-                Err(_) => break, // idle
-            }
-            let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            match tokio::time::timeout(idle_timeout, reader.read_exact(&mut request)).await {
-                Ok(result) => result?,
-                Err(_) => break,
+            let request = match next.take() {
+                Some(request) => request,
+                None => match read_query(&mut reader, idle_timeout, &mut stopping).await? {
+                    Some(request) => request,
+                    None => break,
+                },
             };
             // A stored response is sent at once; only a query that needs
             // resolving gets a task (its future is large: about 10 KiB,
@@ -418,17 +472,83 @@ where
     tokio::try_join!(reading, writing).map(|_| ())
 }
 
+/// Reads the next length-prefixed query; `None` when the client closed the
+/// connection, it sent nothing for `idle_timeout`, or `stopping` completed
+/// (the server is shutting down) before a query began.
+async fn read_query<Reader, Stopping>(
+    reader: &mut tokio::io::BufReader<Reader>,
+    idle_timeout: Duration,
+    stopping: &mut std::pin::Pin<&mut Stopping>,
+) -> io::Result<Option<Vec<u8>>>
+where
+    Reader: tokio::io::AsyncRead + Unpin,
+    Stopping: std::future::Future<Output = ()>,
+{
+    let mut length = [0u8; 2];
+    let read = tokio::time::timeout(idle_timeout, reader.read_exact(&mut length));
+    let read = tokio::select! {
+        read = read => read,
+        // Shutting down: answer what was read, then close.
+        () = stopping.as_mut() => return Ok(None),
+    };
+    match read {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => return Ok(None), // idle
+    }
+    let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    match tokio::time::timeout(idle_timeout, reader.read_exact(&mut request)).await {
+        Ok(result) => result?,
+        Err(_) => return Ok(None),
+    };
+    Ok(Some(request))
+}
+
+/// Whether `buffered` (what was read from a stream and not yet taken)
+/// holds a whole length-prefixed query: the answers so far wait for the
+/// next one only then, never for the rest of a query still on its way.
+fn holds_a_whole_query(buffered: &[u8]) -> bool {
+    match buffered {
+        [high, low, message @ ..] => {
+            message.len() >= usize::from(u16::from_be_bytes([*high, *low]))
+        }
+        _ => false,
+    }
+}
+
+/// Ends the writing side once every answer is written: over TLS this
+/// sends close_notify; plain TCP needs no separate shutdown, the close
+/// that follows sends the FIN.
+async fn close_stream<Writer>(writer: &mut Writer, transport: Transport) -> io::Result<()>
+where
+    Writer: tokio::io::AsyncWrite + Unpin,
+{
+    if transport == Transport::Tcp {
+        Ok(())
+    } else {
+        writer.shutdown().await
+    }
+}
+
+/// Appends `response` with its two-octet length prefix to `output`
+/// (nothing, logged, when it is too large for one).
+fn append_framed(output: &mut Vec<u8>, response: &[u8], client: SocketAddr, transport: Transport) {
+    let Ok(response_length) = u16::try_from(response.len()) else {
+        tracing::warn!(%client, ?transport, size = response.len(), "response too large for a stream; dropped");
+        return;
+    };
+    output.reserve(response.len() + 2);
+    output.extend_from_slice(&response_length.to_be_bytes());
+    output.extend_from_slice(response);
+}
+
 /// `response` with its two-octet length prefix (RFC 1035 §4.2.2); `None`
 /// (logged) when it is too large for one.
 fn frame_for_stream(response: &[u8], client: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
-    let Ok(response_length) = u16::try_from(response.len()) else {
-        tracing::warn!(%client, ?transport, size = response.len(), "response too large for a stream; dropped");
-        return None;
-    };
-    let mut framed = Vec::with_capacity(response.len() + 2);
-    framed.extend_from_slice(&response_length.to_be_bytes());
-    framed.extend_from_slice(response);
-    Some(framed)
+    let mut framed = Vec::new();
+    append_framed(&mut framed, response, client, transport);
+    (!framed.is_empty()).then_some(framed)
 }
 
 #[cfg(test)]
@@ -444,6 +564,21 @@ mod tests {
         let (accepted, _) = listener.accept().await.expect("accept");
         accepted_without_nagle(&accepted).expect("set up");
         assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    }
+
+    #[test]
+    fn a_buffered_query_counts_only_when_whole() {
+        let cases: [(&[u8], bool); 6] = [
+            (&[], false),
+            (&[0], false),
+            (&[0, 3, 1, 2], false),
+            (&[0, 3, 1, 2, 3], true),
+            (&[0, 3, 1, 2, 3, 0], true),
+            (&[0, 0], true),
+        ];
+        for (buffered, whole) in cases {
+            assert_eq!(holds_a_whole_query(buffered), whole, "{buffered:?}");
+        }
     }
 
     #[test]
