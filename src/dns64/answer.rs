@@ -83,15 +83,26 @@ impl Answer {
 
     /// Puts the answer section in chain order (RFC 1034 §4.3.2 step 3a): the
     /// records at `name` (its CNAME), then those at the CNAME's target, and so
-    /// on; records off the chain keep their order at the end. Within one name
-    /// the order is kept, so an RRSIG stays beside its RRset.
+    /// on, each name's records preceded by a DNAME above it (the DNAME its
+    /// CNAME was synthesized from, RFC 6672 §3.4); records off the chain keep
+    /// their order at the end. Within one name the order is kept, so an RRSIG
+    /// stays beside its RRset.
     pub(crate) fn order_chain(&mut self, name: &Name) {
         let mut rest = std::mem::take(&mut self.answers);
         let mut ordered = Vec::with_capacity(rest.len());
         let mut current = name.clone();
         for _ in 0..=MAX_CNAME_CHAIN {
-            let (here, others): (Vec<Record>, Vec<Record>) =
-                rest.into_iter().partition(|record| record.name == current);
+            let (above, others): (Vec<Record>, Vec<Record>) =
+                rest.into_iter().partition(|record| {
+                    record.name != current
+                        && record.name.zone_of(&current)
+                        && (record.record_type() == RecordType::DNAME
+                            || is_rrsig_covering(record, RecordType::DNAME))
+                });
+            ordered.extend(above);
+            let (here, others): (Vec<Record>, Vec<Record>) = others
+                .into_iter()
+                .partition(|record| record.name == current);
             rest = others;
             let next = here.iter().find_map(|record| match &record.data {
                 RData::CNAME(cname) => Some(cname.0.clone()),
@@ -186,11 +197,98 @@ pub fn is_rrsig_covering(record: &Record, covered: RecordType) -> bool {
     }
 }
 
+/// The target of a DNAME record (RFC 6672 §2.1), which hickory keeps as
+/// opaque data; `None` for another record or a target that does not decode.
+pub fn dname_target(record: &Record) -> Option<Name> {
+    use hickory_proto::serialize::binary::BinDecodable;
+    match &record.data {
+        RData::Unknown { code, rdata } if *code == RecordType::DNAME => {
+            Name::from_bytes(&rdata.anything).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The name a DNAME at `owner` with `target` maps `name` to (RFC 6672
+/// §2.2): `name`'s labels below `owner`, then `target`. `None` when `name`
+/// is not strictly below `owner`, or the result is too long (YXDOMAIN).
+pub fn dname_substitution(name: &Name, owner: &Name, target: &Name) -> Option<Name> {
+    if name.num_labels() <= owner.num_labels() || !owner.zone_of(name) {
+        return None;
+    }
+    let below = usize::from(name.num_labels() - owner.num_labels());
+    Name::from_labels(name.iter().take(below))
+        .ok()?
+        .append_domain(target)
+        .ok()
+}
+
+/// A DNAME record from `owner` to `target`, as hickory reads one from the
+/// wire (opaque data: the target's uncompressed name, RFC 6672 §2.5).
+#[cfg(test)]
+pub fn dname_record(owner: &Name, ttl: u32, target: &Name) -> Record {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::serialize::binary::BinEncodable;
+    Record::from_rdata(
+        owner.clone(),
+        ttl,
+        RData::Unknown {
+            code: RecordType::DNAME,
+            rdata: NULL::with(target.to_bytes().expect("a name encodes")),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hickory_proto::rr::rdata::{A, CNAME, SOA};
     use std::str::FromStr;
+
+    #[test]
+    fn order_chain_puts_a_dname_before_the_cname_synthesized_from_it() {
+        let dname = dname_record(&name("old.test."), 300, &name("new.test."));
+        let synthesized = cname("www.old.test.", "www.new.test.");
+        let a = Record::from_rdata(name("www.new.test."), 60, RData::A(A::new(192, 0, 2, 1)));
+        let mut answer = Answer::empty(ResponseCode::NoError);
+        answer.answers = vec![a.clone(), synthesized.clone(), dname.clone()];
+        answer.order_chain(&name("www.old.test."));
+        assert_eq!(answer.answers, [dname.clone(), synthesized, a]);
+        assert_eq!(dname_target(&dname), Some(name("new.test.")));
+        assert_eq!(
+            answer.chain_target(&name("www.old.test.")),
+            Some(name("www.new.test."))
+        );
+    }
+
+    #[test]
+    fn dname_substitution_replaces_the_owner_suffix() {
+        let (owner, target) = (name("old.test."), name("new.example."));
+        let cases = [
+            ("www.old.test.", Some("www.new.example.")),
+            ("a.b.OLD.test.", Some("a.b.new.example.")),
+            ("old.test.", None),
+            ("www.other.test.", None),
+        ];
+        for (asked, mapped) in cases {
+            assert_eq!(
+                dname_substitution(&name(asked), &owner, &target),
+                mapped.map(name),
+                "{asked}"
+            );
+        }
+        let long_label = [b'x'; 63];
+        let long_target = Name::from_labels([&long_label[..]; 3]).unwrap();
+        assert_eq!(
+            dname_substitution(
+                &name(&format!("{}.old.test.", "y".repeat(63))),
+                &owner,
+                &long_target
+            ),
+            None,
+            "over 255 octets: YXDOMAIN"
+        );
+    }
 
     #[test]
     fn order_chain_puts_cnames_before_their_targets() {

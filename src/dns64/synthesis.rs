@@ -233,7 +233,9 @@ pub struct Synthesized {
 
 /// Builds the AAAA answer from the A answer for `qname` (RFC 6147 §5.1.6–§5.1.7).
 ///
-/// The CNAME chain of the A answer is kept with its RRSIGs, and one AAAA
+/// The chain of the A answer is kept with its RRSIGs: its CNAMEs, and the
+/// DNAMEs they were synthesized from (RFC 6672 §3.4: a validating client
+/// checks the signed DNAME, not the unsigned CNAME). One AAAA
 /// per embeddable A record of the chain's final name is added per prefix
 /// (prefix order first). The TTL of each synthesized AAAA is min(A TTL,
 /// negative TTL of the AAAA answer), or min(A TTL, 600) without an SOA.
@@ -282,7 +284,10 @@ pub fn synthesize_from_a(
         let mut answers: Vec<Record> = a
             .answers
             .iter()
-            .filter(|record| is_type_or_its_rrsig(record, RecordType::CNAME))
+            .filter(|record| {
+                is_type_or_its_rrsig(record, RecordType::CNAME)
+                    || is_type_or_its_rrsig(record, RecordType::DNAME)
+            })
             .cloned()
             .collect();
         answers.extend(synthesized);

@@ -101,6 +101,36 @@ fn sec_zone(request: &Message) -> Message {
                 .concat(),
                 true,
             ),
+            // moved.sec.test. DNAME sec.test.: the signed DNAME and the
+            // unsigned CNAME synthesized from it (RFC 6672 §3.4, §5.3).
+            ("v4only.moved.sec.test.", RecordType::A) => (
+                vec![
+                    rr_dname("moved.sec.test.", 600, ZONE),
+                    rr_rrsig("moved.sec.test.", 600, RecordType::DNAME, ZONE),
+                    rr_cname(&qname, 600, "v4only.sec.test."),
+                    rr_a("v4only.sec.test.", 300, Ipv4Addr::new(93, 184, 216, 34)),
+                    rr_rrsig("v4only.sec.test.", 300, RecordType::A, ZONE),
+                ],
+                vec![],
+                true,
+            ),
+            ("v4only.moved.sec.test.", RecordType::AAAA) => (
+                vec![
+                    rr_dname("moved.sec.test.", 600, ZONE),
+                    rr_rrsig("moved.sec.test.", 600, RecordType::DNAME, ZONE),
+                    rr_cname(&qname, 600, "v4only.sec.test."),
+                ],
+                [
+                    soa_and_rrsig(),
+                    nsec_at(
+                        "v4only.sec.test.",
+                        "x.sec.test.",
+                        &[RecordType::A, RecordType::RRSIG, RecordType::NSEC],
+                    ),
+                ]
+                .concat(),
+                true,
+            ),
             ("text.sec.test.", RecordType::A | RecordType::AAAA) => (
                 vec![],
                 [
@@ -324,6 +354,45 @@ async fn a_synthesized_cname_chain_keeps_the_cname_signatures() {
         ]
     );
     assert!(!m.metadata.authentic_data);
+}
+
+/// A name under a DNAME: the synthesized answer keeps the signed DNAME
+/// before the CNAME synthesized from it, which a validating client needs
+/// (the CNAME has no signature of its own).
+#[tokio::test]
+async fn a_synthesized_answer_through_a_dname_keeps_the_dname_and_its_signature() {
+    let (_upstream, d) = setup("").await;
+    let q = Q::new("v4only.moved.sec.test", RecordType::AAAA).do_bit();
+    for m in [query_udp(d.addr, &q).await, query_tcp(d.addr, &q).await] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            types(&m.answers),
+            [
+                "moved.sec.test. DNAME",
+                "moved.sec.test. RRSIG(DNAME)",
+                "v4only.moved.sec.test. CNAME",
+                "v4only.sec.test. AAAA"
+            ]
+        );
+        let summary = answer_summary(&m);
+        assert_eq!(
+            summary[2..],
+            [
+                "v4only.moved.sec.test. 600 CNAME v4only.sec.test.",
+                "v4only.sec.test. 60 AAAA 64:ff9b::5db8:d822"
+            ]
+        );
+        assert!(m.metadata.authentic_data);
+    }
+    let m = query_udp(d.addr, &Q::new("v4only.moved.sec.test", RecordType::AAAA)).await;
+    assert_eq!(
+        types(&m.answers),
+        [
+            "moved.sec.test. DNAME",
+            "v4only.moved.sec.test. CNAME",
+            "v4only.sec.test. AAAA"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -355,6 +355,79 @@ fn a_truncated_reply_is_asked_again_over_tcp() {
     });
 }
 
+/// The name server of `one.` with `old.one. DNAME one.` (RFC 6672): a name
+/// below `old.one.` gets the DNAME, the CNAME synthesized from it unless
+/// `without_cname` (as servers older than RFC 6672 may answer), and what
+/// the zone holds at the CNAME's target; `h.one.` has an A record only.
+fn dname_zone(request: &Message, without_cname: bool) -> Message {
+    let query = &request.queries[0];
+    let asked = query.name().to_ascii().to_ascii_lowercase();
+    let mut reply = reply_to(request);
+    reply.metadata.authoritative = true;
+    let target = match asked.strip_suffix("old.one.") {
+        Some(below) if !below.is_empty() => {
+            let target = format!("{below}one.");
+            reply.add_answer(rr_dname("old.one.", 600, "one."));
+            if !without_cname {
+                reply.add_answer(rr_cname(&asked, 600, &target));
+            }
+            target
+        }
+        _ => asked,
+    };
+    if target == "h.one." && query.query_type() == RecordType::A {
+        reply.add_answer(rr_a("h.one.", 300, Ipv4Addr::new(93, 184, 216, 34)));
+    } else {
+        reply.add_authority(rr_soa("one.", 3600, 60));
+    }
+    reply
+}
+
+#[test]
+#[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
+fn a_dname_is_passed_on_with_its_cname_and_the_aaaa_synthesized_at_the_target() {
+    // Each variant in a namespace of its own: the servers bind the same ports.
+    for without_cname in [false, true] {
+        let netns = Netns::create().expect(NETNS_NEEDS_ROOT);
+        netns.run(move || async move {
+            let _one =
+                start_fake_upstream_at("127.0.0.5:53".parse().unwrap(), move |request, _| {
+                    FakeAction::Reply(dname_zone(request, without_cname))
+                })
+                .await;
+            let hierarchy = serve_small_hierarchy(
+                "one. 86400 IN NS ns-one.\nns-one. 86400 IN A 127.0.0.5\n",
+                &[],
+            )
+            .await;
+            let m = query_udp(hierarchy.d.addr, &Q::new("h.old.one", RecordType::AAAA)).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+            let kinds: Vec<(String, RecordType)> = m
+                .answers
+                .iter()
+                .map(|record| (record.name.to_string(), record.record_type()))
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    ("old.one.".to_string(), RecordType::DNAME),
+                    ("h.old.one.".to_string(), RecordType::CNAME),
+                    ("h.one.".to_string(), RecordType::AAAA)
+                ],
+                "without the CNAME: {without_cname}"
+            );
+            assert_eq!(
+                answer_summary(&m)[1..],
+                [
+                    "h.old.one. 600 CNAME h.one.",
+                    "h.one. 60 AAAA 64:ff9b::5db8:d822"
+                ],
+                "without the CNAME: {without_cname}"
+            );
+        });
+    }
+}
+
 #[test]
 #[ignore = "needs root: a network namespace with authoritative servers on 127.0.0.x:53"]
 fn a_server_without_edns_is_asked_again_without_it() {

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 use tokio::sync::OnceCell;
@@ -40,7 +41,7 @@ use tokio::time::Instant;
 use super::exchange::{self, ExchangeError, QueryStyle};
 use super::zone_cuts::{Infrastructure, NameServer, ZoneCut};
 use crate::dns64::Nat64Prefix;
-use crate::dns64::answer::Answer;
+use crate::dns64::answer::{Answer, dname_substitution, dname_target};
 use crate::ops::metrics::RecursionFailure;
 
 /// CNAME links followed for one question (Unbound's limit is 11).
@@ -234,7 +235,9 @@ impl Iteration {
                             .iter()
                             .filter(|record| record.record_type() == RecordType::CNAME)
                             .count();
-                        let looped = chain.iter().any(|record| record.name == target);
+                        let looped = chain.iter().any(|record| {
+                            record.name == target && record.record_type() == RecordType::CNAME
+                        });
                         if cnames > MAX_CNAME_LINKS || looped {
                             return Err(GaveUp::new(
                                 RecursionFailure::CnameChain,
@@ -542,23 +545,55 @@ fn classify(
         return Err(Unusable::Failed("neither NOERROR nor NXDOMAIN"));
     }
     // The answer: the CNAME links in the zone from the name asked, then
-    // the records of the type asked at the chain's end.
+    // the records of the type asked at the chain's end. A DNAME above a
+    // link's owner is passed on before it (RFC 6672 §3.4); when the zone
+    // sent a DNAME without the CNAME it stands for, that CNAME is
+    // synthesized here (§3.2), with the DNAME's TTL.
     let in_zone = |record: &Record| zone.zone_of(&record.name);
     let mut links: Vec<Record> = Vec::new();
     let mut owner = asked.clone();
+    let mut visited: Vec<Name> = Vec::new();
     if record_type != RecordType::CNAME {
-        while links.len() <= MAX_CNAME_LINKS {
-            let Some(link) = message.answers.iter().find(|record| {
+        while visited.len() <= MAX_CNAME_LINKS {
+            let cname = message.answers.iter().find(|record| {
                 record.name == owner && record.record_type() == RecordType::CNAME && in_zone(record)
-            }) else {
-                break;
+            });
+            let dname = (record_type != RecordType::DNAME)
+                .then(|| {
+                    message.answers.iter().find_map(|record| {
+                        let target = dname_target(record).filter(|_| in_zone(record))?;
+                        let mapped = dname_substitution(&owner, &record.name, &target)?;
+                        Some((record, mapped))
+                    })
+                })
+                .flatten();
+            if let Some((record, _)) = &dname
+                && !links.contains(record)
+            {
+                links.push((*record).clone());
+            }
+            let target = match (cname, dname) {
+                (Some(link), _) => {
+                    let RData::CNAME(target) = &link.data else {
+                        break;
+                    };
+                    links.push(link.clone());
+                    target.0.clone()
+                }
+                (None, Some((record, mapped))) => {
+                    let mut synthesized = Record::from_rdata(
+                        owner.clone(),
+                        record.ttl,
+                        RData::CNAME(CNAME(mapped.clone())),
+                    );
+                    synthesized.dns_class = record.dns_class;
+                    links.push(synthesized);
+                    mapped
+                }
+                (None, None) => break,
             };
-            let RData::CNAME(target) = &link.data else {
-                break;
-            };
-            owner = target.0.clone();
-            links.push(link.clone());
-            if links.iter().any(|link| link.name == owner) {
+            visited.push(std::mem::replace(&mut owner, target));
+            if visited.contains(&owner) {
                 break; // a loop: the chain's end says so
             }
         }
@@ -591,7 +626,7 @@ fn classify(
         let mut signed: Vec<Record> = Vec::new();
         for link in &links {
             signed.push(link.clone());
-            signed.extend(signatures_of(&link.name, RecordType::CNAME));
+            signed.extend(signatures_of(&link.name, link.record_type()));
         }
         links = signed;
     }
@@ -847,6 +882,59 @@ mod tests {
             panic!("not answered");
         };
         assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn a_dname_is_passed_on_before_its_cname_and_the_cname_synthesized_when_missing() {
+        use crate::dns64::answer::dname_record;
+        let dname = dname_record(&name("old.example.com."), 600, &name("new.example.com."));
+        let synthesized = record(
+            "www.old.example.com.",
+            600,
+            RData::CNAME(CNAME(name("www.new.example.com."))),
+        );
+        let address = record("www.new.example.com.", 300, a("192.0.2.9"));
+        let ask = |answers: Vec<Record>| {
+            let mut message = reply(ResponseCode::NoError, true);
+            message.answers = answers;
+            classify(
+                message,
+                &name("example.com."),
+                &name("www.old.example.com."),
+                RecordType::A,
+                false,
+            )
+        };
+        // As RFC 6672 servers send it: DNAME, CNAME, the target's records.
+        let Ok(Reply::Found(Found::Records(records))) =
+            ask(vec![dname.clone(), synthesized.clone(), address.clone()])
+        else {
+            panic!("not answered");
+        };
+        assert_eq!(
+            records,
+            [dname.clone(), synthesized.clone(), address.clone()]
+        );
+        // A DNAME alone: the CNAME is synthesized with the DNAME's TTL.
+        let Ok(Reply::Found(Found::Records(records))) = ask(vec![dname.clone(), address.clone()])
+        else {
+            panic!("not answered");
+        };
+        assert_eq!(records, [dname.clone(), synthesized, address]);
+        // Out of the zone asked: not believed.
+        let foreign = dname_record(&name("old.example.com."), 600, &name("new.example.com."));
+        let mut message = reply(ResponseCode::NoError, true);
+        message.answers = vec![foreign];
+        let Ok(Reply::Found(Found::Negative { code, links, .. })) = classify(
+            message,
+            &name("other.com."),
+            &name("www.old.example.com."),
+            RecordType::A,
+            false,
+        ) else {
+            panic!("not a negative answer");
+        };
+        assert_eq!((code, links), (ResponseCode::NoError, Vec::new()));
     }
 
     #[test]

@@ -297,6 +297,22 @@ pub fn rr_cname(owner: &str, ttl: u32, target: &str) -> Record {
     Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
 }
 
+/// A DNAME from `owner` to `target` (RFC 6672), as hickory reads one from
+/// the wire: opaque data holding the target's uncompressed name.
+pub fn rr_dname(owner: &str, ttl: u32, target: &str) -> Record {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::serialize::binary::BinEncodable;
+    let target = name(target).to_bytes().expect("a name encodes");
+    Record::from_rdata(
+        name(owner),
+        ttl,
+        RData::Unknown {
+            code: RecordType::DNAME,
+            rdata: NULL::with(target),
+        },
+    )
+}
+
 /// SOA for `zone` (`ns1.<zone>` / `hostmaster.<zone>`, serial 1, refresh 3600, retry 900,
 /// expire 604800) with record TTL `ttl` and MINIMUM `minimum`.
 pub fn rr_soa(zone: &str, ttl: u32, minimum: u32) -> Record {
