@@ -364,17 +364,12 @@ where
                 break Some(request);
             };
             append_framed(&mut output, &response, client, transport);
-            if !holds_a_whole_query(reader.buffer()) && !output.is_empty() {
-                writer.write_all(&output).await?;
-                writer.flush().await?;
-                output.clear();
+            if !holds_a_whole_query(reader.buffer()) {
+                write_out(&mut writer, &mut output).await?;
             }
         }
     };
-    if !output.is_empty() {
-        writer.write_all(&output).await?;
-        writer.flush().await?;
-    }
+    write_out(&mut writer, &mut output).await?;
     match first_miss {
         // Boxed: the concurrent part's state stays out of every
         // connection's task until a connection needs it.
@@ -503,6 +498,20 @@ where
         Err(_) => return Ok(None),
     };
     Ok(Some(request))
+}
+
+/// Writes the answers gathered in `output`, if any, and empties it.
+async fn write_out<Writer>(writer: &mut Writer, output: &mut Vec<u8>) -> io::Result<()>
+where
+    Writer: tokio::io::AsyncWrite + Unpin,
+{
+    if output.is_empty() {
+        return Ok(());
+    }
+    writer.write_all(output).await?;
+    writer.flush().await?;
+    output.clear();
+    Ok(())
 }
 
 /// Whether `buffered` (what was read from a stream and not yet taken)
