@@ -96,8 +96,7 @@ impl Answer {
                 rest.into_iter().partition(|record| {
                     record.name != current
                         && record.name.zone_of(&current)
-                        && (record.record_type() == RecordType::DNAME
-                            || is_rrsig_covering(record, RecordType::DNAME))
+                        && is_type_or_its_rrsig(record, RecordType::DNAME)
                 });
             ordered.extend(above);
             let (here, others): (Vec<Record>, Vec<Record>) = others
@@ -195,6 +194,11 @@ pub fn is_rrsig_covering(record: &Record, covered: RecordType) -> bool {
             .is_some_and(|bytes| RecordType::from(u16::from_be_bytes(*bytes)) == covered),
         _ => false,
     }
+}
+
+/// True if `record` is of `record_type` or an RRSIG covering that type.
+pub fn is_type_or_its_rrsig(record: &Record, record_type: RecordType) -> bool {
+    record.record_type() == record_type || is_rrsig_covering(record, record_type)
 }
 
 /// The target of a DNAME record (RFC 6672 §2.1), which hickory keeps as

@@ -11,7 +11,7 @@ use hickory_proto::rr::rdata::AAAA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::policy::{ExcludedAaaa, SynthesisPrefix};
-use crate::dns64::answer::{Answer, is_rrsig_covering};
+use crate::dns64::answer::{Answer, is_rrsig_covering, is_type_or_its_rrsig};
 
 /// TTL cap for synthesized records when the AAAA answer carried no SOA (RFC 6147 §5.1.7).
 pub(crate) const TTL_CAP_WITHOUT_SOA: u32 = 600;
@@ -371,11 +371,6 @@ fn nothing_to_synthesize(a: &Answer, fallback: AaaaFallback) -> Answer {
     // The A answer's proofs deny A, not AAAA: only an NXDOMAIN denies both.
     answer.authentic_data &= answer.response_code == ResponseCode::NXDomain;
     answer
-}
-
-/// True if `record` is of `record_type` or an RRSIG covering that type.
-fn is_type_or_its_rrsig(record: &Record, record_type: RecordType) -> bool {
-    record.record_type() == record_type || is_rrsig_covering(record, record_type)
 }
 
 #[cfg(test)]

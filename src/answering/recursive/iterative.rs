@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use super::exchange::{self, ExchangeError, QueryStyle};
 use super::zone_cuts::{Infrastructure, NameServer, ZoneCut};
 use crate::dns64::Nat64Prefix;
-use crate::dns64::answer::{Answer, dname_substitution, dname_target};
+use crate::dns64::answer::{Answer, dname_substitution, dname_target, is_rrsig_covering};
 use crate::ops::metrics::RecursionFailure;
 
 /// CNAME links followed for one question (Unbound's limit is 11).
@@ -605,10 +605,7 @@ fn classify(
         message
             .answers
             .iter()
-            .filter(|record| {
-                record.name == *owner
-                    && matches!(&record.data, RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(rrsig)) if rrsig.input().type_covered == covered)
-            })
+            .filter(|record| record.name == *owner && is_rrsig_covering(record, covered))
             .cloned()
             .collect()
     };
