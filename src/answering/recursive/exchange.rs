@@ -54,17 +54,13 @@ pub(super) async fn ask(
 ) -> Result<Message, ExchangeError> {
     let request = request(query.clone(), style, true);
     let address = SocketAddr::new(server, 53);
-    let mut reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
-        .await
-        .map_err(|_| ExchangeError::Timeout(timeout))??;
+    let mut reply = ask_udp(address, &request, style, timeout).await?;
     let mut request = request;
     if reply.metadata.response_code == ResponseCode::FormErr && reply.edns.is_none() {
         // A server that does not know EDNS (RFC 6891 §7): once more without.
         tracing::debug!(%server, "FORMERR without OPT; asking again without EDNS");
         request = self::request(query, style, false);
-        reply = tokio::time::timeout(timeout, ask_udp(address, &request, style))
-            .await
-            .map_err(|_| ExchangeError::Timeout(timeout))??;
+        reply = ask_udp(address, &request, style, timeout).await?;
     }
     if !reply.metadata.truncation {
         return Ok(reply);
@@ -88,8 +84,20 @@ fn request(query: Query, style: QueryStyle, edns: bool) -> DnsRequest {
     DnsRequest::from_query(query, options)
 }
 
-/// The UDP exchange: send, then read until a datagram passes the checks.
+/// The UDP exchange, given up after `timeout`.
 async fn ask_udp(
+    server: SocketAddr,
+    request: &DnsRequest,
+    style: QueryStyle,
+    timeout: Duration,
+) -> Result<Message, ExchangeError> {
+    tokio::time::timeout(timeout, exchange_udp(server, request, style))
+        .await
+        .map_err(|_| ExchangeError::Timeout(timeout))?
+}
+
+/// The UDP exchange: send, then read until a datagram passes the checks.
+async fn exchange_udp(
     server: SocketAddr,
     request: &DnsRequest,
     style: QueryStyle,
