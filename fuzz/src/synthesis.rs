@@ -229,10 +229,16 @@ fn check_synthesized(answer: &Answer, a: &Answer, used: &[SynthesisPrefix]) {
     }
     let mut aaaa_count = 0;
     for record in &answer.answers {
-        if dns64d::dns64::answer::is_rrsig_covering(record, RecordType::CNAME) {
+        // The chain: CNAMEs, the DNAMEs they came from (RFC 6672 §3.4) and
+        // their RRSIGs, each as the A answer had it.
+        let chain = [RecordType::CNAME, RecordType::DNAME]
+            .into_iter()
+            .any(|kind| dns64d::dns64::answer::is_type_or_its_rrsig(record, kind));
+        if chain && record.record_type() != RecordType::CNAME {
             assert!(
                 a.answers.contains(record),
-                "an RRSIG the A answer did not have"
+                "a {} the A answer did not have",
+                record.record_type()
             );
             continue;
         }
